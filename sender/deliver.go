@@ -1,0 +1,428 @@
+package sender
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+// maxResponseBody is how much of a destination's answer is read (and
+// discarded) so that the connection can be reused.
+const maxResponseBody = 64 << 10
+
+// maxIdleWait bounds the dispatcher's sleep, so that a jump of the wall
+// clock is noticed within this long.
+const maxIdleWait = time.Minute
+
+// item is a pending delivery in memory: its id and the due time of its
+// schedule-index key.
+type item struct {
+	due time.Time
+	id  string
+}
+
+// itemHeap is a min-heap of items by due time.
+type itemHeap []item
+
+func (h itemHeap) Len() int           { return len(h) }
+func (h itemHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h itemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *itemHeap) Push(x any)        { *h = append(*h, x.(item)) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// endpointQueue holds one webhook's pending deliveries and counts its
+// attempts in flight, so that each webhook has its own concurrency limit and
+// a slow one never holds up the others.
+type endpointQueue struct {
+	items    itemHeap
+	inflight int
+}
+
+// enqueueLocked adds a pending delivery to its webhook's queue. s.mu must be
+// held.
+func (s *Sender) enqueueLocked(webhookID string, it item) {
+	q := s.queues[webhookID]
+	if q == nil {
+		q = &endpointQueue{}
+		s.queues[webhookID] = q
+	}
+	heap.Push(&q.items, it)
+	s.pending++
+}
+
+// signal wakes the dispatcher.
+func (s *Sender) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch is the dispatcher goroutine: it starts the attempts that are due,
+// as far as each webhook's concurrency allows, then sleeps until the next one
+// is due or something changes. Attempts run under actx.
+func (s *Sender) dispatch(ctx, actx context.Context) {
+	defer s.dispatcherWG.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		wait := s.startDue(actx)
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// startDue starts every due attempt that a concurrency slot allows and
+// returns how long to wait before the next one is due.
+func (s *Sender) startDue(actx context.Context) time.Duration {
+	cfg := s.cfg.Load()
+	now := cfg.Now()
+	wait := maxIdleWait
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for whID, q := range s.queues {
+		for q.inflight < cfg.Concurrency && len(q.items) > 0 {
+			next := q.items[0]
+			if d := next.due.Sub(now); d > 0 {
+				wait = min(wait, d)
+				break
+			}
+			heap.Pop(&q.items)
+			q.inflight++
+			s.pending--
+			s.inflight++
+			s.attemptsWG.Add(1)
+			go s.attempt(actx, cfg, whID, next)
+		}
+		if len(q.items) == 0 && q.inflight == 0 {
+			delete(s.queues, whID)
+		}
+	}
+	return wait
+}
+
+// done frees the concurrency slot of an attempt and, if requeue is not nil,
+// puts the delivery back into the queue.
+func (s *Sender) done(webhookID string, requeue *item) {
+	s.mu.Lock()
+	q := s.queues[webhookID]
+	if q == nil {
+		q = &endpointQueue{}
+		s.queues[webhookID] = q
+	}
+	q.inflight--
+	s.inflight--
+	if requeue != nil {
+		s.enqueueLocked(webhookID, *requeue)
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// result is what one HTTP attempt came to.
+type result struct {
+	attempt    Attempt
+	retryAfter time.Duration
+	finished   time.Time
+}
+
+// attempt makes one attempt of a delivery and records its outcome.
+func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it item) {
+	defer s.attemptsWG.Done()
+	var requeue *item
+	defer func() { s.done(webhookID, requeue) }()
+	log := cfg.Logger.With(zap.String("delivery_id", it.id), zap.String("webhook_id", webhookID))
+
+	if err := s.acquire(); err != nil {
+		return // closed: the schedule entry stays for the next Open
+	}
+	defer s.release()
+
+	var (
+		d    Delivery
+		body []byte
+	)
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := getJSON(txn, deliveryKey(it.id), &d); err != nil {
+			return err
+		}
+		var err error
+		body, err = getBytes(txn, eventKey(d.EventID))
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		// Purged or inconsistent: drop the schedule entry.
+		log.Warn("dropping schedule entry of a missing delivery")
+		_ = update(s.db, func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.due, it.id)) })
+		return
+	}
+	if err != nil {
+		log.Error("reading delivery", zap.Error(err))
+		requeue = &item{due: cfg.Now().Add(cfg.Timeout), id: it.id}
+		return
+	}
+
+	s.mu.Lock()
+	w, ok := s.webhooks[webhookID]
+	var wh Webhook
+	if ok {
+		wh = *w
+	}
+	s.mu.Unlock()
+
+	now := cfg.Now()
+	switch {
+	case !ok:
+		// The webhook was deleted: its deliveries go with it.
+		err := update(s.db, func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.due) })
+		if err != nil {
+			log.Error("dropping delivery of a deleted webhook", zap.Error(err))
+			requeue = &item{due: now.Add(cfg.Timeout), id: it.id}
+			return
+		}
+		s.report(cfg, d.Event, OutcomeSkipped, 0)
+		return
+	case wh.Status != WebhookActive:
+		if err := s.finish(&d, it, nil, now, "webhook disabled"); err != nil {
+			log.Error("failing delivery of a disabled webhook", zap.Error(err))
+			requeue = &item{due: now.Add(cfg.Timeout), id: it.id}
+			return
+		}
+		s.report(cfg, d.Event, OutcomeSkipped, 0)
+		return
+	}
+
+	res := post(ctx, cfg, &wh, d.ID, body)
+	if ctx.Err() != nil {
+		// Shutting down: the attempt was cut short and is not recorded; it
+		// stays due and is retried after the next Start or Open.
+		requeue = &it
+		return
+	}
+	d.Attempts = append(d.Attempts, res.attempt)
+	code := res.attempt.StatusCode
+	var (
+		outcome string
+		due     time.Time
+		disable string
+		reason  string
+	)
+	switch {
+	case code >= 200 && code < 300:
+		outcome = OutcomeDelivered
+	case code == http.StatusGone:
+		outcome, disable, reason = OutcomeGone, "endpoint answered 410 Gone", "endpoint answered 410 Gone"
+	default:
+		var retry bool
+		due, retry = nextAttempt(cfg.Schedule, len(d.Attempts)-d.RoundStart, res.finished, res.retryAfter, cfg.MaxRetryAfter)
+		if retry {
+			outcome = OutcomeRetry
+		} else {
+			outcome, reason = OutcomeFailed, "retries exhausted"
+		}
+	}
+
+	var perr error
+	switch outcome {
+	case OutcomeDelivered:
+		perr = s.markDelivered(&d, it)
+	case OutcomeRetry:
+		perr = s.reschedule(&d, it, due)
+	default:
+		perr = s.finish(&d, it, &disable, res.finished, reason)
+	}
+	if perr != nil {
+		// Not recorded: the attempt will be made again.
+		log.Error("recording delivery attempt", zap.Error(perr))
+		requeue = &item{due: cfg.Now().Add(cfg.Timeout), id: it.id}
+		return
+	}
+	if outcome == OutcomeRetry {
+		requeue = &item{due: due, id: it.id}
+	}
+	fields := []zap.Field{zap.String("event", d.Event), zap.String("outcome", outcome),
+		zap.Int("attempt", len(d.Attempts)), zap.Int("status", code),
+		zap.Int64("duration_ms", res.attempt.DurationMs)}
+	if res.attempt.Error != "" {
+		fields = append(fields, zap.String("error", res.attempt.Error))
+	}
+	if outcome == OutcomeRetry {
+		fields = append(fields, zap.Time("next_attempt_at", due))
+	}
+	switch outcome {
+	case OutcomeDelivered, OutcomeRetry:
+		log.Debug("delivery attempt", fields...)
+	default:
+		log.Warn("delivery failed", fields...)
+	}
+	s.report(cfg, d.Event, outcome, time.Duration(res.attempt.DurationMs)*time.Millisecond)
+}
+
+// report calls the OnAttempt hook.
+func (s *Sender) report(cfg *config, event, outcome string, d time.Duration) {
+	if cfg.OnAttempt != nil {
+		cfg.OnAttempt(AttemptResult{Event: event, Outcome: outcome, Duration: d})
+	}
+}
+
+// markDelivered records a successful delivery: its record expires after
+// DeliveredRetention and its envelope reference is released.
+func (s *Sender) markDelivered(d *Delivery, it item) error {
+	d.Status, d.NextAttemptAt = DeliveryDelivered, nil
+	err := update(s.db, func(txn *badger.Txn) error {
+		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+			return err
+		}
+		if err := setJSON(txn, deliveryKey(d.ID), d, DeliveredRetention); err != nil {
+			return err
+		}
+		hk := badger.NewEntry(historyKey(d.WebhookID, d.CreatedAt, d.ID), nil).WithTTL(DeliveredRetention)
+		if err := txn.SetEntry(hk); err != nil {
+			return err
+		}
+		return releaseEvent(txn, d.EventID)
+	})
+	if err == nil {
+		s.delivered.Add(1)
+	}
+	return err
+}
+
+// reschedule records a failed attempt with another one due at due.
+func (s *Sender) reschedule(d *Delivery, it item, due time.Time) error {
+	d.NextAttemptAt = &due
+	return update(s.db, func(txn *badger.Txn) error {
+		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+			return err
+		}
+		if err := setJSON(txn, deliveryKey(d.ID), d, 0); err != nil {
+			return err
+		}
+		return txn.Set(scheduleKey(due, d.ID), []byte(d.WebhookID))
+	})
+}
+
+// finish marks a delivery failed for good (kept for replay), and, if
+// disable is not nil and not empty, disables its webhook with that reason.
+func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, reason string) error {
+	at = at.UTC()
+	d.Status, d.NextAttemptAt, d.FailedAt, d.Reason = DeliveryFailed, nil, &at, reason
+	var disabled *Webhook
+	err := update(s.db, func(txn *badger.Txn) error {
+		disabled = nil
+		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+			return err
+		}
+		if err := setJSON(txn, deliveryKey(d.ID), d, 0); err != nil {
+			return err
+		}
+		if err := txn.Set(failedKey(at, d.ID), nil); err != nil {
+			return err
+		}
+		if disable == nil || *disable == "" {
+			return nil
+		}
+		var w Webhook
+		if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return nil // deleted meanwhile
+			}
+			return err
+		}
+		if w.Status == WebhookDisabled {
+			return nil
+		}
+		w.Status, w.DisabledAt, w.DisabledReason = WebhookDisabled, &at, *disable
+		disabled = &w
+		return setJSON(txn, webhookKey(w.ID), &w, 0)
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.failed++
+	if disabled != nil {
+		if _, ok := s.webhooks[disabled.ID]; ok {
+			s.webhooks[disabled.ID] = disabled
+		}
+	}
+	s.mu.Unlock()
+	if disabled != nil {
+		s.cfg.Load().Logger.Warn("webhook disabled", zap.String("webhook_id", disabled.ID), zap.String("reason", *disable))
+	}
+	return nil
+}
+
+// post makes one signed HTTP POST of body to the webhook, within the
+// configured timeout, and reads at most maxResponseBody bytes of the answer.
+func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []byte) result {
+	start := cfg.Now()
+	var res result
+	res.attempt.At = start.UTC()
+	fail := func(err error) result {
+		res.finished = cfg.Now()
+		res.attempt.Error = err.Error()
+		res.attempt.DurationMs = res.finished.Sub(start).Milliseconds()
+		return res
+	}
+	key, err := webhook.ParseKey(wh.Secret)
+	if err != nil {
+		return fail(fmt.Errorf("parsing webhook secret: %w", err))
+	}
+	sig, err := webhook.Sign(key, msgID, start.Unix(), body)
+	if err != nil {
+		return fail(fmt.Errorf("signing: %w", err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, wh.URL, bytes.NewReader(body))
+	if err != nil {
+		return fail(err)
+	}
+	if req.URL.Scheme != "https" {
+		return fail(errors.New("destination is not https"))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "caddy-webhooks")
+	req.Header.Set(webhook.HeaderID, msgID)
+	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
+	req.Header.Set(webhook.HeaderSignature, sig)
+	resp, err := cfg.client.Do(req)
+	if err != nil {
+		return fail(err)
+	}
+	_, rerr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
+	_ = resp.Body.Close()
+	res.finished = cfg.Now()
+	res.attempt.StatusCode = resp.StatusCode
+	res.attempt.DurationMs = res.finished.Sub(start).Milliseconds()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		res.attempt.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
+		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), res.finished)
+	}
+	// A 2xx whose body could not be read in full still counts: the status
+	// line is the acknowledgement.
+	_ = rerr
+	return res
+}

@@ -1,0 +1,112 @@
+package sender
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// openDB opens the Badger database in dir with options sized for a webhook
+// sender (small memtables and caches) and synchronous writes, so that every
+// committed transaction is on disk before the commit returns.
+func openDB(dir string, logger *zap.Logger) (*badger.DB, error) {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
+		WithMetricsEnabled(false).
+		WithLogger(badgerLogger{logger.Sugar()})
+	return badger.Open(opts)
+}
+
+// badgerLogger adapts zap to badger.Logger; Badger's chatty info messages go
+// to debug.
+type badgerLogger struct{ l *zap.SugaredLogger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf(f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf(f, a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf(f, a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debugf(f, a...) }
+
+// getJSON reads key into v; it returns ErrNotFound if key is absent.
+func getJSON(txn *badger.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+// setJSON writes v at key, expiring after ttl if ttl > 0.
+func setJSON(txn *badger.Txn, key []byte, v any, ttl time.Duration) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry(key, b)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return txn.SetEntry(e)
+}
+
+// getBytes returns a copy of the value at key, or ErrNotFound.
+func getBytes(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+// releaseEvent drops one reference to an event's envelope and deletes the
+// envelope when no delivery needs it any more.
+func releaseEvent(txn *badger.Txn, eventID string) error {
+	b, err := getBytes(txn, refsKey(eventID))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var n uint32
+	if len(b) == 4 {
+		n = binary.BigEndian.Uint32(b)
+	}
+	if n <= 1 {
+		if err := txn.Delete(refsKey(eventID)); err != nil {
+			return err
+		}
+		return txn.Delete(eventKey(eventID))
+	}
+	return txn.Set(refsKey(eventID), binary.BigEndian.AppendUint32(nil, n-1))
+}
+
+// update runs fn in a read-write transaction, retrying it on conflicts.
+func update(db *badger.DB, fn func(txn *badger.Txn) error) error {
+	var err error
+	for range 16 {
+		err = db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("committing after repeated conflicts: %w", err)
+}
