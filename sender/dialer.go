@@ -67,7 +67,8 @@ func IsForbiddenIP(ip netip.Addr) bool {
 	if !ip.IsValid() {
 		return true
 	}
-	ip = ip.Unmap()
+	// Prefix.Contains is false for any address with a zone: drop it.
+	ip = ip.Unmap().WithZone("")
 	for _, p := range forbiddenPrefixes {
 		if p.Contains(ip) {
 			return true

@@ -1,0 +1,109 @@
+package sender
+
+import (
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// openTest opens a sender in dir (a fresh temp dir if empty) that trusts srv
+// (if not nil) and may reach loopback; it is closed when the test ends.
+func openTest(t *testing.T, dir string, srv *httptest.Server, opts Options) *Sender {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if srv != nil && opts.RootCAs == nil {
+		opts.RootCAs = x509.NewCertPool()
+		opts.RootCAs.AddCert(srv.Certificate())
+		opts.AllowPrivate = true
+	}
+	if opts.Logger == nil {
+		opts.Logger = zaptest.NewLogger(t)
+	}
+	s, err := Open(dir, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// recorder is a destination that records requests and answers with the
+// status its script gives for the n-th request (1-based).
+type recorder struct {
+	mu     sync.Mutex
+	reqs   []recorded
+	script func(n int, w http.ResponseWriter) int
+	got    chan struct{}
+}
+
+// recorded is one request a recorder received.
+type recorded struct {
+	header http.Header
+	body   []byte
+	at     time.Time
+}
+
+func newRecorder(script func(n int, w http.ResponseWriter) int) *recorder {
+	return &recorder{script: script, got: make(chan struct{}, 1000)}
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body := make([]byte, 0, 512)
+	buf := make([]byte, 512)
+	for {
+		n, err := r.Body.Read(buf)
+		body = append(body, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	rec.mu.Lock()
+	rec.reqs = append(rec.reqs, recorded{header: r.Header.Clone(), body: body, at: time.Now()})
+	n := len(rec.reqs)
+	rec.mu.Unlock()
+	status := http.StatusNoContent
+	if rec.script != nil {
+		status = rec.script(n, w)
+	}
+	w.WriteHeader(status)
+	rec.got <- struct{}{}
+}
+
+// requests returns a copy of what was received so far.
+func (rec *recorder) requests() []recorded {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]recorded(nil), rec.reqs...)
+}
+
+// wait waits for n more requests.
+func (rec *recorder) wait(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for range n {
+		select {
+		case <-rec.got:
+		case <-deadline:
+			t.Fatalf("timed out waiting for a request (got %d in all)", len(rec.requests()))
+		}
+	}
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("timed out: %s", msg)
+}
