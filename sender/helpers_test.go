@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -25,7 +26,7 @@ func openTest(t *testing.T, dir string, srv *httptest.Server, opts Options) *Sen
 		opts.AllowPrivate = true
 	}
 	if opts.Logger == nil {
-		opts.Logger = zaptest.NewLogger(t)
+		opts.Logger = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	}
 	s, err := Open(dir, opts)
 	require.NoError(t, err)

@@ -1,0 +1,420 @@
+package sender
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fast is a scaled-down retry schedule.
+var fast = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
+
+func TestDeliveryFanOutSigned(t *testing.T) {
+	recA, recB := newRecorder(nil), newRecorder(nil)
+	srvA, srvB := httptest.NewTLSServer(recA), httptest.NewTLSServer(recB)
+	defer srvA.Close()
+	defer srvB.Close()
+	roots := srvA.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	roots.AddCert(srvB.Certificate())
+	s := openTest(t, "", nil, Options{RootCAs: roots, AllowPrivate: true, Schedule: fast})
+	s.Start()
+
+	whA, err := s.CreateWebhook(srvA.URL+"/a", []string{"reply.received"})
+	require.NoError(t, err)
+	whB, err := s.CreateWebhook(srvB.URL+"/b", []string{"reply.received", "message.sent"})
+	require.NoError(t, err)
+	_, err = s.CreateWebhook(srvB.URL+"/c", []string{"message.sent"}) // not subscribed
+	require.NoError(t, err)
+
+	data := json.RawMessage(`{"replyId":"rpl_8f2k","campaignId":"cmp_41","from":"ana@example.com"}`)
+	evID, n, err := s.Publish(context.Background(), "reply.received", data)
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+
+	recA.wait(t, 1, 5*time.Second)
+	recB.wait(t, 1, 5*time.Second)
+	for _, tc := range []struct {
+		name   string
+		rec    *recorder
+		secret string
+	}{{"a", recA, whA.Secret}, {"b", recB, whB.Secret}} {
+		t.Run(tc.name, func(t *testing.T) {
+			reqs := tc.rec.requests()
+			require.Len(t, reqs, 1)
+			r := reqs[0]
+			assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+			wh, err := standardwebhooks.NewWebhook(tc.secret)
+			require.NoError(t, err)
+			assert.NoError(t, wh.Verify(r.body, r.header), "the reference library verifies the signature")
+			var env struct {
+				Event     string          `json:"event"`
+				Timestamp string          `json:"timestamp"`
+				Data      json.RawMessage `json:"data"`
+			}
+			require.NoError(t, json.Unmarshal(r.body, &env))
+			assert.Equal(t, "reply.received", env.Event)
+			assert.JSONEq(t, string(data), string(env.Data))
+			ts, err := time.Parse(time.RFC3339, env.Timestamp)
+			require.NoError(t, err)
+			assert.WithinDuration(t, time.Now(), ts, time.Minute)
+			assert.Regexp(t, `^msg_[a-z2-7]{26}$`, r.header.Get("webhook-id"))
+		})
+	}
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 2 }, "two delivered")
+	assert.NotEqual(t, recA.requests()[0].header.Get("webhook-id"), recB.requests()[0].header.Get("webhook-id"),
+		"each delivery has its own message id")
+	ds, err := s.ListDeliveries(whA.ID, 10)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	assert.Equal(t, DeliveryDelivered, ds[0].Status)
+	assert.Equal(t, evID, ds[0].EventID)
+	require.Len(t, ds[0].Attempts, 1)
+	assert.Equal(t, http.StatusNoContent, ds[0].Attempts[0].StatusCode)
+	assert.Nil(t, ds[0].NextAttemptAt)
+	assert.Equal(t, Stats{Delivered: 2}, s.Stats())
+}
+
+func TestDeliveryRetriesThenSucceeds(t *testing.T) {
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast})
+	s.Start()
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+
+	rec.wait(t, 3, 5*time.Second)
+	reqs := rec.requests()
+	require.Len(t, reqs, 3)
+	id := reqs[0].header.Get("webhook-id")
+	v, err := standardwebhooks.NewWebhook(wh.Secret)
+	require.NoError(t, err)
+	for i, r := range reqs {
+		assert.Equal(t, id, r.header.Get("webhook-id"), "attempt %d keeps the webhook-id", i+1)
+		assert.Equal(t, reqs[0].body, r.body, "attempt %d sends the same bytes", i+1)
+		assert.NoError(t, v.Verify(r.body, r.header), "attempt %d is signed", i+1)
+	}
+	// The schedule's delays separate the attempts (with some slack for
+	// the first; never shorter).
+	assert.GreaterOrEqual(t, reqs[1].at.Sub(reqs[0].at), fast[0])
+	assert.GreaterOrEqual(t, reqs[2].at.Sub(reqs[1].at), fast[1])
+
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 1 }, "delivered")
+	d, err := s.GetDelivery(id)
+	require.NoError(t, err)
+	assert.Equal(t, DeliveryDelivered, d.Status)
+	require.Len(t, d.Attempts, 3)
+	assert.Equal(t, []int{500, 500, 200}, []int{d.Attempts[0].StatusCode, d.Attempts[1].StatusCode, d.Attempts[2].StatusCode})
+	assert.Equal(t, "HTTP 500", d.Attempts[0].Error)
+}
+
+func TestDeliveryExhaustedThenReplay(t *testing.T) {
+	ok := false
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if ok {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast})
+	s.Start()
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+
+	rec.wait(t, 3, 5*time.Second) // 1 + len(fast) attempts
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Failed == 1 }, "failed")
+	time.Sleep(3 * fast[1])
+	assert.Len(t, rec.requests(), 3, "no attempt after the schedule runs out")
+	failed, err := s.ListFailed(10)
+	require.NoError(t, err)
+	require.Len(t, failed, 1)
+	assert.Equal(t, DeliveryFailed, failed[0].Status)
+	assert.Equal(t, "retries exhausted", failed[0].Reason)
+	assert.Len(t, failed[0].Attempts, 3)
+	got, err := s.GetWebhook(wh.ID)
+	require.NoError(t, err)
+	assert.Equal(t, WebhookActive, got.Status, "a plain failure does not disable")
+
+	assert.ErrorIs(t, s.Replay("msg_nope"), ErrNotFound)
+	rec.mu.Lock()
+	ok = true
+	rec.mu.Unlock()
+	require.NoError(t, s.Replay(failed[0].ID))
+	assert.ErrorIs(t, s.Replay(failed[0].ID), ErrNotFailed)
+	rec.wait(t, 1, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 1 }, "replay delivered")
+	assert.Equal(t, int64(0), s.Stats().Failed)
+	reqs := rec.requests()
+	assert.Equal(t, reqs[0].header.Get("webhook-id"), reqs[3].header.Get("webhook-id"), "a replay keeps the webhook-id")
+}
+
+func TestDelivery410Disables(t *testing.T) {
+	rec := newRecorder(func(int, http.ResponseWriter) int { return http.StatusGone })
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast})
+	s.Start()
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 1, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool {
+		w, _ := s.GetWebhook(wh.ID)
+		return w.Status == WebhookDisabled
+	}, "webhook disabled")
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Failed == 1 }, "delivery failed")
+	time.Sleep(3 * fast[0])
+	assert.Len(t, rec.requests(), 1, "no retry after 410")
+
+	// A disabled webhook gets no new deliveries, and replays are refused.
+	_, n, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m2"}`))
+	require.NoError(t, err)
+	assert.Equal(t, 0, n)
+	failed, err := s.ListFailed(1)
+	require.NoError(t, err)
+	require.Len(t, failed, 1)
+	assert.ErrorIs(t, s.Replay(failed[0].ID), ErrWebhookDisabled)
+	w, _ := s.GetWebhook(wh.ID)
+	assert.Contains(t, w.DisabledReason, "410")
+}
+
+func TestDeliveryRetryAfter(t *testing.T) {
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			return http.StatusTooManyRequests
+		}
+		return http.StatusOK
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast, MaxRetryAfter: 5 * time.Second})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 2, 5*time.Second)
+	reqs := rec.requests()
+	assert.GreaterOrEqual(t, reqs[1].at.Sub(reqs[0].at), 900*time.Millisecond,
+		"Retry-After: 1 outweighs the 50ms schedule")
+}
+
+func TestDeliveryRetryAfterCapped(t *testing.T) {
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if n == 1 {
+			w.Header().Set("Retry-After", "3600")
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast, MaxRetryAfter: 200 * time.Millisecond})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 2, 5*time.Second)
+	reqs := rec.requests()
+	gap := reqs[1].at.Sub(reqs[0].at)
+	assert.GreaterOrEqual(t, gap, 190*time.Millisecond)
+	assert.Less(t, gap, 2*time.Second, "capped")
+}
+
+func TestDeliveryRedirectNotFollowed(t *testing.T) {
+	target := newRecorder(nil)
+	tsrv := httptest.NewTLSServer(target)
+	defer tsrv.Close()
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		w.Header().Set("Location", tsrv.URL)
+		return http.StatusTemporaryRedirect
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast[:1]})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 2, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Failed == 1 }, "failed")
+	assert.Empty(t, target.requests(), "the redirect was not followed")
+	failed, _ := s.ListFailed(1)
+	require.Len(t, failed, 1)
+	assert.Equal(t, http.StatusTemporaryRedirect, failed[0].Attempts[0].StatusCode)
+}
+
+func TestDeliveryTimeout(t *testing.T) {
+	release := make(chan struct{})
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if n == 1 {
+			<-release
+		}
+		return http.StatusOK
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	defer close(release)
+	s := openTest(t, "", srv, Options{Schedule: fast, Timeout: 100 * time.Millisecond})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	eventually(t, 5*time.Second, func() bool { return len(rec.requests()) >= 2 }, "retried after the timeout")
+	failed := rec.requests()
+	assert.Equal(t, failed[0].header.Get("webhook-id"), failed[1].header.Get("webhook-id"))
+}
+
+// TestDeliverySlowEndpointDoesNotBlockOthers: an endpoint that hangs holds
+// only its own concurrency slots.
+func TestDeliverySlowEndpointDoesNotBlockOthers(t *testing.T) {
+	release := make(chan struct{})
+	slow := newRecorder(func(int, http.ResponseWriter) int { <-release; return http.StatusOK })
+	fastRec := newRecorder(nil)
+	slowSrv, fastSrv := httptest.NewTLSServer(slow), httptest.NewTLSServer(fastRec)
+	defer slowSrv.Close()
+	defer fastSrv.Close()
+	defer close(release)
+	roots := slowSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	roots.AddCert(fastSrv.Certificate())
+	s := openTest(t, "", nil, Options{RootCAs: roots, AllowPrivate: true, Concurrency: 2, Timeout: 30 * time.Second})
+	s.Start()
+	_, err := s.CreateWebhook(slowSrv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, err = s.CreateWebhook(fastSrv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	for i := range 10 {
+		_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		require.NoError(t, err)
+	}
+	fastRec.wait(t, 10, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 10 }, "fast endpoint served")
+	st := s.Stats()
+	assert.Equal(t, 2, st.InFlight, "the slow endpoint holds its 2 slots")
+	assert.Equal(t, 8, st.Pending)
+	assert.Len(t, slow.requests(), 2)
+}
+
+// TestDeliveryResumesAfterRestart: pending deliveries are in Badger and
+// resume, on schedule, after Close and Open.
+func TestDeliveryResumesAfterRestart(t *testing.T) {
+	rec := newRecorder(nil)
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	dir := t.TempDir()
+	s := openTest(t, dir, srv, Options{Schedule: fast})
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	const events = 5
+	for i := range events {
+		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close()) // never started: nothing was sent
+	assert.Empty(t, rec.requests())
+
+	s2 := openTest(t, dir, srv, Options{Schedule: fast})
+	assert.Equal(t, events, s2.Stats().Pending)
+	got, err := s2.GetWebhook(wh.ID)
+	require.NoError(t, err)
+	assert.Equal(t, wh.URL, got.URL)
+	s2.Start()
+	rec.wait(t, events, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { return s2.Stats().Delivered == events }, "all delivered")
+	v, err := standardwebhooks.NewWebhook(wh.Secret)
+	require.NoError(t, err)
+	ids := map[string]bool{}
+	for _, r := range rec.requests() {
+		assert.NoError(t, v.Verify(r.body, r.header), "the secret survived the restart")
+		ids[r.header.Get("webhook-id")] = true
+	}
+	assert.Len(t, ids, events, "each delivery once")
+}
+
+// TestDeliveryRestartKeepsSchedule: a delivery waiting for a retry resumes at
+// its stored time, not at once and not never.
+func TestDeliveryRestartKeepsSchedule(t *testing.T) {
+	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+		if n == 1 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	dir := t.TempDir()
+	schedule := []time.Duration{700 * time.Millisecond}
+	s := openTest(t, dir, srv, Options{Schedule: schedule})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 1, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { return s.Stats().Pending == 1 }, "rescheduled")
+	require.NoError(t, s.Close())
+
+	s2 := openTest(t, dir, srv, Options{Schedule: schedule})
+	s2.Start()
+	rec.wait(t, 1, 5*time.Second)
+	reqs := rec.requests()
+	require.Len(t, reqs, 2)
+	assert.GreaterOrEqual(t, reqs[1].at.Sub(reqs[0].at), schedule[0])
+	assert.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
+}
+
+func TestDeleteWebhookDropsPending(t *testing.T) {
+	rec := newRecorder(nil)
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast})
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteWebhook(wh.ID))
+	s.Start()
+	eventually(t, 2*time.Second, func() bool { st := s.Stats(); return st.Pending == 0 && st.InFlight == 0 }, "dropped")
+	assert.Empty(t, rec.requests())
+}
+
+func TestStartStopCounted(t *testing.T) {
+	rec := newRecorder(nil)
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Schedule: fast})
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	s.Start()
+	s.Start() // a reload: the new config starts before the old one stops
+	s.Stop()
+	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	rec.wait(t, 1, 5*time.Second)
+	s.Stop()
+	s.Stop() // extra Stops are harmless
+}
