@@ -1,0 +1,42 @@
+package dedupe
+
+import (
+	"errors"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// gcLoop runs the value-log garbage collector every interval until Close.
+// Message values up to the value threshold (1 MiB) live in the LSM tree, so
+// the value log only holds larger ones and there is usually nothing to do.
+func (s *Store) gcLoop(interval time.Duration) {
+	defer close(s.gcDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		for rewrites := 0; ; rewrites++ {
+			select {
+			case <-s.quit:
+				return
+			default:
+			}
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log gc failed", zap.Error(err))
+			} else if rewrites > 0 {
+				s.log.Debug("value log gc done", zap.Int("rewrites", rewrites))
+			}
+			break
+		}
+	}
+}

@@ -1,0 +1,332 @@
+package dedupe
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Dir is the Badger directory. Required.
+	Dir string
+	// SyncWrites makes Accept (and every other mutation) return only once the
+	// commit is on stable storage (Badger SyncWrites: one msync of the memtable
+	// WAL per commit; the single writer batches every queued operation into
+	// one commit, so that is one device flush per batch).
+	SyncWrites bool
+	// MaxValueSize is the largest body the caller will store. Memtables are
+	// sized so that a transaction holding one such message always fits.
+	// Default: 1 MiB.
+	MaxValueSize int64
+	// Logger receives the store's and Badger's logs (Badger's info and debug
+	// lines at debug level). Default: no logging.
+	Logger *zap.Logger
+	// GCInterval is the value-log GC period. Default: 5m.
+	GCInterval time.Duration
+
+	// memTableSize overrides the Badger memtable size (tests: force rotations).
+	memTableSize int64
+}
+
+const (
+	defaultMaxValueSize = 1 << 20
+	defaultGCInterval   = 5 * time.Minute
+	defaultLimit        = 100
+	// maxOpsPerBatch caps how many queued operations one commit takes.
+	maxOpsPerBatch = 256
+	// MaxKeyLen bounds len(Event)+len(Key) of a message.
+	MaxKeyLen = 4096
+	// maxErrorLen bounds the stored LastError.
+	maxErrorLen = 1024
+)
+
+// now is the store's clock (AcceptedAt, DeadAt, Replay); tests replace it.
+var now = time.Now
+
+// Message is one accepted envelope and its forwarding state.
+type Message struct {
+	Seq         uint64 // assigned by Accept (and anew by Replay)
+	Key         string // dedupe key ("" = not deduplicated)
+	Event       string
+	ID          string // webhook-id header
+	Timestamp   string // webhook-timestamp header as received
+	Signature   string // webhook-signature header as received
+	ContentType string
+	Body        []byte // raw bytes, forwarded unchanged
+	AcceptedAt  time.Time
+	Attempts    int       // forwarding attempts made so far
+	NextAttempt time.Time // zero while in q/
+	LastStatus  int       // last upstream HTTP status, 0 = none
+	LastError   string
+	DeadAt      time.Time
+
+	// where the message lives: locQueue (q/<Seq>), locRetry (r/<due><Seq>),
+	// locDead (d/<Seq>); locNone for a message the store did not hand out.
+	loc location
+	due uint64
+}
+
+type location uint8
+
+const (
+	locNone location = iota
+	locQueue
+	locRetry
+	locDead
+)
+
+// storageKey returns the key m lives under.
+func (m *Message) storageKey() ([]byte, error) {
+	switch m.loc {
+	case locQueue:
+		return queueKey(m.Seq), nil
+	case locRetry:
+		return retryKeyAt(m.due, m.Seq), nil
+	case locDead:
+		return deadKey(m.Seq), nil
+	}
+	return nil, fmt.Errorf("%w: message %d was not read from the store", ErrNotFound, m.Seq)
+}
+
+// Stats are the store's counters, kept in memory.
+type Stats struct {
+	Queued, Retrying, Dead int64
+	// OldestAccepted is the AcceptedAt of the oldest message still queued or
+	// retrying (lowest seq); zero if there is none.
+	OldestAccepted time.Time
+}
+
+// Store is the receiver's durable store: dedupe keys, the forwarding queue,
+// the retry set and dead letters, in one Badger database. Every mutation goes
+// through a single writer goroutine that commits whatever is queued in one
+// transaction (group commit).
+type Store struct {
+	db  *badger.DB
+	log *zap.Logger
+
+	// transaction budget: stay under Badger's ErrTxnTooBig limits
+	txnMaxSize, txnMaxCount int64
+	valueThreshold          int64
+	maxValue                int // Badger refuses values above ValueLogFileSize
+
+	// submission queue, drained by the writer
+	qmu     sync.Mutex
+	queue   []*op
+	qclosed bool
+	wake    chan struct{}
+
+	notify     chan struct{}
+	quit       chan struct{}
+	writerDone chan struct{}
+	gcDone     chan struct{}
+
+	// life guards reads against db.Close.
+	life      sync.RWMutex
+	rclosed   bool
+	closeOnce sync.Once
+	closeErr  error
+
+	seq uint64 // last assigned; owned by the writer (and Open)
+
+	mu        sync.Mutex // guards the counters below (written by the writer)
+	queued    int64
+	retrying  int64
+	dead      int64
+	pending   pendingSet
+	oldestSeq uint64
+	oldestAt  time.Time
+}
+
+// Open opens (or creates) the store in o.Dir.
+func Open(o Options) (*Store, error) {
+	if o.Dir == "" {
+		return nil, errors.New("dedupe: Options.Dir is required")
+	}
+	if o.MaxValueSize <= 0 {
+		o.MaxValueSize = defaultMaxValueSize
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = defaultGCInterval
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	db, err := badger.Open(badgerOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("opening badger at %s: %w", o.Dir, err)
+	}
+	s := &Store{
+		db:             db,
+		log:            o.Logger,
+		valueThreshold: db.Opts().ValueThreshold,
+		maxValue:       int(db.Opts().ValueLogFileSize) - 1<<10,
+		// Leave room for Badger's own per-commit entry (the txn marker) and
+		// for m/seq.
+		txnMaxSize:  db.MaxBatchSize() - 1024,
+		txnMaxCount: db.MaxBatchCount() - 4,
+		wake:        make(chan struct{}, 1),
+		notify:      make(chan struct{}, 1),
+		quit:        make(chan struct{}),
+		writerDone:  make(chan struct{}),
+		gcDone:      make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("loading dedupe store at %s: %w", o.Dir, err)
+	}
+	go s.writer()
+	go s.gcLoop(o.GCInterval)
+	return s, nil
+}
+
+// badgerOptions sizes Badger for a small resident set: a webhook receiver
+// holds little (a few days of dedupe keys and a queue that is normally empty).
+func badgerOptions(o Options) badger.Options {
+	mt := o.memTableSize
+	if mt <= 0 {
+		// Badger refuses a transaction above 15% of the memtable; 8× the
+		// largest message leaves room for it, its key and the dedupe key.
+		mt = max(8<<20, 8*o.MaxValueSize)
+	}
+	// Values below the threshold stay in the LSM tree (and in the memtable
+	// WAL, which is what SyncWrites syncs and reports errors for); Badger caps
+	// it at 1 MiB and at its maximum batch size.
+	threshold := min(int64(1<<20), mt*15/100)
+	return badger.DefaultOptions(o.Dir).
+		WithLogger(newBadgerLogger(o.Logger)).
+		WithSyncWrites(o.SyncWrites).
+		WithMemTableSize(mt).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(6).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithBaseTableSize(2 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(threshold).
+		WithNumCompactors(2).
+		WithCompactL0OnClose(false).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false)
+}
+
+// load initialises seq, the counters and the pending set with a key-only scan.
+func (s *Store) load() error {
+	var items []pendingItem
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keySeqHighMark)
+		switch {
+		case err == nil:
+			if err := item.Value(func(v []byte) error {
+				s.seq, _ = decodeSeq(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		for _, p := range [][]byte{prefixQueue, prefixRetry, prefixDead} {
+			opts.Prefix = p
+			it := txn.NewIterator(opts)
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				var seq uint64
+				var due int64
+				var ok bool
+				if p[0] == prefixRetry[0] {
+					due, seq, ok = parseRetryKey(k)
+				} else {
+					seq, ok = parseSeqKey(k)
+					due = dueQueued
+				}
+				if !ok {
+					s.log.Warn("ignoring malformed key", zap.Binary("key", k))
+					continue
+				}
+				s.seq = max(s.seq, seq)
+				switch p[0] {
+				case prefixQueue[0]:
+					s.queued++
+				case prefixRetry[0]:
+					s.retrying++
+				case prefixDead[0]:
+					s.dead++
+					continue
+				}
+				items = append(items, pendingItem{seq: seq, due: due})
+			}
+			it.Close()
+		}
+		return nil
+	})
+	s.pending.load(items)
+	return err
+}
+
+// Close stops the writer (pending operations fail with ErrClosed), the GC
+// loop, and closes Badger. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.qmu.Lock()
+		s.qclosed = true
+		s.qmu.Unlock()
+		close(s.quit)
+		<-s.writerDone
+		<-s.gcDone
+		s.life.Lock()
+		s.rclosed = true
+		s.life.Unlock()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// DB returns the underlying Badger database, for tests and diagnostics.
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Notify returns a channel that receives a value after every commit that
+// added to q/ (Accept, Replay). It has capacity 1: one signal may stand for
+// several commits, so read Ready until it returns nothing new.
+func (s *Store) Notify() <-chan struct{} { return s.notify }
+
+// Stats returns the counters. O(1) except when the oldest pending message
+// changed since the last call: then one point lookup reads its AcceptedAt.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	st := Stats{Queued: s.queued, Retrying: s.retrying, Dead: s.dead}
+	front, ok := s.pending.oldest()
+	if ok && front.seq == s.oldestSeq {
+		st.OldestAccepted = s.oldestAt
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		return st
+	}
+	var key []byte
+	if front.due == dueQueued {
+		key = queueKey(front.seq)
+	} else {
+		key = retryKeyAt(uint64(front.due), front.seq)
+	}
+	m, err := s.get(key)
+	if err != nil {
+		// moved meanwhile (or store closed): report what we know
+		return st
+	}
+	st.OldestAccepted = m.AcceptedAt
+	s.mu.Lock()
+	if f, ok := s.pending.oldest(); ok && f.seq == front.seq {
+		s.oldestSeq, s.oldestAt = front.seq, m.AcceptedAt
+	}
+	s.mu.Unlock()
+	return st
+}
