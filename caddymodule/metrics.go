@@ -1,0 +1,143 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+// receiverMetrics are the receiver's collectors. They are made once per
+// process and registered into every config's registry; labels take bounded
+// values only (receiver names come from the config, event types outside the
+// provider's four are "other").
+type receiverMetrics struct {
+	received     *prometheus.CounterVec
+	ackSeconds   *prometheus.HistogramVec
+	attempts     *prometheus.CounterVec
+	attemptSecs  *prometheus.HistogramVec
+	deadLetters  *prometheus.CounterVec
+	queueDepth   *queueCollector
+	collectorSet []prometheus.Collector
+}
+
+var (
+	receiverMetricsOnce sync.Once
+	receiverMetricsVal  *receiverMetrics
+)
+
+func newReceiverMetrics() *receiverMetrics {
+	const ns, sub = "caddy", "webhook"
+	m := &receiverMetrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "received_total",
+			Help: "Deliveries received, by receiver, event type and outcome.",
+		}, []string{"receiver", "event", "outcome"}),
+		ackSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "ack_duration_seconds",
+			Help:    "Time from request start to the receiver's answer, by receiver and outcome.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"receiver", "outcome"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "forward_attempts_total",
+			Help: "Forwarding attempts to the upstream, by receiver, event type and result.",
+		}, []string{"receiver", "event", "result"}),
+		attemptSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "forward_duration_seconds",
+			Help:    "Duration of forwarding attempts, by receiver.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"receiver"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
+			Help: "Envelopes that became dead letters, by receiver and event type.",
+		}, []string{"receiver", "event"}),
+		queueDepth: &queueCollector{desc: prometheus.NewDesc(
+			"caddy_webhook_queue_depth",
+			"Envelopes held by a receiver, by state (queued, retrying, dead, in_flight).",
+			[]string{"receiver", "state"}, nil)},
+	}
+	m.collectorSet = []prometheus.Collector{m.received, m.ackSeconds, m.attempts, m.attemptSecs, m.deadLetters, m.queueDepth}
+	return m
+}
+
+// provisionReceiverMetrics registers the collectors into the config's
+// registry, tolerating a registration made by an earlier config.
+func provisionReceiverMetrics(ctx caddy.Context) *receiverMetrics {
+	receiverMetricsOnce.Do(func() { receiverMetricsVal = newReceiverMetrics() })
+	m := receiverMetricsVal
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		for _, c := range m.collectorSet {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					ctx.Logger().Warn("registering metrics")
+				}
+			}
+		}
+	}
+	return m
+}
+
+func (m *receiverMetrics) observeReceived(receiver, event, outcome string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.received.WithLabelValues(receiver, event, outcome).Inc()
+	m.ackSeconds.WithLabelValues(receiver, outcome).Observe(took.Seconds())
+}
+
+// observer adapts the metrics to forward.Observer for one receiver.
+func (m *receiverMetrics) observer(receiver string) forward.Observer {
+	return forwardObserver{m: m, receiver: receiver, secs: m.attemptSecs.WithLabelValues(receiver)}
+}
+
+type forwardObserver struct {
+	m        *receiverMetrics
+	receiver string
+	secs     prometheus.Observer
+}
+
+func eventLabel(ev string) string {
+	if webhook.KnownEvent(ev) {
+		return ev
+	}
+	return "other"
+}
+
+func (o forwardObserver) Attempt(event, result string, took time.Duration) {
+	o.m.attempts.WithLabelValues(o.receiver, eventLabel(event), result).Inc()
+	o.secs.Observe(took.Seconds())
+}
+
+func (o forwardObserver) Dead(msg *dedupe.Message) {
+	o.m.deadLetters.WithLabelValues(o.receiver, eventLabel(msg.Event)).Inc()
+	emitDeadLetter(o.receiver, msg)
+}
+
+// queueCollector reports every live receiver's queue from its store's
+// in-memory counters at scrape time.
+type queueCollector struct{ desc *prometheus.Desc }
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	receivers.Range(func(k, v any) bool {
+		name, rt := k.(string), v.(*runtime)
+		st := rt.store.Stats()
+		inflight := 0
+		if fwd := rt.forwarder(); fwd != nil {
+			inflight = fwd.InFlight()
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Queued), name, "queued")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Retrying), name, "retrying")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Dead), name, "dead")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(inflight), name, "in_flight")
+		return true
+	})
+}

@@ -1,0 +1,412 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+func init() {
+	caddy.RegisterModule(Receiver{})
+}
+
+// Defaults of the receiver's options.
+const (
+	DefaultTolerance  = 5 * time.Minute
+	DefaultMaxBody    = 1 << 20
+	DefaultAckTimeout = 9 * time.Second
+	DefaultDedupeTTL  = 72 * time.Hour
+)
+
+// What to do with an event type the receiver does not know.
+const (
+	UnknownForward = "forward"
+	UnknownDrop    = "drop"
+	UnknownReject  = "reject"
+)
+
+// Receiver is the webhook_receiver HTTP handler. It verifies a provider's
+// Standard Webhooks signature, drops redeliveries by the event's stable id,
+// stores the envelope durably, answers in milliseconds, and forwards the
+// envelope to the upstream in the background, retrying until it is
+// delivered or becomes a dead letter.
+//
+// It is a terminal handler: it always writes the response itself.
+type Receiver struct {
+	// Upstream is where verified envelopes are forwarded: an absolute http://
+	// or https:// URL (private addresses are allowed). Required.
+	Upstream string `json:"upstream,omitempty"`
+
+	// Secret lists the provider's symmetric signing secrets (`whsec_…`).
+	// Several may be given during a rotation: a request is accepted when any
+	// of its signatures matches any secret or public key. Placeholders such as
+	// `{env.LEADTERRA_WEBHOOK_SECRET}` (optionally `{env.NAME:default}`) are
+	// expanded at load time.
+	Secret []string `json:"secret,omitempty"`
+
+	// PublicKey lists the provider's ed25519 public keys (`whpk_…`) for v1a
+	// signatures.
+	PublicKey []string `json:"public_key,omitempty"`
+
+	// InsecureSkipVerify accepts envelopes without checking their signature.
+	// For local testing only; a warning is logged at every start. Default: off.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+
+	// Tolerance is how far `webhook-timestamp` may be from the gateway's
+	// clock, in either direction. 0 disables the check. Default: 5m.
+	Tolerance *caddy.Duration `json:"tolerance,omitempty"`
+
+	// MaxBody is the largest body accepted, in bytes; larger ones get 413.
+	// Default: 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// AckTimeout bounds the whole request, body read included; past it the
+	// answer is 408 (body not read in time) or 503 (storage too slow).
+	// Default: 9s (the provider waits 10s).
+	AckTimeout caddy.Duration `json:"ack_timeout,omitempty"`
+
+	// DedupeKey maps an event type to the `data` field(s) that identify one
+	// event of that type (several are joined with ":"). Entries given here
+	// replace the default for their event type only. When a field is absent
+	// from an envelope, its `webhook-id` is the key. Default:
+	// reply.received → replyId, message.sent and message.bounced → messageId,
+	// campaign.started → campaignId.
+	DedupeKey map[string][]string `json:"dedupe_key,omitempty"`
+
+	// DedupeTTL is how long a dedupe key is remembered. Default: 72h.
+	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
+
+	// UnknownEvents says what to do with an event type that is neither one of
+	// the provider's four nor named in dedupe_key: `forward` it, `drop` it
+	// (answer 200 `{"status":"dropped"}`, store nothing) or `reject` it (422).
+	// Default: forward.
+	UnknownEvents string `json:"unknown_events,omitempty"`
+
+	// Storage is the directory of this receiver's Badger database (dedupe
+	// keys, queue, dead letters). Default: `webhook_receiver/<name>` under
+	// Caddy's data directory.
+	Storage string `json:"storage,omitempty"`
+
+	// Name names the receiver in the admin API, metrics and logs. Default:
+	// the last element of storage when it is set, else derived from the
+	// upstream's host, port and path.
+	Name string `json:"name,omitempty"`
+
+	// SyncWrites makes every acknowledgement wait for an fsync of the
+	// envelope and its dedupe key. Concurrent requests share one fsync
+	// (group commit). Default: true.
+	SyncWrites *bool `json:"sync_writes,omitempty"`
+
+	// Retry is the list of delays between forwarding attempts; the last one
+	// repeats until retry_for runs out. Each delay is spread by ±10 %.
+	// Default: 1s 5s 30s 2m 10m 30m 1h.
+	Retry []caddy.Duration `json:"retry,omitempty"`
+
+	// RetryFor is how long after acceptance an envelope is retried before it
+	// becomes a dead letter. Default: 72h.
+	RetryFor caddy.Duration `json:"retry_for,omitempty"`
+
+	// UpstreamTimeout bounds one forwarding attempt. Default: 30s.
+	UpstreamTimeout caddy.Duration `json:"upstream_timeout,omitempty"`
+
+	// Concurrency is the number of forwarding attempts in flight to the
+	// upstream at once. Default: 4.
+	Concurrency int `json:"concurrency,omitempty"`
+
+	// UpstreamSecret, when set, re-signs forwarded requests (Standard
+	// Webhooks, `whsec_…` or `whsk_…`; repeatable for rotation) so the
+	// upstream can verify they come from the gateway.
+	UpstreamSecret []string `json:"upstream_secret,omitempty"`
+
+	verifier   *webhook.Verifier
+	dedupe     map[string][]string
+	rt         *runtime
+	regID      uint64
+	maxBody    int64
+	ackTimeout time.Duration
+	tolerance  time.Duration
+	dedupeTTL  time.Duration
+	logger     *zap.Logger
+	metrics    *receiverMetrics
+}
+
+// CaddyModule returns the Caddy module information.
+func (Receiver) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhook_receiver",
+		New: func() caddy.Module { return new(Receiver) },
+	}
+}
+
+// Provision fills in defaults, parses keys and opens (or shares) the
+// receiver's store and forwarder.
+func (r *Receiver) Provision(ctx caddy.Context) error {
+	r.logger = ctx.Logger()
+
+	r.Upstream = expand(r.Upstream)
+	if _, err := forward.ParseUpstream(r.Upstream); err != nil {
+		return err
+	}
+	keys, err := parseKeys("secret", r.Secret, "whsec_")
+	if err != nil {
+		return err
+	}
+	pubs, err := parseKeys("public_key", r.PublicKey, "whpk_")
+	if err != nil {
+		return err
+	}
+	keys = append(keys, pubs...)
+	if len(keys) == 0 && !r.InsecureSkipVerify {
+		return errors.New("webhook_receiver: at least one secret or public_key is required (or insecure_skip_verify for local testing)")
+	}
+	upKeys, err := parseKeys("upstream_secret", r.UpstreamSecret, "whsec_", "whsk_")
+	if err != nil {
+		return err
+	}
+
+	r.tolerance = DefaultTolerance
+	if r.Tolerance != nil {
+		r.tolerance = time.Duration(*r.Tolerance)
+	}
+	r.verifier = &webhook.Verifier{Keys: keys, Tolerance: r.tolerance}
+	r.maxBody = r.MaxBody
+	if r.maxBody == 0 {
+		r.maxBody = DefaultMaxBody
+	}
+	r.ackTimeout = time.Duration(r.AckTimeout)
+	if r.ackTimeout == 0 {
+		r.ackTimeout = DefaultAckTimeout
+	}
+	r.dedupeTTL = time.Duration(r.DedupeTTL)
+	if r.dedupeTTL == 0 {
+		r.dedupeTTL = DefaultDedupeTTL
+	}
+	if r.UnknownEvents == "" {
+		r.UnknownEvents = UnknownForward
+	}
+	r.dedupe = webhook.DefaultDedupeFields()
+	for ev, fields := range r.DedupeKey {
+		r.dedupe[ev] = fields
+	}
+	syncWrites := r.SyncWrites == nil || *r.SyncWrites
+
+	if r.Name == "" {
+		if r.Storage != "" {
+			r.Name = filepath.Base(filepath.Clean(r.Storage))
+		} else {
+			r.Name = nameFromUpstream(r.Upstream)
+		}
+	}
+	if r.Storage == "" {
+		r.Storage = filepath.Join(caddy.AppDataDir(), "webhook_receiver", r.Name)
+	} else {
+		r.Storage = expand(r.Storage)
+	}
+	if abs, err := filepath.Abs(r.Storage); err == nil {
+		r.Storage = abs
+	}
+	r.logger = r.logger.With(zap.String("receiver", r.Name))
+
+	if err := r.Validate(); err != nil {
+		return err
+	}
+
+	retry := make([]time.Duration, len(r.Retry))
+	for i, d := range r.Retry {
+		retry[i] = time.Duration(d)
+	}
+	fcfg := forward.Config{
+		Upstream:     r.Upstream,
+		UpstreamKeys: upKeys,
+		Retry:        retry,
+		RetryFor:     time.Duration(r.RetryFor),
+		Timeout:      time.Duration(r.UpstreamTimeout),
+		Concurrency:  r.Concurrency,
+	}
+
+	r.metrics = provisionReceiverMetrics(ctx)
+	rt, err := acquireRuntime(runtimeOptions{
+		name:       r.Name,
+		dir:        r.Storage,
+		syncWrites: syncWrites,
+		maxBody:    r.maxBody,
+		logger:     r.logger,
+		metrics:    r.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("opening receiver storage: %w", err)
+	}
+	r.rt = rt
+	id, err := rt.register(fcfg)
+	if err != nil {
+		_ = r.Cleanup()
+		return fmt.Errorf("configuring forwarder: %w", err)
+	}
+	r.regID = id
+	if err := provisionEvents(ctx, r.Name); err != nil {
+		_ = r.Cleanup()
+		return fmt.Errorf("loading events app: %w", err)
+	}
+
+	if r.InsecureSkipVerify {
+		r.logger.Warn("insecure_skip_verify is on: envelopes are accepted WITHOUT signature verification; use only for local testing")
+	}
+	r.logger.Info("webhook receiver ready",
+		zap.String("upstream", redactURL(r.Upstream)),
+		zap.String("storage", r.Storage),
+		zap.Bool("sync_writes", syncWrites),
+		zap.Int("keys", len(keys)))
+	return nil
+}
+
+// Validate checks the provisioned configuration.
+func (r *Receiver) Validate() error {
+	if r.maxBody < 0 {
+		return fmt.Errorf("max_body must not be negative")
+	}
+	if r.ackTimeout < 0 || r.tolerance < 0 || r.dedupeTTL < 0 {
+		return fmt.Errorf("ack_timeout, tolerance and dedupe_ttl must not be negative")
+	}
+	if r.RetryFor < 0 || r.UpstreamTimeout < 0 {
+		return fmt.Errorf("retry_for and upstream_timeout must not be negative")
+	}
+	for i, d := range r.Retry {
+		if d <= 0 {
+			return fmt.Errorf("retry: delay %d (%s) must be positive", i+1, time.Duration(d))
+		}
+	}
+	if r.Concurrency < 0 {
+		return fmt.Errorf("concurrency must not be negative")
+	}
+	switch r.UnknownEvents {
+	case UnknownForward, UnknownDrop, UnknownReject:
+	default:
+		return fmt.Errorf("unknown_events must be forward, drop or reject, not %q", r.UnknownEvents)
+	}
+	for ev, fields := range r.DedupeKey {
+		if ev == "" || len(fields) == 0 {
+			return fmt.Errorf("dedupe_key %q: an event type and at least one data field are required", ev)
+		}
+		for _, f := range fields {
+			if f == "" {
+				return fmt.Errorf("dedupe_key %q: empty field name", ev)
+			}
+		}
+	}
+	if !validName.MatchString(r.Name) {
+		return fmt.Errorf("name %q: use letters, digits, '.', '_' and '-' only", r.Name)
+	}
+	return nil
+}
+
+// Cleanup lets go of the shared store and forwarder; the last user closes them.
+func (r *Receiver) Cleanup() error {
+	if r.rt == nil {
+		return nil
+	}
+	rt := r.rt
+	r.rt = nil
+	rt.unregister(r.regID)
+	_, err := runtimes.Delete(rt.dir)
+	return err
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// nameFromUpstream derives a stable receiver name from an upstream URL.
+func nameFromUpstream(upstream string) string {
+	u, err := forward.ParseUpstream(upstream)
+	if err != nil {
+		return "default"
+	}
+	s := u.Host + u.Path
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-':
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	name := strings.Trim(b.String(), "_")
+	if len(name) > 128 {
+		name = name[:128]
+	}
+	if name == "" {
+		return "default"
+	}
+	return name
+}
+
+// parseKeys expands placeholders and parses Standard Webhooks keys, checking
+// their prefixes. Errors name the option and the position, never the key.
+func parseKeys(option string, values []string, prefixes ...string) ([]webhook.Key, error) {
+	keys := make([]webhook.Key, 0, len(values))
+	for i, v := range values {
+		v = strings.TrimSpace(expand(v))
+		if v == "" {
+			return nil, fmt.Errorf("%s #%d is empty (is its environment variable set?)", option, i+1)
+		}
+		ok := false
+		for _, p := range prefixes {
+			if strings.HasPrefix(v, p) {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s #%d must start with %s", option, i+1, strings.Join(prefixes, " or "))
+		}
+		k, err := webhook.ParseKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s #%d: %w", option, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+var envDefault = regexp.MustCompile(`\{env\.([A-Za-z0-9_]+):([^{}]*)\}`)
+
+// expand replaces `{env.NAME:default}` (the default used when NAME is unset
+// or empty) and then Caddy's global placeholders such as `{env.NAME}`.
+func expand(s string) string {
+	if !strings.Contains(s, "{") {
+		return s
+	}
+	s = envDefault.ReplaceAllStringFunc(s, func(m string) string {
+		sub := envDefault.FindStringSubmatch(m)
+		if v := os.Getenv(sub[1]); v != "" {
+			return v
+		}
+		return sub[2]
+	})
+	return caddy.NewReplacer().ReplaceAll(s, "")
+}
+
+// redactURL drops a URL's query (it may carry tokens) for logs.
+func redactURL(s string) string {
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		return s[:i] + "?…"
+	}
+	return s
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Receiver)(nil)
+	_ caddy.Validator             = (*Receiver)(nil)
+	_ caddy.CleanerUpper          = (*Receiver)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Receiver)(nil)
+)

@@ -1,0 +1,244 @@
+package caddymodule
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("webhook_receiver", parseReceiverCaddyfile)
+	// Terminal like reverse_proxy, and before it so that a site may both
+	// receive webhooks on one path and proxy the rest.
+	httpcaddyfile.RegisterDirectiveOrder("webhook_receiver", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	r := new(Receiver)
+	err := r.UnmarshalCaddyfile(h.Dispenser)
+	return r, err
+}
+
+// UnmarshalCaddyfile sets up the receiver from Caddyfile tokens:
+//
+//	webhook_receiver [<matcher>] {
+//		upstream             <url>
+//		secret               <whsec_…>          # repeatable
+//		public_key           <whpk_…>           # repeatable
+//		insecure_skip_verify
+//		tolerance            <duration>
+//		max_body             <size>
+//		ack_timeout          <duration>
+//		dedupe_key           <event> <field…>   # repeatable
+//		dedupe_ttl           <duration>
+//		unknown_events       forward|drop|reject
+//		storage              <dir>
+//		name                 <name>
+//		sync_writes          [true|false]
+//		retry                <duration…>
+//		retry_for            <duration>
+//		upstream_timeout     <duration>
+//		concurrency          <n>
+//		upstream_secret      <whsec_…>          # repeatable
+//	}
+func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "upstream_secret": true}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] && !repeatable[opt] {
+			return d.Errf("%s given more than once", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "upstream":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.Upstream = v
+		case "secret":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.Secret = append(r.Secret, v)
+		case "public_key":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.PublicKey = append(r.PublicKey, v)
+		case "upstream_secret":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.UpstreamSecret = append(r.UpstreamSecret, v)
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			r.InsecureSkipVerify = true
+		case "tolerance":
+			dur, err := durationArg(d, true)
+			if err != nil {
+				return err
+			}
+			cd := caddy.Duration(dur)
+			r.Tolerance = &cd
+		case "max_body":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 {
+				return d.Errf("max_body: %q is not a positive size (e.g. 1MiB, 512KB)", v)
+			}
+			r.MaxBody = int64(n)
+		case "ack_timeout":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			r.AckTimeout = caddy.Duration(dur)
+		case "dedupe_key":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("dedupe_key needs an event type and at least one data field")
+			}
+			if r.DedupeKey == nil {
+				r.DedupeKey = map[string][]string{}
+			}
+			if _, dup := r.DedupeKey[args[0]]; dup {
+				return d.Errf("dedupe_key for %q given more than once", args[0])
+			}
+			r.DedupeKey[args[0]] = args[1:]
+		case "dedupe_ttl":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			r.DedupeTTL = caddy.Duration(dur)
+		case "unknown_events":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			switch v {
+			case UnknownForward, UnknownDrop, UnknownReject:
+			default:
+				return d.Errf("unknown_events must be forward, drop or reject, not %q", v)
+			}
+			r.UnknownEvents = v
+		case "storage":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.Storage = v
+		case "name":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			r.Name = v
+		case "sync_writes":
+			b := true
+			if d.NextArg() {
+				v, err := strconv.ParseBool(d.Val())
+				if err != nil {
+					return d.Errf("sync_writes: %q is not true or false", d.Val())
+				}
+				b = v
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			}
+			r.SyncWrites = &b
+		case "retry":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("retry needs at least one duration")
+			}
+			for _, a := range args {
+				dur, err := caddy.ParseDuration(a)
+				if err != nil || dur <= 0 {
+					return d.Errf("retry: %q is not a positive duration", a)
+				}
+				r.Retry = append(r.Retry, caddy.Duration(dur))
+			}
+		case "retry_for":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			r.RetryFor = caddy.Duration(dur)
+		case "upstream_timeout":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			r.UpstreamTimeout = caddy.Duration(dur)
+		case "concurrency":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("concurrency: %q is not a positive whole number", v)
+			}
+			r.Concurrency = n
+		default:
+			return d.Errf("unrecognized webhook_receiver option %q", opt)
+		}
+	}
+	if r.Upstream == "" {
+		return d.Err("webhook_receiver: upstream is required")
+	}
+	return nil
+}
+
+// oneArg reads exactly one argument.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", opt)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value", opt)
+	}
+	return v, nil
+}
+
+// durationArg reads one duration; zero is allowed only when zeroOK.
+func durationArg(d *caddyfile.Dispenser, zeroOK bool) (time.Duration, error) {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s: %q is not a duration (e.g. 30s, 5m, 72h)", opt, v)
+	}
+	if dur < 0 || (dur == 0 && !zeroOK) {
+		return 0, d.Errf("%s: %q must be positive", opt, v)
+	}
+	return dur, nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Receiver)(nil)

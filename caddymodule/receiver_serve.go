@@ -1,0 +1,315 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+// Outcomes of a delivery to the receiver: the `outcome` metric label and the
+// {http.webhook.outcome} placeholder.
+const (
+	OutcomeAccepted     = "accepted"
+	OutcomeDuplicate    = "duplicate"
+	OutcomeDropped      = "dropped"
+	OutcomeUnauthorized = "unauthorized"
+	OutcomeInvalid      = "invalid"
+	OutcomeRejected     = "rejected"
+	OutcomeMethod       = "method_not_allowed"
+	OutcomeMediaType    = "unsupported_media_type"
+	OutcomeTooLarge     = "too_large"
+	OutcomeTimeout      = "timeout"
+	OutcomeUnavailable  = "unavailable"
+)
+
+// retryAfterSeconds is the Retry-After sent with a 503.
+const retryAfterSeconds = "30"
+
+// Fixed answers, built once.
+var (
+	bodyDuplicate    = []byte(`{"status":"duplicate"}`)
+	bodyDropped      = []byte(`{"status":"dropped"}`)
+	bodyUnauthorized = []byte(`{"error":{"code":"unauthorized","message":"missing or invalid webhook signature"}}`)
+)
+
+// ServeHTTP receives one delivery. It never calls next: the receiver answers
+// every request itself.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request, _ caddyhttp.Handler) error {
+	start := time.Now()
+	res := r.receive(w, req, start)
+	r.metrics.observeReceived(r.Name, res.eventLabel, res.outcome, time.Since(start))
+	if repl, ok := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.webhook.outcome", res.outcome)
+		repl.Set("http.webhook.event", res.event)
+		repl.Set("http.webhook.dedupe_key", res.key)
+		repl.Set("http.webhook.id", res.id)
+	}
+	return nil
+}
+
+// received is what ServeHTTP reports of one request.
+type received struct {
+	outcome    string
+	event      string // as sent (may be unbounded: never a metric label)
+	eventLabel string // bounded: a known event type or "other"
+	key        string
+	id         string
+}
+
+func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.Time) received {
+	res := received{eventLabel: "none"}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "only POST is accepted")
+		res.outcome = OutcomeMethod
+		return res
+	}
+	if !isJSON(req.Header.Get("Content-Type")) {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		res.outcome = OutcomeMediaType
+		return res
+	}
+	if req.ContentLength > r.maxBody {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "body exceeds "+strconv.FormatInt(r.maxBody, 10)+" bytes")
+		res.outcome = OutcomeTooLarge
+		return res
+	}
+
+	deadline := start.Add(r.ackTimeout)
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(deadline)
+	body, err := readBody(req.Body, req.ContentLength, r.maxBody)
+	// The connection may carry more requests: lift the deadline again.
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		switch {
+		case errors.Is(err, errBodyTooLarge):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "body exceeds "+strconv.FormatInt(r.maxBody, 10)+" bytes")
+			res.outcome = OutcomeTooLarge
+		case isTimeout(err):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, "timeout", "body not received within "+r.ackTimeout.String())
+			res.outcome = OutcomeTimeout
+		default:
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+			res.outcome = OutcomeInvalid
+		}
+		return res
+	}
+
+	id := req.Header.Get(webhook.HeaderID)
+	ts := req.Header.Get(webhook.HeaderTimestamp)
+	sig := req.Header.Get(webhook.HeaderSignature)
+	if !r.InsecureSkipVerify {
+		if err := r.verifier.Verify(id, ts, sig, body, time.Now()); err != nil {
+			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
+			res.outcome = OutcomeUnauthorized
+			r.logger.Warn("signature rejected", zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
+			return res
+		}
+	}
+
+	env, err := webhook.ParseEnvelope(body, webhook.ParseOptions{})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_envelope", err.Error())
+		res.outcome = OutcomeInvalid
+		return res
+	}
+	res.event = env.Event
+	fields, configured := r.dedupe[env.Event]
+	if webhook.KnownEvent(env.Event) {
+		res.eventLabel = env.Event
+	} else {
+		res.eventLabel = "other"
+		if !configured {
+			switch r.UnknownEvents {
+			case UnknownReject:
+				writeError(w, http.StatusUnprocessableEntity, "unknown_event", "unknown event type "+strconv.Quote(env.Event))
+				res.outcome = OutcomeRejected
+				return res
+			case UnknownDrop:
+				writeJSON(w, http.StatusOK, bodyDropped)
+				res.outcome = OutcomeDropped
+				return res
+			}
+		}
+	}
+	res.key = dedupeKey(env, fields, id, body)
+
+	ctx, cancel := context.WithDeadline(req.Context(), deadline)
+	defer cancel()
+	msg := &dedupe.Message{
+		Key:         res.key,
+		Event:       env.Event,
+		ID:          id,
+		Timestamp:   ts,
+		Signature:   sig,
+		ContentType: req.Header.Get("Content-Type"),
+		Body:        body,
+		AcceptedAt:  start,
+	}
+	seq, dup, err := r.rt.store.Accept(ctx, msg, r.dedupeTTL)
+	if err != nil {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
+		res.outcome = OutcomeUnavailable
+		r.logger.Error("storing envelope", zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		return res
+	}
+	res.id = strconv.FormatUint(seq, 10)
+	if dup {
+		writeJSON(w, http.StatusOK, bodyDuplicate)
+		res.outcome = OutcomeDuplicate
+		if ce := r.logger.Check(zap.DebugLevel, "duplicate dropped"); ce != nil {
+			ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
+		}
+		return res
+	}
+	b := make([]byte, 0, 48)
+	b = append(b, `{"status":"accepted","id":"`...)
+	b = append(b, res.id...)
+	b = append(b, `"}`...)
+	writeJSON(w, http.StatusAccepted, b)
+	res.outcome = OutcomeAccepted
+	if ce := r.logger.Check(zap.DebugLevel, "envelope accepted"); ce != nil {
+		ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
+	}
+	return res
+}
+
+// dedupeKey is "<event>:<field values>" when the configured data fields are
+// present, else "webhook-id:<id>", else (unsigned, id-less test traffic) a
+// hash of the body.
+func dedupeKey(env *webhook.Envelope, fields []string, id string, body []byte) string {
+	if k, ok := env.DedupeKey(fields); ok {
+		return k
+	}
+	if id != "" {
+		return "webhook-id:" + id
+	}
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+var errBodyTooLarge = errors.New("body too large")
+
+// readBody reads the whole body into one exact-size slice when the length is
+// announced, else into a growing one, stopping past max.
+func readBody(rd io.Reader, length, max int64) ([]byte, error) {
+	if length >= 0 {
+		buf := make([]byte, length)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, errors.New("body shorter than Content-Length")
+			}
+			return nil, err
+		}
+		return buf, nil
+	}
+	buf := make([]byte, 0, 1024)
+	for {
+		if int64(len(buf)) > max {
+			return nil, errBodyTooLarge
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if int64(len(buf)) > max {
+				return nil, errBodyTooLarge
+			}
+			return buf, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, errBodyTooLarge
+			}
+			return nil, err
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isJSON accepts application/json and any +json media type.
+func isJSON(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	return ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+var jsonContentType = []string{"application/json"}
+
+// writeError answers {"error":{"code":…,"message":…}}.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	b := make([]byte, 0, 64+len(message))
+	b = append(b, `{"error":{"code":`...)
+	b = strconv.AppendQuote(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, message)
+	b = append(b, `}}`...)
+	writeJSON(w, status, b)
+}
+
+// appendJSONString appends s as a JSON string (valid UTF-8 assumed; invalid
+// bytes are replaced).
+func appendJSONString(b []byte, s string) []byte {
+	const hexd = "0123456789abcdef"
+	b = append(b, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', byte(c))
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
+		default:
+			b = append(b, string(c)...)
+		}
+	}
+	return append(b, '"')
+}
+
+func remoteIP(req *http.Request) string {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		return req.RemoteAddr
+	}
+	return host
+}

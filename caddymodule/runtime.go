@@ -1,0 +1,147 @@
+package caddymodule
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/forward"
+)
+
+// runtimes holds one *runtime per storage directory. A Badger directory can
+// be opened once per process, and during `caddy reload` the old and the new
+// config are alive at once: both use the same store and forwarder, which are
+// closed when the last user lets go.
+var runtimes = caddy.NewUsagePool()
+
+// receivers maps a receiver name to its runtime, for the admin API and metrics.
+var receivers sync.Map // string → *runtime
+
+// stopGrace is how long a closing forwarder waits for attempts under way.
+var stopGrace = 5 * time.Second
+
+type runtimeOptions struct {
+	name       string
+	dir        string
+	syncWrites bool
+	maxBody    int64
+	logger     *zap.Logger
+	metrics    *receiverMetrics
+}
+
+// runtime is what outlives a config reload: the store and its forwarder.
+type runtime struct {
+	name       string
+	dir        string
+	syncWrites bool
+	store      *dedupe.Store
+	logger     *zap.Logger
+	metrics    *receiverMetrics
+
+	mu     sync.Mutex
+	fwd    *forward.Forwarder
+	regs   []registration // configs of the handlers using this runtime, oldest first
+	nextID uint64
+}
+
+type registration struct {
+	id  uint64
+	cfg forward.Config
+}
+
+// acquireRuntime opens the store of o.dir, or shares the one already open.
+func acquireRuntime(o runtimeOptions) (*runtime, error) {
+	v, loaded, err := runtimes.LoadOrNew(o.dir, func() (caddy.Destructor, error) {
+		store, err := dedupe.Open(dedupe.Options{
+			Dir:          o.dir,
+			SyncWrites:   o.syncWrites,
+			MaxValueSize: o.maxBody,
+			Logger:       o.logger.Named("badger"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &runtime{
+			name:       o.name,
+			dir:        o.dir,
+			syncWrites: o.syncWrites,
+			store:      store,
+			logger:     o.logger,
+			metrics:    o.metrics,
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt := v.(*runtime)
+	if loaded && rt.syncWrites != o.syncWrites {
+		o.logger.Warn("sync_writes changed for an open storage directory; the new value takes effect when Caddy restarts",
+			zap.Bool("in_force", rt.syncWrites), zap.Bool("configured", o.syncWrites))
+	}
+	receivers.Store(o.name, rt)
+	return rt, nil
+}
+
+// register adds a handler's forwarding config; the newest one is in force.
+func (rt *runtime) register(cfg forward.Config) (uint64, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.fwd == nil {
+		fwd, err := forward.New(rt.store, cfg, rt.logger, rt.metrics.observer(rt.name))
+		if err != nil {
+			return 0, err
+		}
+		fwd.Start()
+		rt.fwd = fwd
+	} else if err := rt.fwd.SetConfig(cfg); err != nil {
+		return 0, err
+	}
+	rt.nextID++
+	rt.regs = append(rt.regs, registration{id: rt.nextID, cfg: cfg})
+	return rt.nextID, nil
+}
+
+// unregister drops a handler's config; the newest remaining one takes over
+// (so a config that failed to load leaves the running one in force).
+func (rt *runtime) unregister(id uint64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	i := sort.Search(len(rt.regs), func(i int) bool { return rt.regs[i].id >= id })
+	if i == len(rt.regs) || rt.regs[i].id != id {
+		return
+	}
+	wasNewest := i == len(rt.regs)-1
+	rt.regs = append(rt.regs[:i], rt.regs[i+1:]...)
+	if wasNewest && len(rt.regs) > 0 && rt.fwd != nil {
+		if err := rt.fwd.SetConfig(rt.regs[len(rt.regs)-1].cfg); err != nil {
+			rt.logger.Error("restoring forwarding config", zap.Error(err))
+		}
+	}
+}
+
+// forwarder returns the runtime's forwarder (nil before the first register).
+func (rt *runtime) forwarder() *forward.Forwarder {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.fwd
+}
+
+// Destruct stops the forwarder, then closes the store. Attempts cut short
+// are made again after restart.
+func (rt *runtime) Destruct() error {
+	receivers.CompareAndDelete(rt.name, rt)
+	if fwd := rt.forwarder(); fwd != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+		fwd.Stop(ctx)
+		cancel()
+	}
+	return rt.store.Close()
+}
+
+// Interface guards
+var _ caddy.Destructor = (*runtime)(nil)

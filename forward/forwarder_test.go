@@ -1,0 +1,406 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+func TestRetryDelay(t *testing.T) {
+	sched := []time.Duration{time.Second, 5 * time.Second, time.Minute}
+	half := func() float64 { return 0.5 }
+	tests := []struct {
+		name     string
+		attempts int
+		jitter   float64
+		rnd      func() float64
+		want     time.Duration
+	}{
+		{"first failure", 1, 0, nil, time.Second},
+		{"second failure", 2, 0, nil, 5 * time.Second},
+		{"last entry", 3, 0, nil, time.Minute},
+		{"last entry repeats", 9, 0, nil, time.Minute},
+		{"zero attempts treated as first", 0, 0, nil, time.Second},
+		{"jitter centre", 2, 0.1, half, 5 * time.Second},
+		{"jitter low edge", 2, 0.1, func() float64 { return 0 }, 4500 * time.Millisecond},
+		{"jitter high edge", 2, 0.1, func() float64 { return 1 }, 5500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, retryDelay(sched, tt.attempts, tt.jitter, tt.rnd))
+		})
+	}
+}
+
+func TestNextAttempt(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	cfg, err := Config{
+		Upstream:      "http://127.0.0.1:1/",
+		Retry:         []time.Duration{time.Second, time.Minute},
+		RetryFor:      time.Hour,
+		MaxRetryAfter: 10 * time.Minute,
+		Jitter:        -1,
+	}.withDefaults()
+	require.NoError(t, err)
+	tests := []struct {
+		name       string
+		failedAt   time.Time
+		attempts   int
+		retryAfter time.Duration
+		want       time.Time
+		dead       bool
+	}{
+		{"schedule", t0, 1, 0, t0.Add(time.Second), false},
+		{"retry-after longer wins", t0, 1, 30 * time.Second, t0.Add(30 * time.Second), false},
+		{"retry-after shorter ignored", t0, 2, time.Second, t0.Add(time.Minute), false},
+		{"retry-after capped", t0, 1, 5 * time.Hour, t0.Add(10 * time.Minute), false},
+		{"past retry_for is dead", t0.Add(59*time.Minute + 30*time.Second), 2, 0, time.Time{}, true},
+		{"exactly at retry_for still retried", t0.Add(59 * time.Minute), 2, 0, t0.Add(time.Hour), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, dead := nextAttempt(&cfg, t0, tt.failedAt, tt.attempts, tt.retryAfter)
+			assert.Equal(t, tt.dead, dead)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"120", 2 * time.Minute},
+		{" 5 ", 5 * time.Second},
+		{"0", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{at.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{at.Add(-time.Minute).Format(http.TimeFormat), 0},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Quote(tt.in), func(t *testing.T) {
+			assert.Equal(t, tt.want, parseRetryAfter(tt.in, at))
+		})
+	}
+}
+
+func TestHeaderSafe(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"reply.received:rpl_8f2k", "reply.received:rpl_8f2k"},
+		{"a b", "a b"},
+		{"line\r\nX-Evil: 1", "line%0D%0AX-Evil: 1"},
+		{"100%", "100%25"},
+		{"café", "caf%C3%A9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			assert.Equal(t, tt.want, HeaderSafe(tt.in))
+		})
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"http://127.0.0.1:9000/app", true},
+		{"https://app.internal/hooks?x=1", true},
+		{"", false},
+		{"ftp://x/", false},
+		{"127.0.0.1:9000", false},
+		{"http:///path", false},
+		{"http://user:pw@host/", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			_, err := ParseUpstream(tt.in)
+			assert.Equal(t, tt.ok, err == nil, "err=%v", err)
+		})
+	}
+}
+
+// --- forwarder against a real store and real HTTP upstreams ---
+
+type hit struct {
+	header http.Header
+	body   string
+}
+
+// recorder is an upstream that records requests and answers with status(n),
+// n being the 1-based request count.
+type recorder struct {
+	mu     sync.Mutex
+	hits   []hit
+	status func(n int, r *http.Request) int
+	srv    *httptest.Server
+}
+
+func newRecorder(t *testing.T, status func(n int, r *http.Request) int) *recorder {
+	rec := &recorder{status: status}
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		rec.mu.Lock()
+		rec.hits = append(rec.hits, hit{header: r.Header.Clone(), body: string(b)})
+		n := len(rec.hits)
+		rec.mu.Unlock()
+		code := http.StatusNoContent
+		if rec.status != nil {
+			code = rec.status(n, r)
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+func (rec *recorder) snapshot() []hit {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]hit(nil), rec.hits...)
+}
+
+func (rec *recorder) count() int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return len(rec.hits)
+}
+
+func openStore(t *testing.T, dir string) *dedupe.Store {
+	t.Helper()
+	s, err := dedupe.Open(dedupe.Options{Dir: dir, SyncWrites: false})
+	require.NoError(t, err)
+	return s
+}
+
+func accept(t *testing.T, s *dedupe.Store, n int) {
+	t.Helper()
+	for i := range n {
+		_, dup, err := s.Accept(context.Background(), &dedupe.Message{
+			Key:         fmt.Sprintf("reply.received:rpl_%d", i),
+			Event:       webhook.EventReplyReceived,
+			ID:          fmt.Sprintf("msg_%d", i),
+			Timestamp:   "1614265330",
+			Signature:   "v1,abc",
+			ContentType: "application/json",
+			Body:        []byte(fmt.Sprintf(`{"event":"reply.received","n":%d}`, i)),
+			AcceptedAt:  time.Now(),
+		}, time.Hour)
+		require.NoError(t, err)
+		require.False(t, dup)
+	}
+}
+
+type countingObserver struct {
+	mu      sync.Mutex
+	results map[string]int
+	dead    int
+}
+
+func (o *countingObserver) Attempt(_, result string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.results == nil {
+		o.results = map[string]int{}
+	}
+	o.results[result]++
+}
+
+func (o *countingObserver) Dead(*dedupe.Message) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dead++
+}
+
+func startForwarder(t *testing.T, s *dedupe.Store, cfg Config, obs Observer) *Forwarder {
+	t.Helper()
+	f, err := New(s, cfg, nil, obs)
+	require.NoError(t, err)
+	f.Start()
+	t.Cleanup(func() { f.Stop(context.Background()) })
+	return f
+}
+
+func TestForwarderDeliversInOrderWithHeaders(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	rec := newRecorder(t, nil)
+	accept(t, s, 5)
+	startForwarder(t, s, Config{Upstream: rec.srv.URL + "/app", Concurrency: 1}, nil)
+
+	require.Eventually(t, func() bool { return s.Stats().Queued == 0 && rec.count() == 5 }, 5*time.Second, 5*time.Millisecond)
+	hits := rec.snapshot()
+	for i, h := range hits {
+		assert.Equal(t, fmt.Sprintf(`{"event":"reply.received","n":%d}`, i), h.body, "FIFO order and unchanged body")
+		assert.Equal(t, fmt.Sprintf("reply.received:rpl_%d", i), h.header.Get(HeaderDedupeKey))
+		assert.Equal(t, "reply.received", h.header.Get(HeaderEvent))
+		assert.Equal(t, "1", h.header.Get(HeaderAttempt))
+		assert.Equal(t, fmt.Sprintf("msg_%d", i), h.header.Get(webhook.HeaderID))
+		assert.Equal(t, "1614265330", h.header.Get(webhook.HeaderTimestamp))
+		assert.Equal(t, "v1,abc", h.header.Get(webhook.HeaderSignature))
+		assert.Equal(t, "application/json", h.header.Get("Content-Type"))
+	}
+}
+
+func TestForwarderRetriesUntilSuccess(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	rec := newRecorder(t, func(n int, _ *http.Request) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	accept(t, s, 1)
+	obs := &countingObserver{}
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{10 * time.Millisecond}}, obs)
+
+	require.Eventually(t, func() bool { return rec.count() == 3 && s.Stats().Retrying == 0 && s.Stats().Queued == 0 }, 5*time.Second, 5*time.Millisecond)
+	hits := rec.snapshot()
+	for i, h := range hits {
+		assert.Equal(t, strconv.Itoa(i+1), h.header.Get(HeaderAttempt))
+		assert.Equal(t, "msg_0", h.header.Get(webhook.HeaderID), "same webhook-id on every attempt")
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	assert.Equal(t, map[string]int{ResultHTTP5xx: 2, ResultDelivered: 1}, obs.results)
+}
+
+func TestForwarderDeadLetters(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusBadGateway })
+	accept(t, s, 1)
+	obs := &countingObserver{}
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{20 * time.Millisecond}, RetryFor: 150 * time.Millisecond}, obs)
+
+	require.Eventually(t, func() bool { return s.Stats().Dead == 1 }, 5*time.Second, 5*time.Millisecond)
+	dead, err := s.DeadLetters(0, 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, http.StatusBadGateway, dead[0].LastStatus)
+	assert.Contains(t, dead[0].LastError, "502")
+	assert.Equal(t, rec.count(), dead[0].Attempts, "every attempt is counted")
+	assert.GreaterOrEqual(t, dead[0].Attempts, 2)
+	assert.Equal(t, int64(0), s.Stats().Retrying)
+	obs.mu.Lock()
+	assert.Equal(t, 1, obs.dead)
+	obs.mu.Unlock()
+}
+
+func TestForwarderDoesNotFollowRedirects(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	target := newRecorder(t, nil)
+	rec := newRecorder(t, func(_ int, r *http.Request) int { return http.StatusFound })
+	// a 302 without Location is enough to prove it is not followed; add one anyway
+	rec.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.hits = append(rec.hits, hit{header: r.Header.Clone()})
+		rec.mu.Unlock()
+		http.Redirect(w, r, target.srv.URL, http.StatusFound)
+	})
+	accept(t, s, 1)
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}}, nil)
+
+	require.Eventually(t, func() bool { return s.Stats().Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 0, target.count(), "redirect target must not be contacted")
+	due, err := s.Due(time.Now().Add(2*time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Equal(t, http.StatusFound, due[0].LastStatus)
+}
+
+func TestForwarderResignsForUpstream(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, err := webhook.ParseKey(secret)
+	require.NoError(t, err)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	rec := newRecorder(t, nil)
+	accept(t, s, 1)
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, UpstreamKeys: []webhook.Key{key}}, nil)
+
+	require.Eventually(t, func() bool { return rec.count() == 1 }, 5*time.Second, 5*time.Millisecond)
+	h := rec.snapshot()[0]
+	v := webhook.Verifier{Keys: []webhook.Key{key}, Tolerance: time.Minute}
+	assert.NoError(t, v.Verify(h.header.Get(webhook.HeaderID), h.header.Get(webhook.HeaderTimestamp), h.header.Get(webhook.HeaderSignature), []byte(h.body), time.Now()))
+	assert.Equal(t, "msg_0", h.header.Get(webhook.HeaderID))
+	assert.NotEqual(t, "v1,abc", h.header.Get(webhook.HeaderSignature))
+}
+
+func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	var up atomic.Bool
+	rec := newRecorder(t, func(int, *http.Request) int {
+		if up.Load() {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	})
+	accept(t, s, 50)
+	f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{50 * time.Millisecond}, Concurrency: 2}, nil)
+
+	require.Eventually(t, func() bool { return f.Health().State == StateFailing }, 5*time.Second, 5*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	// Only the attempts that tripped the breaker, their retries and a few
+	// probes: not one attempt per queued envelope.
+	assert.Less(t, rec.count(), 25, "a failing upstream must not get an attempt per envelope")
+	assert.Greater(t, s.Stats().Queued, int64(25), "fresh envelopes wait in order")
+
+	up.Store(true)
+	require.Eventually(t, func() bool {
+		st := s.Stats()
+		return st.Queued == 0 && st.Retrying == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	assert.Equal(t, StateHealthy, f.Health().State)
+}
+
+func TestForwarderStopLeavesUnfinishedWorkForRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	release := make(chan struct{})
+	rec := newRecorder(t, func(n int, r *http.Request) int {
+		if n == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return http.StatusOK
+	})
+	accept(t, s, 1)
+	f, err := New(s, Config{Upstream: rec.srv.URL}, nil, nil)
+	require.NoError(t, err)
+	f.Start()
+	require.Eventually(t, func() bool { return f.InFlight() == 1 }, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	f.Stop(ctx) // the attempt is cut short
+	cancel()
+	close(release)
+	require.NoError(t, s.Close())
+
+	s = openStore(t, dir)
+	defer s.Close()
+	assert.Equal(t, int64(1), s.Stats().Queued+s.Stats().Retrying, "an unfinished attempt leaves the envelope queued")
+	startForwarder(t, s, Config{Upstream: rec.srv.URL}, nil)
+	require.Eventually(t, func() bool { return s.Stats().Queued+s.Stats().Retrying == 0 && rec.count() >= 2 }, 5*time.Second, 5*time.Millisecond)
+}
