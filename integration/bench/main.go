@@ -1,0 +1,216 @@
+// Command bench measures caddy-webhooks against plain Caddy on this machine:
+// it builds ./cmd/caddy, starts real Caddy processes and upstreams on
+// 127.0.0.1, drives them with its own load generator and prints a table
+// followed, as the last line, by one JSON object with the key figures.
+//
+//	go run ./integration/bench -quick
+//	go run ./integration/bench -only gateway,proxy -duration 10s -rounds 5
+//
+// See integration/bench/README.md for what each scenario measures.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var allScenarios = []string{"respond", "proxy", "gateway", "gateway-nosync", "slow-upstream", "backlog", "sender"}
+
+type config struct {
+	quick        bool
+	only         map[string]bool
+	conns        int
+	duration     time.Duration
+	warmup       time.Duration
+	rounds       int
+	dup          float64
+	slowProxy    time.Duration
+	slowGateway  time.Duration
+	backlogN     int64
+	backlogRetry string
+	drainTimeout time.Duration
+	endpoints    int
+	pending      int
+	senderRetry  time.Duration
+	senderWait   time.Duration
+	caddyBin     string
+	keep         bool
+	pprofDir     string
+	logLevel     string
+}
+
+// benchEnv is what every scenario shares.
+type benchEnv struct {
+	cfg         config
+	work        string // temporary directory for everything
+	caddy       string // the built binary
+	secret      string // whsec_… the receivers verify with
+	key         []byte
+	ids         *idSource
+	hasReceiver bool
+	hasSender   bool
+	res         *results
+	start       time.Time
+}
+
+func (e *benchEnv) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (e *benchEnv) selected(name string) bool {
+	return len(e.cfg.only) == 0 || e.cfg.only[name]
+}
+
+func main() {
+	// The upstream role: this binary re-executed as a separate process.
+	serveUp := flag.Int("serve-upstream", 0, "internal: run as the upstream on this port")
+	upDelay := flag.Duration("upstream-delay", 0, "internal: the upstream's delay before answering")
+
+	var cfg config
+	var only string
+	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute): 2 rounds of 2 s, 50,000-envelope backlog, 5,000 pending retries")
+	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
+	flag.IntVar(&cfg.conns, "conns", 32, "concurrent keep-alive connections")
+	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 8s, -quick 2s)")
+	flag.IntVar(&cfg.rounds, "rounds", 0, "rounds of interleaved throughput scenarios (default 3, -quick 2)")
+	flag.Float64Var(&cfg.dup, "dup", 0, "fraction of requests that redeliver an already sent envelope (0..1)")
+	flag.Int64Var(&cfg.backlogN, "backlog", 0, "envelopes to queue with the upstream down (default 1,000,000, -quick 50,000)")
+	flag.StringVar(&cfg.backlogRetry, "backlog-retry", "1s", "the backlog gateway's retry schedule, so the drain measures forwarding, not the schedule")
+	flag.IntVar(&cfg.endpoints, "endpoints", 100, "sender: HTTPS endpoints")
+	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
+	flag.DurationVar(&cfg.senderRetry, "sender-retry", 2*time.Second, "sender: the retry delay configured (lateness is measured against it)")
+	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs, storage)")
+	flag.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles of the proxy and gateway servers (first round) into this directory")
+	flag.StringVar(&cfg.logLevel, "log-level", "WARN", "Caddy's log level")
+	flag.Parse()
+
+	if *serveUp != 0 {
+		if err := serveUpstream(*serveUp, *upDelay); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	if only != "" {
+		cfg.only = map[string]bool{}
+		for _, s := range strings.Split(only, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(allScenarios, s) {
+				fmt.Fprintf(os.Stderr, "unknown scenario %q; known: %s\n", s, strings.Join(allScenarios, ","))
+				os.Exit(2)
+			}
+			cfg.only[s] = true
+		}
+	}
+	if cfg.dup < 0 || cfg.dup >= 1 {
+		fmt.Fprintln(os.Stderr, "-dup must be in [0, 1)")
+		os.Exit(2)
+	}
+	setDefaults(&cfg)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "interrupted: stopping servers")
+		stopAll()
+		os.Exit(130)
+	}()
+
+	err := run(cfg)
+	stopAll()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func setDefaults(c *config) {
+	pick := func(quick, full time.Duration) time.Duration {
+		if c.quick {
+			return quick
+		}
+		return full
+	}
+	if c.duration == 0 {
+		c.duration = pick(2*time.Second, 8*time.Second)
+	}
+	if c.rounds == 0 {
+		c.rounds = 3
+		if c.quick {
+			c.rounds = 2
+		}
+	}
+	c.warmup = min(c.duration/2, pick(500*time.Millisecond, 2*time.Second))
+	// The proxy half must outlast the provider's 10 s timeout once (-quick)
+	// or twice; the gateway half only needs enough samples.
+	c.slowProxy = pick(time.Second, 12*time.Second)
+	c.slowGateway = pick(2*time.Second, 8*time.Second)
+	if c.backlogN == 0 {
+		c.backlogN = 1_000_000
+		if c.quick {
+			c.backlogN = 50_000
+		}
+	}
+	c.drainTimeout = pick(45*time.Second, 5*time.Minute)
+	if c.pending == 0 {
+		c.pending = 100_000
+		if c.quick {
+			c.pending = 5_000
+		}
+	}
+	c.senderWait = pick(40*time.Second, 4*time.Minute)
+}
+
+func run(cfg config) error {
+	env := &benchEnv{cfg: cfg, res: newResults(cfg), start: time.Now()}
+	work, err := os.MkdirTemp("", "caddy-webhooks-bench-")
+	if err != nil {
+		return err
+	}
+	env.work = work
+	if cfg.keep {
+		env.logf("working directory %s (kept)", work)
+	} else {
+		defer func() {
+			stopAll()
+			os.RemoveAll(work)
+		}()
+	}
+
+	if cfg.caddyBin != "" {
+		env.caddy = cfg.caddyBin
+	} else {
+		env.logf("building ./cmd/caddy")
+		if env.caddy, err = buildCaddy(work); err != nil {
+			return err
+		}
+	}
+	mods, err := listModules(env.caddy)
+	if err != nil {
+		return err
+	}
+	env.hasReceiver = mods["http.handlers.webhook_receiver"]
+	env.hasSender = mods["webhook_sender"] && mods["http.handlers.webhook_sender_api"]
+	env.logf("built; webhook_receiver present: %t, webhook_sender + webhook_sender_api present: %t", env.hasReceiver, env.hasSender)
+
+	env.secret, env.key = newSecret()
+	env.ids = &idSource{run: runID(), evTime: time.Now()}
+
+	runThroughput(env)
+	runSlowUpstream(env)
+	runBacklog(env)
+	runSender(env)
+
+	env.res.TotalSeconds = round2(time.Since(env.start).Seconds())
+	env.res.print(os.Stdout)
+	return nil
+}

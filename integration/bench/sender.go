@@ -1,0 +1,443 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// testPKI is a throwaway CA and a certificate for 127.0.0.1 it signed.
+type testPKI struct {
+	caPEM []byte
+	cert  tls.Certificate
+}
+
+func newTestPKI() (*testPKI, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "caddy-webhooks bench CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	return &testPKI{
+		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		cert:  tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey},
+	}, nil
+}
+
+// arrival is what an endpoint saw of one delivery (one webhook-id).
+type arrival struct {
+	t1, t2   time.Time // attempts 1 and 2
+	attempts int
+}
+
+// endpoint is an HTTPS server on 127.0.0.1 that fails the first attempt of
+// every delivery with 500 and accepts the next one.
+type endpoint struct {
+	url  string
+	srv  *http.Server
+	mu   sync.Mutex
+	seen map[string]*arrival
+	sink *endpointCounters
+}
+
+type endpointCounters struct {
+	first, ok, extra, noID atomic.Int64
+}
+
+func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	io.Copy(io.Discard, r.Body)
+	id := r.Header.Get("webhook-id")
+	if id == "" {
+		e.sink.noID.Add(1)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	e.mu.Lock()
+	a := e.seen[id]
+	if a == nil {
+		a = &arrival{t1: now}
+		e.seen[id] = a
+	}
+	a.attempts++
+	n := a.attempts
+	if n == 2 {
+		a.t2 = now
+	}
+	e.mu.Unlock()
+	switch {
+	case n == 1:
+		e.sink.first.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	case n == 2:
+		e.sink.ok.Add(1)
+		w.WriteHeader(http.StatusOK)
+	default:
+		e.sink.extra.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (e *endpoint) reset() {
+	e.mu.Lock()
+	e.seen = map[string]*arrival{}
+	e.mu.Unlock()
+}
+
+func startEndpoints(n int, pki *testPKI, sink *endpointCounters) ([]*endpoint, error) {
+	var eps []*endpoint
+	quiet := log.New(io.Discard, "", 0)
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			stopEndpoints(eps)
+			return nil, err
+		}
+		e := &endpoint{url: fmt.Sprintf("https://%s/hook/%d", ln.Addr(), i), seen: map[string]*arrival{}, sink: sink}
+		e.srv = &http.Server{Handler: e, ErrorLog: quiet, ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{pki.cert}}}
+		go e.srv.ServeTLS(ln, "", "")
+		eps = append(eps, e)
+	}
+	return eps, nil
+}
+
+func stopEndpoints(eps []*endpoint) {
+	for _, e := range eps {
+		e.srv.Close()
+	}
+}
+
+// senderAPI calls the webhook_sender_api handler.
+type senderAPI struct {
+	base   string
+	key    string
+	client *http.Client
+}
+
+func (a *senderAPI) post(path string, in any, want int, out any) error {
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest(http.MethodPost, a.base+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("POST %s: status %d (want %d): %.300s", path, resp.StatusCode, want, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("POST %s: decoding %.300s: %w", path, body, err)
+		}
+	}
+	return nil
+}
+
+func (a *senderAPI) publish(run string, i int) (int, error) {
+	var out struct {
+		Deliveries int `json:"deliveries"`
+	}
+	err := a.post("/v1/events", map[string]any{
+		"event": "reply.received",
+		"data": map[string]string{
+			"replyId":    fmt.Sprintf("rpl_s_%s_%d", run, i),
+			"campaignId": "cmp_41",
+			"messageId":  fmt.Sprintf("msg_s_%s_%d", run, i),
+			"from":       "ana@example.com",
+		},
+	}, http.StatusAccepted, &out)
+	return out.Deliveries, err
+}
+
+// runSender measures the webhook_sender app: fan-out of one event, then
+// cfg.pending deliveries that each fail once and wait for their retry.
+func runSender(env *benchEnv) {
+	if !env.selected("sender") {
+		return
+	}
+	cfg := env.cfg
+	res := env.res
+	if !env.hasSender {
+		res.skip("sender", "webhook_sender / http.handlers.webhook_sender_api are not in the built Caddy yet")
+		return
+	}
+	dir, err := os.MkdirTemp(env.work, "sender-")
+	if err != nil {
+		res.skip("sender", err.Error())
+		return
+	}
+	pki, err := newTestPKI()
+	if err != nil {
+		res.skip("sender", "making the test CA: "+err.Error())
+		return
+	}
+	caPath := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caPath, pki.caPEM, 0o644); err != nil {
+		res.skip("sender", err.Error())
+		return
+	}
+	sink := &endpointCounters{}
+	eps, err := startEndpoints(cfg.endpoints, pki, sink)
+	if err != nil {
+		res.skip("sender", "starting endpoints: "+err.Error())
+		return
+	}
+	defer stopEndpoints(eps)
+
+	apiKey := "bench_" + runID() + runID()
+	port, admin := freePort(), freePort()
+	app := fmt.Sprintf("\twebhook_sender {\n\t\tstorage %s\n\t\tapi_key %s\n\t\tretry %s\n\t\tallow_private\n\t\ttrusted_ca %s\n\t}\n",
+		filepath.Join(dir, "storage"), apiKey, cfg.senderRetry, caPath)
+	site := fmt.Sprintf(":%d {\n\thandle_path /v1/* {\n\t\troute {\n\t\t\twebhook_sender_api\n\t\t}\n\t}\n}\n", port)
+	srv, err := startCaddyIn(env, dir, "sender", globalOptions(admin, cfg.logLevel, app)+site, port, admin, true)
+	if err != nil {
+		res.skip("sender", err.Error())
+		return
+	}
+	defer srv.stop(10 * time.Second)
+
+	api := &senderAPI{base: "http://" + srv.addr(), key: apiKey, client: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 64},
+	}}
+	sec := section{title: fmt.Sprintf("sender: %d HTTPS endpoints on 127.0.0.1 that fail each delivery's first attempt; retry %v", cfg.endpoints, cfg.senderRetry),
+		head: []string{"measure", "value"}}
+	add := func(k, v string) { sec.rows = append(sec.rows, []string{k, v}) }
+	defer func() { res.sections = append(res.sections, sec) }()
+	fail := func(what string, err error) {
+		sec.notes = append(sec.notes, "not completed: "+what+": "+err.Error())
+		res.Skipped["sender"] = what + ": " + firstLine(err.Error())
+	}
+
+	// Register the endpoints.
+	for _, e := range eps {
+		if err := api.post("/v1/webhooks", map[string]any{"url": e.url, "events": []string{"reply.received"}}, http.StatusCreated, nil); err != nil {
+			fail("registering endpoints", err)
+			return
+		}
+	}
+
+	// 1. One event to every endpoint.
+	env.logf("sender: one event to %d endpoints", len(eps))
+	t0 := time.Now()
+	if n, err := api.publish(env.ids.run, 0); err != nil {
+		fail("publishing", err)
+		return
+	} else if n != len(eps) {
+		sec.notes = append(sec.notes, fmt.Sprintf("POST /events reported %d deliveries, want %d", n, len(eps)))
+	}
+	want := int64(len(eps))
+	deadline := t0.Add(cfg.senderRetry + 30*time.Second)
+	for sink.ok.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	arr := collectArrivals(eps)
+	if int64(len(arr)) < want || sink.ok.Load() < want {
+		sec.notes = append(sec.notes, fmt.Sprintf("fan-out: only %d first attempts and %d deliveries of %d within %v", len(arr), sink.ok.Load(), want, deadline.Sub(t0)))
+	}
+	var lastFirst, lastDone time.Duration
+	for _, a := range arr {
+		lastFirst = max(lastFirst, a.t1.Sub(t0))
+		if !a.t2.IsZero() {
+			lastDone = max(lastDone, a.t2.Sub(t0))
+		}
+	}
+	if len(arr) > 0 {
+		res.SenderFanoutFirstMs = f64(ms(lastFirst))
+		add("fan-out: publish to the last first attempt", fmt.Sprintf("%.1f ms (%d endpoints)", ms(lastFirst), len(arr)))
+	}
+	if sink.ok.Load() >= want {
+		res.SenderFanoutDoneMs = f64(ms(lastDone))
+		add("fan-out: publish to the last delivery (incl. retry)", fmt.Sprintf("%.1f ms", ms(lastDone)))
+	}
+
+	// 2. Many deliveries waiting for their retry at once.
+	for _, e := range eps {
+		e.reset()
+	}
+	sink.first.Store(0)
+	sink.ok.Store(0)
+	sink.extra.Store(0)
+	events := max(1, cfg.pending/len(eps))
+	want = int64(events * len(eps))
+	env.logf("sender: publishing %d events × %d endpoints = %d deliveries", events, len(eps), want)
+	sampler := sampleRSS(srv.pid(), 250*time.Millisecond)
+	c0 := procCPU(srv.pid())
+	t0 = time.Now()
+	var next atomic.Int64
+	var pubErr atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1))
+				if i > events {
+					return
+				}
+				if _, err := api.publish(env.ids.run, i); err != nil {
+					pubErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	pubTook := time.Since(t0)
+	if err, _ := pubErr.Load().(error); err != nil {
+		sampler.end()
+		fail("publishing", err)
+		return
+	}
+	res.SenderPublishRPS = f64(float64(events) / pubTook.Seconds())
+	add("publish", fmt.Sprintf("%d events in %.2f s (%.0f events/s, 16 concurrent clients)", events, pubTook.Seconds(), float64(events)/pubTook.Seconds()))
+	deadline = time.Now().Add(cfg.senderWait)
+	lastLog := time.Now()
+	for sink.ok.Load() < want && time.Now().Before(deadline) {
+		if time.Since(lastLog) > 10*time.Second {
+			env.logf("sender: %d first attempts, %d delivered of %d", sink.first.Load(), sink.ok.Load(), want)
+			lastLog = time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cpu := procCPU(srv.pid()) - c0
+	peak := sampler.end()
+	arr = collectArrivals(eps)
+
+	// Lateness of attempt 2 against attempt 1 + the retry delay.
+	var late []float64
+	type tick struct {
+		t time.Time
+		d int
+	}
+	var ticks []tick
+	var lastT1, lastT2 time.Time
+	for _, a := range arr {
+		ticks = append(ticks, tick{a.t1, +1})
+		if a.t1.After(lastT1) {
+			lastT1 = a.t1
+		}
+		if !a.t2.IsZero() {
+			late = append(late, ms(a.t2.Sub(a.t1)-cfg.senderRetry))
+			ticks = append(ticks, tick{a.t2, -1})
+			if a.t2.After(lastT2) {
+				lastT2 = a.t2
+			}
+		}
+	}
+	sort.Slice(ticks, func(i, j int) bool { return ticks[i].t.Before(ticks[j].t) })
+	var pending, peakPending int64
+	for _, t := range ticks {
+		pending += int64(t.d)
+		peakPending = max(peakPending, pending)
+	}
+	slices.Sort(late)
+	delivered := int64(len(late))
+	res.SenderDeliveries = i64(want)
+	res.SenderUndelivered = i64(want - delivered)
+	res.SenderPeakPending = i64(peakPending)
+	res.SenderRSSMiB = f64(mib(peak))
+	add("first attempts seen", fmt.Sprintf("%d of %d; last %.2f s after publishing began (%.0f attempts/s)", len(arr), want, lastT1.Sub(t0).Seconds(), float64(len(arr))/lastT1.Sub(t0).Seconds()))
+	if len(arr) > 0 {
+		res.SenderAttemptRPS = f64(float64(len(arr)) / lastT1.Sub(t0).Seconds())
+	}
+	add("peak retries pending at once", fmt.Sprint(peakPending))
+	if delivered > 0 {
+		span := lastT2.Sub(t0)
+		res.SenderDeliveryRPS = f64(float64(delivered) / span.Seconds())
+		res.SenderLatenessP50Ms = f64(quantileSorted(late, 0.5))
+		res.SenderLatenessP99Ms = f64(quantileSorted(late, 0.99))
+		res.SenderLatenessMaxMs = f64(late[len(late)-1])
+		add("delivered (attempt 2 answered 200)", fmt.Sprintf("%d of %d in %.2f s = %.0f deliveries/s (%.0f HTTPS requests/s); server %.0f µs/delivery", delivered, want, span.Seconds(),
+			float64(delivered)/span.Seconds(), float64(len(arr)+len(late))/span.Seconds(), float64(cpu)/1e3/float64(delivered)))
+		add("retry lateness p50 / p99 / max (min)", fmt.Sprintf("%.1f / %.1f / %.1f ms (%.1f ms)", quantileSorted(late, 0.5), quantileSorted(late, 0.99), late[len(late)-1], late[0]))
+	}
+	add("sender RSS peak", fmt.Sprintf("%.1f MiB", mib(peak)))
+	if n := sink.extra.Load(); n > 0 {
+		sec.notes = append(sec.notes, fmt.Sprintf("%d attempts after a delivery had already succeeded", n))
+	}
+	if n := sink.noID.Load(); n > 0 {
+		sec.notes = append(sec.notes, fmt.Sprintf("%d requests without webhook-id", n))
+	}
+	if want > delivered {
+		sec.notes = append(sec.notes, fmt.Sprintf("%d deliveries not completed within %v", want-delivered, cfg.senderWait))
+	}
+	sec.notes = append(sec.notes, "lateness = arrival of attempt 2 − (arrival of attempt 1 + retry); the endpoints run inside the benchmark process")
+	env.logf("sender: %d of %d delivered, lateness p99 %.1f ms, peak pending %d", delivered, want, quantileSorted(late, 0.99), peakPending)
+}
+
+func collectArrivals(eps []*endpoint) []arrival {
+	var out []arrival
+	for _, e := range eps {
+		e.mu.Lock()
+		for _, a := range e.seen {
+			out = append(out, *a)
+		}
+		e.mu.Unlock()
+	}
+	return out
+}
+
+// quantileSorted returns the q-quantile of sorted values (nearest rank).
+func quantileSorted(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(v))+0.999999) - 1
+	return v[min(max(i, 0), len(v)-1)]
+}
