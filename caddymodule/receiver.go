@@ -201,6 +201,8 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	}
 	syncWrites := r.SyncWrites == nil || *r.SyncWrites
 
+	r.Storage = expand(r.Storage)
+	r.Name = expand(r.Name)
 	if r.Name == "" {
 		if r.Storage != "" {
 			r.Name = filepath.Base(filepath.Clean(r.Storage))
@@ -210,8 +212,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	}
 	if r.Storage == "" {
 		r.Storage = filepath.Join(caddy.AppDataDir(), "webhook_receiver", r.Name)
-	} else {
-		r.Storage = expand(r.Storage)
 	}
 	if abs, err := filepath.Abs(r.Storage); err == nil {
 		r.Storage = abs
