@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -410,7 +411,7 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	req.Header.Set(webhook.HeaderSignature, sig)
 	resp, err := cfg.client.Do(req)
 	if err != nil {
-		return fail(err)
+		return fail(transportError(ctx, err, cfg.Timeout))
 	}
 	_, rerr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
@@ -425,4 +426,17 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	// line is the acknowledgement.
 	_ = rerr
 	return res
+}
+
+// transportError describes a failed request without its URL (which may carry
+// tokens in its query), naming timeouts as such.
+func transportError(ctx context.Context, err error, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("timed out after %s", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

@@ -285,8 +285,15 @@ func TestDeliveryTimeout(t *testing.T) {
 	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
 	require.NoError(t, err)
 	eventually(t, 5*time.Second, func() bool { return len(rec.requests()) >= 2 }, "retried after the timeout")
-	failed := rec.requests()
-	assert.Equal(t, failed[0].header.Get("webhook-id"), failed[1].header.Get("webhook-id"))
+	reqs := rec.requests()
+	assert.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
+	id := reqs[0].header.Get("webhook-id")
+	eventually(t, 2*time.Second, func() bool {
+		d, err := s.GetDelivery(id)
+		return err == nil && d.Status == DeliveryDelivered
+	}, "delivered on the retry")
+	d, _ := s.GetDelivery(id)
+	assert.Equal(t, "timed out after 100ms", d.Attempts[0].Error)
 }
 
 // TestDeliverySlowEndpointDoesNotBlockOthers: an endpoint that hangs holds

@@ -48,6 +48,7 @@ func TestIsForbiddenIP(t *testing.T) {
 		{"fc00::1", true},
 		{"fd12:3456::1", true},
 		{"fe80::1", true},
+		{"fe80::1%eth0", true},
 		{"febf::1", true},
 		{"ff02::1", true},
 		{"2001:db8::1", true},
