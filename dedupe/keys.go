@@ -31,12 +31,14 @@ const (
 
 // dedupeKey returns k/<event>\x00<key>.
 func dedupeKey(event, key string) []byte {
-	b := make([]byte, 0, prefixLen+len(event)+1+len(key))
+	return appendDedupeKey(make([]byte, 0, prefixLen+len(event)+1+len(key)), event, key)
+}
+
+func appendDedupeKey(b []byte, event, key string) []byte {
 	b = append(b, prefixKey...)
 	b = append(b, event...)
 	b = append(b, 0)
-	b = append(b, key...)
-	return b
+	return append(b, key...)
 }
 
 // queueKey returns q/<seq>.

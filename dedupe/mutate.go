@@ -34,32 +34,50 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 	if m.AcceptedAt.IsZero() {
 		m.AcceptedAt = now()
 	}
-	o := &op{kind: opAccept, ttl: ttl, at: m.AcceptedAt.UnixNano(), res: make(chan *op, 1)}
-	if m.Key != "" {
-		o.kkey = dedupeKey(m.Event, m.Key)
-	}
+	o := getAcceptOp()
+	o.ttl, o.at = ttl, m.AcceptedAt.UnixNano()
 	stored := *m
 	stored.NextAttempt, stored.DeadAt = time.Time{}, time.Time{}
 	stored.LastError = truncate(stored.LastError)
-	o.value = encodeMessage(&stored)
-	if len(o.value) > s.maxValue {
-		return 0, false, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(o.value))
+	// One buffer: value | k/ key | q/ key | k/ value.
+	need := encodedSize(&stored) + len(prefixKey) + len(m.Event) + 1 + len(m.Key) + seqKeyLen + 8
+	buf := o.buf
+	if cap(buf) < need {
+		buf = make([]byte, 0, need)
 	}
+	buf = appendMessage(buf[:0], &stored)
+	v := len(buf)
+	if len(buf) > s.maxValue {
+		return 0, false, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(buf))
+	}
+	if m.Key != "" {
+		buf = appendDedupeKey(buf, m.Event, m.Key)
+	}
+	k := len(buf)
+	buf = append(buf, make([]byte, seqKeyLen+8)...)
+	o.buf = buf
+	o.value = buf[:v:v]
+	if k > v {
+		o.kkey = buf[v:k:k]
+	}
+	o.qkey, o.seqVal = buf[k:k+seqKeyLen:k+seqKeyLen], buf[k+seqKeyLen:]
 	if err := s.submit(o); err != nil {
 		return 0, false, err
 	}
 	select {
 	case <-o.res:
 	case <-ctx.Done():
-		return 0, false, ctx.Err()
+		return 0, false, ctx.Err() // o stays with the writer
 	}
-	if o.err != nil {
-		return 0, false, o.err
+	seq, duplicate, err = o.resSeq, o.dup, o.err
+	putAcceptOp(o)
+	if err != nil {
+		return 0, false, err
 	}
-	if !o.dup {
-		m.Seq, m.loc, m.due = o.resSeq, locQueue, 0
+	if !duplicate {
+		m.Seq, m.loc, m.due = seq, locQueue, 0
 	}
-	return o.resSeq, o.dup, nil
+	return seq, duplicate, nil
 }
 
 // The bookkeeping calls below are asynchronous: the writer batches them with

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -131,7 +132,8 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	seq uint64 // last assigned; owned by the writer (and Open)
+	seq     uint64       // last assigned; owned by the writer (and Open)
+	commits atomic.Int64 // transactions committed by the writer (diagnostics)
 
 	mu        sync.Mutex // guards the counters below (written by the writer)
 	queued    int64

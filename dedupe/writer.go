@@ -1,8 +1,10 @@
 package dedupe
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -51,10 +53,13 @@ const (
 type op struct {
 	kind opKind
 
-	kkey  []byte        // accept: k/ key, nil = no dedupe
-	ttl   time.Duration // accept
-	value []byte        // accept, reschedule, kill: the encoded message to store
-	at    int64         // accept: AcceptedAt (unix nanos)
+	kkey   []byte        // accept: k/ key, nil = no dedupe
+	qkey   []byte        // accept: room for q/<seq>, filled by the writer
+	seqVal []byte        // accept: room for the k/ value (seq)
+	buf    []byte        // accept: backs value, kkey, qkey and seqVal (pooled)
+	ttl    time.Duration // accept
+	value  []byte        // accept, reschedule, kill: the encoded message to store
+	at     int64         // accept: AcceptedAt (unix nanos)
 
 	seq    uint64   // delivered, reschedule, kill
 	oldKey []byte   // delivered, reschedule, kill: where it is
@@ -73,6 +78,22 @@ type op struct {
 	applied bool        // all units applied: complete at the next commit
 	done    func(error) // async ops
 	res     chan *op    // sync ops
+}
+
+// acceptOps recycles Accept ops (and their buffer) once Accept has returned.
+var acceptOps = sync.Pool{New: func() any { return &op{res: make(chan *op, 1)} }}
+
+func getAcceptOp() *op {
+	o := acceptOps.Get().(*op)
+	*o = op{kind: opAccept, res: o.res, buf: o.buf[:0]}
+	return o
+}
+
+func putAcceptOp(o *op) {
+	if cap(o.buf) > 64<<10 {
+		o.buf = nil // do not pin large bodies
+	}
+	acceptOps.Put(o)
 }
 
 func (o *op) complete() {
@@ -237,6 +258,7 @@ func (b *batch) commit() {
 		err = b.txn.Set(keySeqHighMark, encodeSeq(s.seq))
 	}
 	if err == nil {
+		s.commits.Add(1)
 		err = b.txn.Commit()
 	} else {
 		b.txn.Discard()
@@ -380,12 +402,19 @@ func (s *Store) applyAccept(b *batch, o *op) {
 		}
 	}
 	seq := s.seq + 1
-	if err := b.txn.Set(queueKey(seq), o.value); err != nil {
+	qkey, seqVal := o.qkey, o.seqVal
+	if qkey == nil {
+		qkey, seqVal = make([]byte, seqKeyLen), make([]byte, 8)
+	}
+	copy(qkey, prefixQueue)
+	binary.BigEndian.PutUint64(qkey[prefixLen:], seq)
+	binary.BigEndian.PutUint64(seqVal, seq)
+	if err := b.txn.Set(qkey, o.value); err != nil {
 		b.abort(err)
 		return
 	}
 	if o.kkey != nil {
-		e := badger.NewEntry(o.kkey, encodeSeq(seq))
+		e := badger.NewEntry(o.kkey, seqVal)
 		if o.ttl > 0 {
 			e = e.WithTTL(o.ttl)
 		}
