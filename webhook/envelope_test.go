@@ -246,6 +246,15 @@ func TestParseEnvelopeInvalid(t *testing.T) {
 		{"timestamp date only", `{"event":"e","timestamp":"2026-01-02","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
 		{"timestamp empty", `{"event":"e","timestamp":"","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
 		{"timestamp out of range", `{"event":"e","timestamp":"2026-13-02T03:04:05Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with one-digit hour", `{"event":"e","timestamp":"2026-01-02T3:04:05Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with decimal comma", `{"event":"e","timestamp":"2026-01-02T03:04:05,5Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with empty fraction", `{"event":"e","timestamp":"2026-01-02T03:04:05.Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with offset of 24h", `{"event":"e","timestamp":"2026-01-02T03:04:05+24:00","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with offset without colon", `{"event":"e","timestamp":"2026-01-02T03:04:05+0100","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp lower-case t", `{"event":"e","timestamp":"2026-01-02t03:04:05Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp hour 24", `{"event":"e","timestamp":"2026-01-02T24:00:00Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp February 30", `{"event":"e","timestamp":"2026-02-30T00:00:00Z","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
+		{"timestamp with trailing space", `{"event":"e","timestamp":"2026-01-02T03:04:05Z ","data":{}}`, ParseOptions{}, `"timestamp" is not an RFC 3339 time`, 25, errShape},
 		{"data array", wrap(`[]`), ParseOptions{}, `"data" is not an object`, dataOff, errShape},
 		{"data null", wrap(`null`), ParseOptions{}, `"data" is not an object`, dataOff, errShape},
 		{"data string", wrap(`"{}"`), ParseOptions{}, `"data" is not an object`, dataOff, errShape},
@@ -253,7 +262,7 @@ func TestParseEnvelopeInvalid(t *testing.T) {
 		{"ambiguous DATA", wrap(`{}`)[:len(wrap(`{}`))-1] + `,"DATA":{}}`, ParseOptions{}, `ambiguous key "DATA": only the case differs from "data"`, len(wrap(`{}`)), errShape},
 		{"ambiguous TimeStamp alone", `{"event":"e","TimeStamp":"2026-01-02T03:04:05Z","data":{}}`, ParseOptions{}, `ambiguous key "TimeStamp": only the case differs from "timestamp"`, 13, errShape},
 		{"ambiguous via escape", `{"\u0045vent":"x","event":"e",` + ts + `,"data":{}}`, ParseOptions{}, `ambiguous key "Event": only the case differs from "event"`, 1, errShape},
-		{"ambiguous via Unicode folding (long s)", `{"event":"e",` + ts + `,"data":{},"timeſtamp":1}`, ParseOptions{}, `ambiguous key "timeſtamp": only the case differs from "timestamp"`, len(`{"event":"e",`+ts+`,"data":{},`), errShape},
+		{"ambiguous via Unicode folding (long s)", `{"event":"e",` + ts + `,"data":{},"timeſtamp":1}`, ParseOptions{}, `ambiguous key "timeſtamp": only the case differs from "timestamp"`, len(`{"event":"e",` + ts + `,"data":{},`), errShape},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -391,4 +400,60 @@ func TestDedupeKey(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+func TestParseRFC3339(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-11-26T10:15:00Z", time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC)},
+		{"2026-11-26T10:15:00.5Z", time.Date(2026, 11, 26, 10, 15, 0, 500_000_000, time.UTC)},
+		{"2026-11-26T10:15:00.123456789123Z", time.Date(2026, 11, 26, 10, 15, 0, 123456789, time.UTC)},
+		{"2026-11-26T10:15:00+23:59", time.Date(2026, 11, 25, 10, 16, 0, 0, time.UTC)},
+		{"2026-11-26T10:15:00-00:00", time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC)},
+		{"2024-02-29T00:00:00Z", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseRFC3339(tt.in)
+			require.NoError(t, err)
+			assert.True(t, tt.want.Equal(got), "want %v, got %v", tt.want, got)
+		})
+	}
+	for _, in := range []string{"", "2026-11-26T10:15:00", "2026-11-26T10:15:00.", "2026-11-26T10:15:00.5", "2026-11-26T10:15:00+01:60",
+		"2026-11-26T10:15:00+1:00", "2026-11-26T10:15:00ZZ", "2026-11-26T10:15:00 Z", "+2026-11-26T10:15:00Z", "2026-11-26T10:15:0aZ", "2025-02-29T00:00:00Z"} {
+		t.Run("reject "+in, func(t *testing.T) {
+			_, err := parseRFC3339(in)
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestParseEnvelopeOptions(t *testing.T) {
+	body := []byte(`{"event":"e","timestamp":"2026-01-02T03:04:05Z","data":{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}}`)
+	for _, depth := range []int{0, -1} {
+		_, err := ParseEnvelope(body, ParseOptions{MaxDepth: depth})
+		assert.NoError(t, err, "MaxDepth %d means the default, 64", depth)
+	}
+	_, err := ParseEnvelope(body, ParseOptions{MaxDepth: 63})
+	assert.EqualError(t, err, "invalid envelope: nesting deeper than 63 levels at offset 121")
+	_, err = ParseEnvelope(body, ParseOptions{MaxDepth: 1000})
+	assert.NoError(t, err)
+}
+
+func TestParseEnvelopeLargeObjectsAreLinear(t *testing.T) {
+	// 100k keys in one object: pairwise duplicate checks would take minutes.
+	body := []byte(`{"event":"e","timestamp":"2026-01-02T03:04:05Z","data":{` + manyKeys(100_000, "") + `}}`)
+	start := time.Now()
+	env, err := ParseEnvelope(body, ParseOptions{})
+	require.NoError(t, err)
+	v, ok := env.DataField("k99999")
+	assert.True(t, ok)
+	assert.Equal(t, "99999", v)
+	assert.Less(t, time.Since(start), 5*time.Second)
+
+	dup := []byte(`{"event":"e","timestamp":"2026-01-02T03:04:05Z","data":{` + manyKeys(100_000, `"k5":1`) + `}}`)
+	_, err = ParseEnvelope(dup, ParseOptions{})
+	assert.ErrorContains(t, err, `duplicate key "k5"`)
 }

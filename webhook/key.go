@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -52,7 +53,9 @@ const (
 // A Key is safe for concurrent use and cheap to copy. Formatting a Key with
 // the fmt package (%v, %s, …) prints a redacted form for secret kinds
 // (whsec_, whsk_), so that a Key that ends up in a log line does not leak;
-// call String explicitly to get the encoded secret.
+// call String explicitly to get the encoded secret. log/slog also logs the
+// redacted form (LogValue); zap's zap.Any and zap.Stringer call String, so
+// log keys with zap.String("key", k.Redacted()).
 type Key struct {
 	kind    keyKind
 	secret  []byte             // kindSecret
@@ -207,6 +210,11 @@ func (k Key) Redacted() string {
 // every verb prints Redacted.
 func (k Key) Format(f fmt.State, verb rune) {
 	_, _ = f.Write([]byte(k.Redacted()))
+}
+
+// LogValue implements slog.LogValuer: log/slog records Redacted.
+func (k Key) LogValue() slog.Value {
+	return slog.StringValue(k.Redacted())
 }
 
 // NewSecret returns a fresh symmetric secret: "whsec_" + base64 of 32 bytes

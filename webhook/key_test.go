@@ -1,9 +1,11 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -144,6 +146,9 @@ func TestKeyFormatRedacts(t *testing.T) {
 				assert.Equal(t, tt.want, fmt.Sprintf(verb, tt.key), verb)
 			}
 			assert.Equal(t, "["+tt.want+"]", fmt.Sprint([]Key{tt.key}))
+			var buf bytes.Buffer
+			slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "key", tt.key)
+			assert.Contains(t, buf.String(), `"key":"`+tt.want+`"`)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -145,7 +146,7 @@ func (p *parser) parse(body []byte, opts ParseOptions) (*Envelope, error) {
 	}
 
 	s := string(p.arena)
-	ts, err := time.Parse(time.RFC3339, s[p.tsStart:p.tsEnd])
+	ts, err := parseRFC3339(s[p.tsStart:p.tsEnd])
 	if err != nil {
 		return nil, p.errAt(p.tsOffset, errShape, `"timestamp" is not an RFC 3339 time`)
 	}
@@ -712,4 +713,55 @@ func quoteKey(key []byte) string {
 		cut--
 	}
 	return strconv.Quote(string(key[:cut])) + "…"
+}
+
+// errNotRFC3339 is returned by parseRFC3339 for a syntax error.
+var errNotRFC3339 = errors.New("not RFC 3339")
+
+// parseRFC3339 parses an RFC 3339 date-time strictly: time.Parse alone
+// accepts single-digit hours, a comma before the fraction and offsets of
+// 24 hours or more. Checked here: "YYYY-MM-DDTHH:MM:SS", an optional "."
+// and at least one digit, then "Z" or "+HH:MM" / "-HH:MM" with HH < 24 and
+// MM < 60; time.Parse then checks the ranges of the date and time.
+func parseRFC3339(s string) (time.Time, error) {
+	const fixed = len("2006-01-02T15:04:05")
+	if len(s) < fixed+1 {
+		return time.Time{}, errNotRFC3339
+	}
+	for i := 0; i < fixed; i++ {
+		var ok bool
+		switch i {
+		case 4, 7:
+			ok = s[i] == '-'
+		case 10:
+			ok = s[i] == 'T'
+		case 13, 16:
+			ok = s[i] == ':'
+		default:
+			ok = isDigit(s[i])
+		}
+		if !ok {
+			return time.Time{}, errNotRFC3339
+		}
+	}
+	i := fixed
+	if s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && isDigit(s[i]) {
+			i++
+		}
+		if i == start || i == len(s) {
+			return time.Time{}, errNotRFC3339
+		}
+	}
+	switch zone := s[i:]; {
+	case zone == "Z":
+	case len(zone) == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':' &&
+		isDigit(zone[1]) && isDigit(zone[2]) && isDigit(zone[4]) && isDigit(zone[5]) &&
+		zone[1:3] < "24" && zone[4:6] < "60":
+	default:
+		return time.Time{}, errNotRFC3339
+	}
+	return time.Parse(time.RFC3339, s)
 }
