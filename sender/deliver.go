@@ -175,7 +175,7 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	if errors.Is(err, ErrNotFound) {
 		// Purged or inconsistent: drop the schedule entry.
 		log.Warn("dropping schedule entry of a missing delivery")
-		_ = update(s.db, func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.due, it.id)) })
+		_ = s.commit(func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.due, it.id)) })
 		return
 	}
 	if err != nil {
@@ -196,7 +196,7 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	switch {
 	case !ok:
 		// The webhook was deleted: its deliveries go with it.
-		err := update(s.db, func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.due) })
+		err := s.commit(func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.due) })
 		if err != nil {
 			log.Error("dropping delivery of a deleted webhook", zap.Error(err))
 			requeue = &item{due: now.Add(cfg.Timeout), id: it.id}
@@ -291,7 +291,7 @@ func (s *Sender) report(cfg *config, event, outcome string, d time.Duration) {
 // DeliveredRetention and its envelope reference is released.
 func (s *Sender) markDelivered(d *Delivery, it item) error {
 	d.Status, d.NextAttemptAt = DeliveryDelivered, nil
-	err := update(s.db, func(txn *badger.Txn) error {
+	err := s.commit(func(txn *badger.Txn) error {
 		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
 			return err
 		}
@@ -313,7 +313,7 @@ func (s *Sender) markDelivered(d *Delivery, it item) error {
 // reschedule records a failed attempt with another one due at due.
 func (s *Sender) reschedule(d *Delivery, it item, due time.Time) error {
 	d.NextAttemptAt = &due
-	return update(s.db, func(txn *badger.Txn) error {
+	return s.commit(func(txn *badger.Txn) error {
 		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
 			return err
 		}
@@ -330,7 +330,7 @@ func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, rea
 	at = at.UTC()
 	d.Status, d.NextAttemptAt, d.FailedAt, d.Reason = DeliveryFailed, nil, &at, reason
 	var disabled *Webhook
-	err := update(s.db, func(txn *badger.Txn) error {
+	err := s.commit(func(txn *badger.Txn) error {
 		disabled = nil
 		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
 			return err

@@ -117,6 +117,8 @@ type Sender struct {
 	delivered atomic.Int64
 
 	wake         chan struct{}
+	writes       chan writeReq // to the group-commit writer
+	writerDone   chan struct{}
 	stopDispatch context.CancelFunc
 	stopAttempts context.CancelFunc
 	dispatcherWG sync.WaitGroup
@@ -133,16 +135,19 @@ func Open(dir string, opts Options) (*Sender, error) {
 		return nil, fmt.Errorf("opening badger database: %w", err)
 	}
 	s := &Sender{
-		db:       db,
-		webhooks: make(map[string]*Webhook),
-		queues:   make(map[string]*endpointQueue),
-		wake:     make(chan struct{}, 1),
+		db:         db,
+		webhooks:   make(map[string]*Webhook),
+		queues:     make(map[string]*endpointQueue),
+		wake:       make(chan struct{}, 1),
+		writes:     make(chan writeReq, maxBatch),
+		writerDone: make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("loading sender state: %w", err)
 	}
+	go s.writer()
 	return s, nil
 }
 
@@ -260,6 +265,8 @@ func (s *Sender) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cfg.Load().client.CloseIdleConnections()
+	close(s.writes)
+	<-s.writerDone
 	return s.db.Close()
 }
 
@@ -494,7 +501,7 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 	}
 	defer s.release()
 	items := make([]item, len(targets))
-	err = update(s.db, func(txn *badger.Txn) error {
+	err = s.commit(func(txn *badger.Txn) error {
 		if err := txn.Set(eventKey(id), body); err != nil {
 			return err
 		}
