@@ -413,7 +413,10 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	if err != nil {
 		return fail(transportError(ctx, err, cfg.Timeout))
 	}
-	_, rerr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
+	// The answer's body is read (up to maxResponseBody) only so that the
+	// connection can be reused; a 2xx whose body cannot be read in full
+	// still counts, the status line being the acknowledgement.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
 	res.finished = cfg.Now()
 	res.attempt.StatusCode = resp.StatusCode
@@ -422,9 +425,6 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 		res.attempt.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
 		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), res.finished)
 	}
-	// A 2xx whose body could not be read in full still counts: the status
-	// line is the acknowledgement.
-	_ = rerr
 	return res
 }
 
