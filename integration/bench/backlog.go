@@ -45,7 +45,12 @@ func runBacklog(env *benchEnv) {
 	sec := section{title: fmt.Sprintf("backlog: upstream down, %d envelopes accepted (sync_writes on, retry %s), restart, upstream back", cfg.backlogN, cfg.backlogRetry),
 		head: []string{"measure", "value"}}
 	add := func(k, v string) { sec.rows = append(sec.rows, []string{k, v}) }
-	defer func() { res.sections = append(res.sections, sec) }()
+	defer func() {
+		if n := countErrorLogs(gw.proc); n > 0 {
+			sec.notes = append(sec.notes, fmt.Sprintf("the gateway logged %d errors; most frequent: %s", n, topErrorLog(gw.proc)))
+		}
+		res.sections = append(res.sections, sec)
+	}()
 
 	// 1. Accept the backlog.
 	env.logf("backlog: accepting %d envelopes with the upstream down", cfg.backlogN)
@@ -73,7 +78,7 @@ func runBacklog(env *benchEnv) {
 
 	settle := 2 * time.Second
 	if cfg.quick {
-		settle = time.Second
+		settle = 500 * time.Millisecond
 	}
 	time.Sleep(settle)
 	rssAfter, _ := procMem(gw.pid())
@@ -116,7 +121,7 @@ func runBacklog(env *benchEnv) {
 	}
 	res.BacklogRestartS = f64(restart.Seconds())
 	add("restart: exec to first 202", fmt.Sprintf("%.3f s", restart.Seconds()))
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
 	rssRestarted, _ := procMem(gw.pid())
 	res.BacklogRSSRestarted = f64(mib(rssRestarted))
 	add("RSS after the restart", fmt.Sprintf("%.1f MiB", mib(rssRestarted)))

@@ -40,6 +40,7 @@ type config struct {
 	senderRetry  time.Duration
 	senderWait   time.Duration
 	caddyBin     string
+	buildRef     string
 	keep         bool
 	pprofDir     string
 	logLevel     string
@@ -57,7 +58,11 @@ type benchEnv struct {
 	hasSender   bool
 	res         *results
 	start       time.Time
+	finalizers  []func()
 }
+
+// atEnd registers f to run after the last scenario, before the report.
+func (e *benchEnv) atEnd(f func()) { e.finalizers = append(e.finalizers, f) }
 
 func (e *benchEnv) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(e.start).Seconds(), fmt.Sprintf(format, args...))
@@ -74,7 +79,7 @@ func main() {
 
 	var cfg config
 	var only string
-	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute): 2 rounds of 2 s, 50,000-envelope backlog, 5,000 pending retries")
+	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s, 50,000-envelope backlog, 5,000 pending retries")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.IntVar(&cfg.conns, "conns", 32, "concurrent keep-alive connections")
 	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 8s, -quick 2s)")
@@ -86,6 +91,7 @@ func main() {
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
 	flag.DurationVar(&cfg.senderRetry, "sender-retry", 2*time.Second, "sender: the retry delay configured (lateness is measured against it)")
 	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
+	flag.StringVar(&cfg.buildRef, "ref", "", "build this git commit (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs, storage)")
 	flag.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles of the proxy and gateway servers (first round) into this directory")
 	flag.StringVar(&cfg.logLevel, "log-level", "WARN", "Caddy's log level")
@@ -141,7 +147,7 @@ func setDefaults(c *config) {
 		return full
 	}
 	if c.duration == 0 {
-		c.duration = pick(2*time.Second, 8*time.Second)
+		c.duration = pick(1500*time.Millisecond, 8*time.Second)
 	}
 	if c.rounds == 0 {
 		c.rounds = 3
@@ -149,7 +155,7 @@ func setDefaults(c *config) {
 			c.rounds = 2
 		}
 	}
-	c.warmup = min(c.duration/2, pick(500*time.Millisecond, 2*time.Second))
+	c.warmup = min(c.duration/2, pick(300*time.Millisecond, 2*time.Second))
 	// The proxy half must outlast the provider's 10 s timeout once (-quick)
 	// or twice; the gateway half only needs enough samples.
 	c.slowProxy = pick(time.Second, 12*time.Second)
@@ -189,8 +195,8 @@ func run(cfg config) error {
 	if cfg.caddyBin != "" {
 		env.caddy = cfg.caddyBin
 	} else {
-		env.logf("building ./cmd/caddy")
-		if env.caddy, err = buildCaddy(work); err != nil {
+		env.logf("building ./cmd/caddy %s", cfg.buildRef)
+		if env.caddy, err = buildCaddy(work, cfg.buildRef); err != nil {
 			return err
 		}
 	}
@@ -205,10 +211,15 @@ func run(cfg config) error {
 	env.secret, env.key = newSecret()
 	env.ids = &idSource{run: runID(), evTime: time.Now()}
 
+	machineBefore := probeMachine(work)
 	runThroughput(env)
 	runSlowUpstream(env)
 	runBacklog(env)
 	runSender(env)
+	for _, f := range env.finalizers {
+		f()
+	}
+	recordMachine(env, machineBefore)
 
 	env.res.TotalSeconds = round2(time.Since(env.start).Seconds())
 	env.res.print(os.Stdout)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -280,4 +281,32 @@ func (s *rssSampler) end() int64 {
 	close(s.stop)
 	<-s.done
 	return s.peak
+}
+
+// countErrorLogs counts error-level log lines in the process's output.
+func countErrorLogs(p *proc) int {
+	b, _ := os.ReadFile(p.out)
+	return bytes.Count(b, []byte(`"level":"error"`))
+}
+
+// topErrorLog returns the most frequent error-level log message and its count.
+func topErrorLog(p *proc) string {
+	b, _ := os.ReadFile(p.out)
+	counts := map[string]int{}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"level":"error"`)) {
+			continue
+		}
+		var m struct{ Msg, Error string }
+		if json.Unmarshal(line, &m) == nil {
+			counts[m.Msg+": "+m.Error]++
+		}
+	}
+	best, n := "", 0
+	for k, v := range counts {
+		if v > n {
+			best, n = k, v
+		}
+	}
+	return fmt.Sprintf("%q ×%d", best, n)
 }

@@ -61,14 +61,17 @@ type results struct {
 	SenderLatenessMaxMs *float64 `json:"sender_retry_lateness_max_ms"`
 	SenderUndelivered   *int64   `json:"sender_undelivered"`
 
-	Conns        int               `json:"conns"`
-	DurationS    float64           `json:"duration_s"`
-	Rounds       int               `json:"rounds"`
-	Dup          float64           `json:"dup"`
-	Quick        bool              `json:"quick"`
-	TotalSeconds float64           `json:"total_s"`
-	Skipped      map[string]string `json:"skipped"`
-	TargetsMet   map[string]*bool  `json:"targets_met"`
+	Conns           int               `json:"conns"`
+	DurationS       float64           `json:"duration_s"`
+	Rounds          int               `json:"rounds"`
+	Dup             float64           `json:"dup"`
+	Quick           bool              `json:"quick"`
+	TotalSeconds    float64           `json:"total_s"`
+	LoadAvgStart    string            `json:"loadavg_start"`
+	LoadAvgEnd      string            `json:"loadavg_end"`
+	FsyncP99MsStart *float64          `json:"fsync_p99_ms_start"`
+	Skipped         map[string]string `json:"skipped"`
+	TargetsMet      map[string]*bool  `json:"targets_met"`
 
 	sections []section
 }
@@ -96,6 +99,17 @@ func newResults(cfg config) *results {
 func (r *results) skip(scenario, why string) {
 	r.Skipped[scenario] = firstLine(why)
 	r.sections = append(r.sections, section{title: scenario, notes: []string{"not run: " + why}})
+}
+
+// noteOn adds a note to the section with that title (added later, e.g. when
+// a background stop finishes).
+func (r *results) noteOn(title, note string) {
+	for i := range r.sections {
+		if r.sections[i].title == title {
+			r.sections[i].notes = append(r.sections[i].notes, note)
+			return
+		}
+	}
 }
 
 func f64(v float64) *float64 {

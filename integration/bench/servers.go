@@ -17,8 +17,9 @@ import (
 )
 
 // buildCaddy builds ./cmd/caddy of the module containing the working
-// directory into dir and returns the binary's path.
-func buildCaddy(dir string) (string, error) {
+// directory into dir and returns the binary's path. With ref set, it builds
+// that commit (git archive) instead of the working tree.
+func buildCaddy(dir, ref string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("locating go.mod: %w", err)
@@ -27,9 +28,20 @@ func buildCaddy(dir string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("run the benchmark from inside the caddy-webhooks module")
 	}
+	src := filepath.Dir(gomod)
+	if ref != "" {
+		src = filepath.Join(dir, "src")
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return "", err
+		}
+		archive := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", filepath.Dir(gomod), ref, src)
+		if b, err := archive.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("extracting %s: %w\n%s", ref, err, b)
+		}
+	}
 	bin := filepath.Join(dir, "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = filepath.Dir(gomod)
+	cmd.Dir = src
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building ./cmd/caddy: %w\n%s", err, b)
 	}

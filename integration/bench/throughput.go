@@ -92,7 +92,7 @@ func runThroughput(env *benchEnv) {
 		for _, s := range scens {
 			var prof chan struct{}
 			if cfg.pprofDir != "" && round == 0 && (s.name == "gateway" || s.name == "proxy") {
-				prof = fetchProfile(env, s, cfg.duration)
+				prof = fetchProfile(env, s.name, s.srv.admin, cfg.duration)
 			}
 			var p0 int64
 			var up0 time.Duration
@@ -129,7 +129,7 @@ func runThroughput(env *benchEnv) {
 			if r.firstErr != "" {
 				env.logf("throughput: %s: first error: %s", s.name, r.firstErr)
 			}
-			time.Sleep(200 * time.Millisecond) // let the machine settle between scenarios
+			time.Sleep(100 * time.Millisecond) // let the machine settle between scenarios
 		}
 	}
 	recordThroughput(env, scens)
@@ -192,29 +192,29 @@ func waitForwarded(up *upstream, target int64, limit time.Duration) (time.Durati
 
 // fetchProfile saves a CPU profile of the server over d, taken through
 // Caddy's admin endpoint; the channel closes when it is written.
-func fetchProfile(env *benchEnv, s *tpScenario, d time.Duration) chan struct{} {
+func fetchProfile(env *benchEnv, name string, admin int, d time.Duration) chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		secs := int(math.Ceil(d.Seconds()))
-		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.srv.admin, secs)
+		url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", admin, secs)
 		client := &http.Client{Timeout: d + 30*time.Second}
 		resp, err := client.Get(url)
 		if err != nil {
-			env.logf("pprof %s: %v", s.name, err)
+			env.logf("pprof %s: %v", name, err)
 			return
 		}
 		defer resp.Body.Close()
 		os.MkdirAll(env.cfg.pprofDir, 0o755)
-		path := filepath.Join(env.cfg.pprofDir, s.name+".cpu.pprof")
+		path := filepath.Join(env.cfg.pprofDir, name+".cpu.pprof")
 		f, err := os.Create(path)
 		if err != nil {
-			env.logf("pprof %s: %v", s.name, err)
+			env.logf("pprof %s: %v", name, err)
 			return
 		}
 		defer f.Close()
 		io.Copy(f, resp.Body)
-		env.logf("pprof %s: saved %s", s.name, path)
+		env.logf("pprof %s: saved %s", name, path)
 	}()
 	return done
 }
@@ -263,6 +263,9 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 				note += fmt.Sprintf("; forwarding had NOT caught up after %d round(s)", s.lagging)
 			}
 			sec.notes = append(sec.notes, note)
+			if n := countErrorLogs(s.srv.proc); n > 0 {
+				sec.notes = append(sec.notes, fmt.Sprintf("%s logged %d errors; most frequent: %s", s.name, n, topErrorLog(s.srv.proc)))
+			}
 			if s.name == "gateway" {
 				res.GatewaySustainedRPS = f64(sus)
 			}
