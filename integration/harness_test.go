@@ -10,9 +10,7 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -32,13 +30,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // Header names of the Standard Webhooks spec and of our forwarding (SPEC §2, §3).
 const (
-	hdrID        = "webhook-id"
-	hdrTimestamp = "webhook-timestamp"
-	hdrSignature = "webhook-signature"
+	hdrID        = webhook.HeaderID
+	hdrTimestamp = webhook.HeaderTimestamp
+	hdrSignature = webhook.HeaderSignature
 	hdrDedupeKey = "X-Webhook-Dedupe-Key"
 	hdrEvent     = "X-Webhook-Event"
 	hdrAttempt   = "X-Webhook-Attempt"
@@ -416,23 +416,21 @@ func (s *server) reload(caddyfile string) {
 
 // ---------------------------------------------------------------- signing
 
-// sign returns a webhook-signature value (v1, HMAC-SHA256) per SPEC §2.
-// It is the harness's own implementation (checked against the spec's public
-// test vector in TestSigningHelper); TestReferenceLibrarySignature covers the
-// reference library.
+// sign returns a webhook-signature entry (SPEC §2) made by the project's
+// webhook package: "v1,…" for a whsec_ secret, "v1a,…" for a whsk_ private
+// key. TestSigningHelper checks it against the spec's public test vector;
+// TestReferenceLibrarySignature covers the reference library.
 func sign(t testing.TB, secret, id string, ts int64, body []byte) string {
 	t.Helper()
-	if !strings.HasPrefix(secret, "whsec_") {
-		t.Fatalf("sign: secret %q lacks whsec_ prefix", secret)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	k, err := webhook.ParseKey(secret)
 	if err != nil {
-		t.Fatalf("sign: decoding secret: %v", err)
+		t.Fatalf("sign: %v", err)
 	}
-	mac := hmac.New(sha256.New, key)
-	fmt.Fprintf(mac, "%s.%d.", id, ts)
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	sig, err := webhook.Sign(k, id, ts, body)
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return sig
 }
 
 // newSecret returns a fresh whsec_ secret of 32 random bytes.
@@ -581,15 +579,16 @@ type recorded struct {
 	Path    string
 	Header  http.Header
 	Body    []byte
-	At      time.Time // arrival
-	Done    time.Time // answer written (zero while in progress)
-	Status  int       // answer
-	NthOfKy int       // 1-based count of requests with this X-Webhook-Dedupe-Key
+	At      time.Time   // arrival
+	Done    time.Time   // answer written (zero while in progress)
+	Status  int         // answer
+	NthOfKy int         // 1-based count of requests with this X-Webhook-Dedupe-Key
+	Reply   http.Header // headers of the answer: a behavior may add some
 }
 
-// behavior decides an upstream's answer: it may sleep (use up.sleep so the
-// test can end). nth is the 1-based number of requests seen with the same
-// X-Webhook-Dedupe-Key.
+// behavior decides an upstream's answer (status; headers in r.Reply): it may
+// sleep (use up.sleep so the test can end). r.NthOfKy is the 1-based number
+// of requests seen with the same X-Webhook-Dedupe-Key.
 type behavior func(up *upstream, r *recorded) int
 
 // upstream is a real HTTP server recording what it gets.
@@ -643,7 +642,9 @@ func (up *upstream) close() {
 	up.srv.Close()
 }
 
-func (up *upstream) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", up.port, path) }
+func (up *upstream) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", up.port, path)
+}
 
 func (up *upstream) setBehavior(b behavior) {
 	up.mu.Lock()
@@ -665,7 +666,7 @@ func (up *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	rec := &recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: body, At: time.Now()}
+	rec := &recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: body, At: time.Now(), Reply: http.Header{}}
 	rec.Header.Set("X-Recorded-Method", r.Method)
 	up.mu.Lock()
 	key := r.Header.Get(hdrDedupeKey)
@@ -678,6 +679,9 @@ func (up *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if b != nil {
 		status = b(up, rec)
+	}
+	for k, v := range rec.Reply {
+		w.Header()[k] = v
 	}
 	w.WriteHeader(status)
 	up.mu.Lock()

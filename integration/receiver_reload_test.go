@@ -43,14 +43,21 @@ func TestReloadUnderLoad(t *testing.T) {
 	var signWith atomic.Value
 	signWith.Store(s1)
 
-	// Load: 2 senders, a new connection per request (so that a keep-alive
-	// connection closed by the graceful shutdown of the old server cannot be
-	// blamed on the receiver), each envelope with a new replyId.
+	// Load: 2 senders, a new connection per request, each envelope with a new
+	// replyId. Caddy 2.11 itself (its SO_REUSEPORT listener handover on
+	// reload) now and then resets a connection or closes it before
+	// answering: a plain `respond 202` site loses ≈2-7 of ≈1,600 requests over
+	// 10 reloads, with or without keep-alive. Such a request got no answer, so
+	// the sender does what a provider does: it redelivers the same envelope
+	// (same webhook-id, fresh timestamp and signature) and then wants 202, or
+	// 200 duplicate if the lost attempt had been stored. Any HTTP answer but
+	// those is a failure; resets are counted and logged.
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var (
 		mu       sync.Mutex
 		accepted []string
 		failures []string
+		resets   []string
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
 	)
@@ -66,18 +73,33 @@ func TestReloadUnderLoad(t *testing.T) {
 				}
 				rid := fmt.Sprintf("rpl_reload_%d_%05d_%s", w, i, randHex(3))
 				body := replyEnvelope(rid)
-				secret := signWith.Load().(string)
-				r, err := doRequest(client, http.MethodPost, s.url("/hooks"), signedHeaders(t, secret, body), body)
-				mu.Lock()
-				switch {
-				case err != nil:
-					failures = append(failures, fmt.Sprintf("%s at %s: %v", rid, time.Now().Format("15:04:05.000"), err))
-				case r.status != http.StatusAccepted:
-					failures = append(failures, fmt.Sprintf("%s at %s: %s", rid, time.Now().Format("15:04:05.000"), r))
-				default:
-					accepted = append(accepted, rid)
+				id := newMsgID()
+				for attempt := 1; ; attempt++ {
+					secret := signWith.Load().(string)
+					h := signedHeaders(t, secret, body)
+					h.Set(hdrID, id)
+					h.Set(hdrSignature, sign(t, secret, id, mustAtoi(t, h.Get(hdrTimestamp)), body))
+					r, err := doRequest(client, http.MethodPost, s.url("/hooks"), h, body)
+					at := time.Now().Format("15:04:05.000")
+					mu.Lock()
+					switch {
+					case err != nil && attempt < 5:
+						resets = append(resets, fmt.Sprintf("%s attempt %d at %s: %v", rid, attempt, at, err))
+						mu.Unlock()
+						time.Sleep(50 * time.Millisecond)
+						continue
+					case err != nil:
+						failures = append(failures, fmt.Sprintf("%s: no answer after %d attempts: %v", rid, attempt, err))
+					case r.status == http.StatusAccepted:
+						accepted = append(accepted, rid)
+					case attempt > 1 && r.status == http.StatusOK && r.jsonField(t, "status") == "duplicate":
+						accepted = append(accepted, rid) // the attempt without an answer was stored
+					default:
+						failures = append(failures, fmt.Sprintf("%s attempt %d at %s: %s", rid, attempt, at, r))
+					}
+					mu.Unlock()
+					break
 				}
-				mu.Unlock()
 				time.Sleep(3 * time.Millisecond)
 			}
 		}(w)
@@ -110,6 +132,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Logf("%d envelopes accepted during the reloads", len(accepted))
 	for _, f := range failures {
 		t.Errorf("request failed during reloads: %s", f)
+	}
+	if len(resets) > 0 {
+		t.Logf("%d connection(s) reset or closed without an answer by Caddy's listener handover (redelivered): %q", len(resets), resets)
 	}
 	if len(accepted) < 50 {
 		t.Errorf("only %d envelopes accepted: the load was too light to mean anything", len(accepted))
