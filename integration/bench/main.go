@@ -82,7 +82,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s, 50,000-envelope backlog, 5,000 pending retries")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.IntVar(&cfg.conns, "conns", 32, "concurrent keep-alive connections")
-	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 8s, -quick 2s)")
+	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 6s, -quick 1.5s)")
 	flag.IntVar(&cfg.rounds, "rounds", 0, "rounds of interleaved throughput scenarios (default 3, -quick 2)")
 	flag.Float64Var(&cfg.dup, "dup", 0, "fraction of requests that redeliver an already sent envelope (0..1)")
 	flag.Int64Var(&cfg.backlogN, "backlog", 0, "envelopes to queue with the upstream down (default 1,000,000, -quick 50,000)")
@@ -147,7 +147,7 @@ func setDefaults(c *config) {
 		return full
 	}
 	if c.duration == 0 {
-		c.duration = pick(1500*time.Millisecond, 8*time.Second)
+		c.duration = pick(1500*time.Millisecond, 6*time.Second)
 	}
 	if c.rounds == 0 {
 		c.rounds = 3

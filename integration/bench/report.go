@@ -193,7 +193,7 @@ func (r *results) evaluateTargets() []string {
 
 func (r *results) print(w io.Writer) {
 	targets := r.evaluateTargets()
-	fmt.Fprintf(w, "\ncaddy-webhooks benchmark: %d connections, rounds %d × %.0fs, dup %.2f, quick %t, %.0fs in all\n",
+	fmt.Fprintf(w, "\ncaddy-webhooks benchmark: %d connections, rounds %d × %gs, dup %.2f, quick %t, %.0fs in all\n",
 		r.Conns, r.Rounds, r.DurationS, r.Dup, r.Quick, r.TotalSeconds)
 	for _, s := range r.sections {
 		fmt.Fprintf(w, "\n== %s\n", s.title)

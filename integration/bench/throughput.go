@@ -109,7 +109,7 @@ func runThroughput(env *benchEnv) {
 				if !ok {
 					s.lagging++
 				}
-				sustained = float64(r.accepted) / (r.wall + waited).Seconds()
+				sustained = float64(r.ok) / (r.wall + waited).Seconds()
 			}
 			s.cpu += procCPU(s.srv.pid()) - c0
 			if up != nil && s.proxied {
@@ -257,7 +257,7 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 				sus += v
 			}
 			sus /= float64(len(s.sustained))
-			note := fmt.Sprintf("%s: accepted %d (202), duplicates %d (200); forwarding caught up %.2f s after the rounds in all; sustained (accepted ÷ round+catch-up) %.0f/s; server µs/req includes the forwarding",
+			note := fmt.Sprintf("%s: accepted %d (202), duplicates %d (200); forwarding caught up %.2f s after the rounds in all; sustained (2xx ÷ round+catch-up) %.0f/s; server µs/req includes the forwarding",
 				s.name, t.accepted, t.dups, s.catchup.Seconds(), sus)
 			if s.lagging > 0 {
 				note += fmt.Sprintf("; forwarding had NOT caught up after %d round(s)", s.lagging)
