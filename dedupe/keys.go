@@ -69,10 +69,7 @@ func retryKeyAt(due, seq uint64) []byte {
 // retryBound returns the smallest r/ key whose due time is after due: every
 // r/ key sorting before it is due at or before due.
 func retryBound(due time.Time) []byte {
-	n := dueNanos(due)
-	if n == ^uint64(0) {
-		return []byte("r0") // past every r/ key
-	}
+	n := dueNanos(due) // at most MaxInt64: n+1 does not overflow
 	b := make([]byte, prefixLen+8)
 	copy(b, prefixRetry)
 	binary.BigEndian.PutUint64(b[prefixLen:], n+1)

@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -119,7 +120,7 @@ func (s *Store) Ready(after uint64, limit int) ([]*Message, error) {
 func (s *Store) Due(now time.Time, limit int) ([]*Message, error) {
 	bound := retryBound(now)
 	return s.scan(prefixRetry, prefixRetry, false, limit, func(k []byte) bool {
-		return string(k) >= string(bound)
+		return bytes.Compare(k, bound) >= 0
 	})
 }
 

@@ -302,33 +302,35 @@ func (s *Store) Notify() <-chan struct{} { return s.notify }
 // Stats returns the counters. O(1) except when the oldest pending message
 // changed since the last call: then one point lookup reads its AcceptedAt.
 func (s *Store) Stats() Stats {
-	s.mu.Lock()
-	st := Stats{Queued: s.queued, Retrying: s.retrying, Dead: s.dead}
-	front, ok := s.pending.oldest()
-	if ok && front.seq == s.oldestSeq {
-		st.OldestAccepted = s.oldestAt
-		ok = false
-	}
-	s.mu.Unlock()
-	if !ok {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		st := Stats{Queued: s.queued, Retrying: s.retrying, Dead: s.dead}
+		front, ok := s.pending.oldest()
+		if ok && front.seq == s.oldestSeq {
+			st.OldestAccepted = s.oldestAt
+			ok = false
+		}
+		s.mu.Unlock()
+		if !ok {
+			return st
+		}
+		key := queueKey(front.seq)
+		if front.due != dueQueued {
+			key = retryKeyAt(uint64(front.due), front.seq)
+		}
+		m, err := s.get(key)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) && attempt < 3 {
+				continue // moved meanwhile: look again
+			}
+			return st
+		}
+		st.OldestAccepted = m.AcceptedAt
+		s.mu.Lock()
+		if f, ok := s.pending.oldest(); ok && f.seq == front.seq {
+			s.oldestSeq, s.oldestAt = front.seq, m.AcceptedAt
+		}
+		s.mu.Unlock()
 		return st
 	}
-	var key []byte
-	if front.due == dueQueued {
-		key = queueKey(front.seq)
-	} else {
-		key = retryKeyAt(uint64(front.due), front.seq)
-	}
-	m, err := s.get(key)
-	if err != nil {
-		// moved meanwhile (or store closed): report what we know
-		return st
-	}
-	st.OldestAccepted = m.AcceptedAt
-	s.mu.Lock()
-	if f, ok := s.pending.oldest(); ok && f.seq == front.seq {
-		s.oldestSeq, s.oldestAt = front.seq, m.AcceptedAt
-	}
-	s.mu.Unlock()
-	return st
 }
