@@ -21,7 +21,6 @@ type tpScenario struct {
 
 	total      loadResult
 	roundRPS   []float64
-	sustained  []float64 // gateway: accepted / (round + catch-up)
 	cpu, upCPU time.Duration
 	clientCPU  time.Duration
 	catchup    time.Duration
@@ -102,14 +101,12 @@ func runThroughput(env *benchEnv) {
 			c0, self0 := procCPU(s.srv.pid()), selfCPU()
 			r := load(s, cfg.duration)
 			self1 := selfCPU()
-			sustained := r.rps()
 			if s.gateway {
 				waited, ok := waitForwarded(up, p0+r.accepted, catchupLimit)
 				s.catchup += waited
 				if !ok {
 					s.lagging++
 				}
-				sustained = float64(r.ok) / (r.wall + waited).Seconds()
 			}
 			s.cpu += procCPU(s.srv.pid()) - c0
 			if up != nil && s.proxied {
@@ -117,7 +114,6 @@ func runThroughput(env *benchEnv) {
 			}
 			s.clientCPU += self1 - self0
 			s.roundRPS = append(s.roundRPS, r.rps())
-			s.sustained = append(s.sustained, sustained)
 			s.total.merge(r)
 			if prof != nil {
 				<-prof
@@ -252,11 +248,7 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 			sec.notes = append(sec.notes, fmt.Sprintf("%s: %d errors (timeouts %d, transport %d), statuses %v, first: %s", s.name, t.errs, t.timeouts, t.netErrs, t.status, t.firstErr))
 		}
 		if s.gateway {
-			sus := 0.0
-			for _, v := range s.sustained {
-				sus += v
-			}
-			sus /= float64(len(s.sustained))
+			sus := float64(t.ok) / (t.wall + s.catchup).Seconds()
 			note := fmt.Sprintf("%s: accepted %d (202), duplicates %d (200); forwarding caught up %.2f s after the rounds in all; sustained (2xx ÷ round+catch-up) %.0f/s; server µs/req includes the forwarding",
 				s.name, t.accepted, t.dups, s.catchup.Seconds(), sus)
 			if s.lagging > 0 {
