@@ -132,3 +132,50 @@ func countDistinct(rs []recorded, ids []string) int {
 	}
 	return len(seen)
 }
+
+// TestGracefulStopMidForward: `caddy stop` while an attempt is in flight to a
+// slow upstream returns promptly, and the envelope is not lost: after the
+// restart it is forwarded again unless the interrupted attempt had completed.
+func TestGracefulStopMidForward(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	up.setBehavior(func(up *upstream, r *recorded) int {
+		if r.NthOfKy == 1 {
+			up.sleep(20 * time.Second)
+		}
+		return http.StatusOK
+	})
+	s := startReceiver(t, up, testSecret, "retry 100ms", "upstream_timeout 30s")
+	rid := newReplyID()
+	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)))
+	up.waitKey(t, rid, 1, 5*time.Second)
+
+	start := time.Now()
+	s.stop()
+	took := time.Since(start)
+	if took > 10*time.Second {
+		t.Errorf("caddy stop took %v with one attempt in flight, want it to cancel the attempt promptly", took)
+	}
+	first := up.withKey(rid)[0]
+	completedBeforeStop := !first.Done.IsZero() && first.Done.Before(start.Add(took))
+	s.start()
+	if completedBeforeStop {
+		t.Logf("the in-flight attempt completed before the stop returned (%v)", took)
+		time.Sleep(time.Second)
+		if n := len(up.withKey(rid)); n != 1 {
+			t.Errorf("completed attempt forwarded again after the restart: %d attempts", n)
+		}
+		return
+	}
+	t.Logf("caddy stop took %v", took)
+	if !up.waitUntil(10*time.Second, func([]recorded) bool {
+		for _, r := range up.withKey(rid)[1:] {
+			if r.Status == http.StatusOK {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("the interrupted envelope was not forwarded with success within 10s of the restart (%d attempts)", len(up.withKey(rid)))
+	}
+}
