@@ -332,6 +332,33 @@ func TestReceiverStatuses(t *testing.T) {
 	})
 
 	t.Run("unknown event forwarded with unknown_events forward", func(t *testing.T) {
+		// lead.updated is neither one of §1's events nor named in dedupe_key.
+		lid := "lead_" + randHex(6)
+		body := []byte(`{"event":"lead.updated","timestamp":"2026-11-26T10:15:00Z","data":{"leadId":"` + lid + `"}}`)
+		requireAccepted(t, deliver(t, hooks, testSecret, body))
+		var got recorded
+		if !up.waitUntil(10*time.Second, func(rs []recorded) bool {
+			for _, r := range rs {
+				if bytes.Contains(r.Body, []byte(lid)) {
+					got = r
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("unknown event %s not forwarded", lid)
+		}
+		if e := got.Header.Get(hdrEvent); e != "lead.updated" {
+			t.Errorf("%s = %q, want lead.updated", hdrEvent, e)
+		}
+		if got.Path != "/app" || !bytes.Equal(got.Body, body) {
+			t.Errorf("forwarded %s %q, want /app %q", got.Path, got.Body, body)
+		}
+		forwardedOnce = append(forwardedOnce, lid)
+	})
+
+	t.Run("dedupe_key for a custom event type", func(t *testing.T) {
+		// dedupe_key lead.created leadId: a redelivery is a duplicate.
 		lid := "lead_" + randHex(6)
 		body := leadEnvelope(lid)
 		requireAccepted(t, deliver(t, hooks, testSecret, body))
@@ -339,10 +366,6 @@ func TestReceiverStatuses(t *testing.T) {
 		if e := got.Header.Get(hdrEvent); e != "lead.created" {
 			t.Errorf("%s = %q, want lead.created", hdrEvent, e)
 		}
-		if !bytes.Equal(got.Body, body) {
-			t.Errorf("forwarded body %q, want %q", got.Body, body)
-		}
-		// dedupe_key lead.created leadId: a redelivery is a duplicate.
 		requireDuplicate(t, deliver(t, hooks, testSecret, body))
 		forwardedOnce = append(forwardedOnce, lid)
 	})
