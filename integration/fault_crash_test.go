@@ -33,7 +33,7 @@ const crashConcurrency = 4
 // kill; the forwarded body is the one acked.
 func TestFaultReceiverKill9Loop(t *testing.T) {
 	t.Parallel()
-	rounds := faultScale(4, 14)
+	rounds := faultScale(6, 30)
 	budget := faultScale(40*time.Second, 100*time.Second)
 
 	k := newSink(t)
