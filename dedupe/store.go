@@ -29,6 +29,12 @@ type Options struct {
 	Logger *zap.Logger
 	// GCInterval is the value-log GC period. Default: 5m.
 	GCInterval time.Duration
+	// MinFreeSpace is the free-space reserve, in bytes, on the filesystem of
+	// Dir: below it Accept and Replay fail with ErrUnavailable, below half of
+	// it every mutation does (see freespace.go: Badger would crash the process
+	// on a full disk). Default: 128 MiB (at least 16 memtables); negative:
+	// not enforced.
+	MinFreeSpace int64
 
 	// memTableSize overrides the Badger memtable size (tests: force rotations).
 	memTableSize int64
@@ -133,6 +139,7 @@ type Store struct {
 	closeErr  error
 
 	seq     uint64       // last assigned; owned by the writer (and Open)
+	space   freeSpace    // owned by the writer
 	commits atomic.Int64 // transactions committed by the writer (diagnostics)
 
 	mu        sync.Mutex // guards the counters below (written by the writer)
@@ -158,6 +165,9 @@ func Open(o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.MinFreeSpace == 0 {
+		o.MinFreeSpace = max(128<<20, 16*memTableSize(o))
+	}
 	db, err := badger.Open(badgerOptions(o))
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", o.Dir, err)
@@ -176,6 +186,7 @@ func Open(o Options) (*Store, error) {
 		quit:        make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		gcDone:      make(chan struct{}),
+		space:       freeSpace{dir: o.Dir, min: o.MinFreeSpace, last: -1},
 	}
 	if err := s.load(); err != nil {
 		db.Close()
@@ -189,12 +200,7 @@ func Open(o Options) (*Store, error) {
 // badgerOptions sizes Badger for a small resident set: a webhook receiver
 // holds little (a few days of dedupe keys and a queue that is normally empty).
 func badgerOptions(o Options) badger.Options {
-	mt := o.memTableSize
-	if mt <= 0 {
-		// Badger refuses a transaction above 15% of the memtable; 8× the
-		// largest message leaves room for it, its key and the dedupe key.
-		mt = max(8<<20, 8*o.MaxValueSize)
-	}
+	mt := memTableSize(o)
 	// Values below the threshold stay in the LSM tree (and in the memtable
 	// WAL, which is what SyncWrites syncs and reports errors for); Badger caps
 	// it at 1 MiB and at its maximum batch size.
@@ -215,6 +221,15 @@ func badgerOptions(o Options) badger.Options {
 		WithCompactL0OnClose(false).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false)
+}
+
+func memTableSize(o Options) int64 {
+	if o.memTableSize > 0 {
+		return o.memTableSize
+	}
+	// Badger refuses a transaction above 15% of the memtable; 8× the largest
+	// message leaves room for it, its key and the dedupe key.
+	return max(8<<20, 8*o.MaxValueSize)
 }
 
 // load initialises seq, the counters and the pending set with a key-only scan.

@@ -214,9 +214,17 @@ type change struct {
 }
 
 func (s *Store) apply(ops []*op) {
+	addErr, allErr := s.space.check()
 	b := &batch{s: s, txn: s.db.NewTransaction(true)}
 	for _, o := range ops {
-		s.applyOp(b, o)
+		switch {
+		case allErr != nil:
+			o.fail(allErr)
+		case addErr != nil && (o.kind == opAccept || o.kind == opReplay):
+			o.fail(addErr)
+		default:
+			s.applyOp(b, o)
+		}
 	}
 	b.commit()
 }
