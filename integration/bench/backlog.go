@@ -60,7 +60,9 @@ func runBacklog(env *benchEnv) {
 		timeout: providerTimeout, key: env.key, ids: env.ids})
 	cpu := procCPU(gw.pid()) - c0
 	peakSampled := sampler.end()
-	rssEnd, hwm := procMem(gw.pid())
+	memEnd := procMemInfo(gw.pid())
+	rssEnd, hwm := memEnd.rss, memEnd.hwm
+	saveHeapProfile(env, "backlog", admin)
 	accepted := r.accepted
 	res.BacklogEnvelopes = i64(accepted)
 	res.BacklogAcceptRPS = f64(float64(r.ok) / r.wall.Seconds())
@@ -70,7 +72,7 @@ func runBacklog(env *benchEnv) {
 	add("accept rate", fmt.Sprintf("%.0f/s over %.1f s (server %.0f µs/req)", float64(r.ok)/r.wall.Seconds(), r.wall.Seconds(), float64(cpu)/1e3/float64(max(r.ok, 1))))
 	add("ack p50 / p99 / max", fmt.Sprintf("%.2f / %.2f / %.2f ms", ms(r.lat.quantile(0.5)), ms(r.lat.quantile(0.99)), float64(r.lat.max)/1e3))
 	add("RSS peak while accepting (VmHWM)", fmt.Sprintf("%.1f MiB", mib(max(hwm, peakSampled))))
-	add("RSS at the end of accepting", fmt.Sprintf("%.1f MiB", mib(rssEnd)))
+	add("RSS at the end of accepting", fmt.Sprintf("%.1f MiB (anonymous %.1f, file-backed %.1f)", mib(rssEnd), mib(memEnd.anon), mib(memEnd.file)))
 	if r.errs > 0 {
 		sec.notes = append(sec.notes, "accept errors, first: "+r.firstErr)
 	}
@@ -81,11 +83,12 @@ func runBacklog(env *benchEnv) {
 		settle = 500 * time.Millisecond
 	}
 	time.Sleep(settle)
-	rssAfter, _ := procMem(gw.pid())
+	memAfter := procMemInfo(gw.pid())
+	rssAfter := memAfter.rss
 	disk := diskUsage(storage)
 	res.BacklogRSSAfterMiB = f64(mib(rssAfter))
 	res.BacklogDiskMiB = f64(mib(disk))
-	add(fmt.Sprintf("RSS %v after accepting", settle), fmt.Sprintf("%.1f MiB", mib(rssAfter)))
+	add(fmt.Sprintf("RSS %v after accepting", settle), fmt.Sprintf("%.1f MiB (anonymous %.1f, file-backed %.1f)", mib(rssAfter), mib(memAfter.anon), mib(memAfter.file)))
 	add("disk used by storage (du)", fmt.Sprintf("%.1f MiB (%.0f bytes per envelope)", mib(disk), float64(disk)/float64(max(accepted, 1))))
 
 	// 2. Restart: time from exec to the first 202.
@@ -94,11 +97,12 @@ func runBacklog(env *benchEnv) {
 	add("graceful stop", fmt.Sprintf("%.2f s", stopTook.Seconds()))
 	env.logf("backlog: stopped in %.2f s; restarting", stopTook.Seconds())
 	t0 := time.Now()
-	gw, err = startCaddyIn(env, dir, "gateway-backlog", caddyfile, port, admin, false)
+	restarted, err := startCaddyIn(env, dir, "gateway-backlog", caddyfile, port, admin, false)
 	if err != nil {
 		sec.notes = append(sec.notes, "restart failed: "+err.Error())
 		return
 	}
+	gw = restarted
 	var restart time.Duration
 	var lastErr string
 	for {
@@ -122,9 +126,10 @@ func runBacklog(env *benchEnv) {
 	res.BacklogRestartS = f64(restart.Seconds())
 	add("restart: exec to first 202", fmt.Sprintf("%.3f s", restart.Seconds()))
 	time.Sleep(200 * time.Millisecond)
-	rssRestarted, _ := procMem(gw.pid())
+	memRestarted := procMemInfo(gw.pid())
+	rssRestarted := memRestarted.rss
 	res.BacklogRSSRestarted = f64(mib(rssRestarted))
-	add("RSS after the restart", fmt.Sprintf("%.1f MiB", mib(rssRestarted)))
+	add("RSS after the restart", fmt.Sprintf("%.1f MiB (anonymous %.1f, file-backed %.1f)", mib(rssRestarted), mib(memRestarted.anon), mib(memRestarted.file)))
 	env.logf("backlog: first ack %.3f s after the restart", restart.Seconds())
 
 	// 3. The upstream comes back: time the drain.

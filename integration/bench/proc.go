@@ -192,11 +192,22 @@ func procCPU(pid int) time.Duration {
 // clockTicks is USER_HZ, 100 on every Linux the benchmark targets.
 const clockTicks = 100
 
+// memInfo is a process's resident memory from /proc/<pid>/status, in bytes.
+type memInfo struct {
+	rss, hwm, anon, file int64 // VmRSS, VmHWM, RssAnon, RssFile
+}
+
 // procMem returns VmRSS and VmHWM in bytes.
 func procMem(pid int) (rss, hwm int64) {
+	m := procMemInfo(pid)
+	return m.rss, m.hwm
+}
+
+func procMemInfo(pid int) memInfo {
+	var m memInfo
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return m
 	}
 	defer f.Close()
 	s := bufio.NewScanner(f)
@@ -205,9 +216,13 @@ func procMem(pid int) (rss, hwm int64) {
 		var dst *int64
 		switch {
 		case strings.HasPrefix(line, "VmRSS:"):
-			dst = &rss
+			dst = &m.rss
 		case strings.HasPrefix(line, "VmHWM:"):
-			dst = &hwm
+			dst = &m.hwm
+		case strings.HasPrefix(line, "RssAnon:"):
+			dst = &m.anon
+		case strings.HasPrefix(line, "RssFile:"):
+			dst = &m.file
 		default:
 			continue
 		}
@@ -217,7 +232,7 @@ func procMem(pid int) (rss, hwm int64) {
 			*dst = kb * 1024
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 // selfCPU returns the CPU time used by the benchmark process itself.

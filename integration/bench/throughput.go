@@ -215,6 +215,29 @@ func fetchProfile(env *benchEnv, name string, admin int, d time.Duration) chan s
 	return done
 }
 
+// saveHeapProfile saves the server's heap profile (in-use and allocated) now.
+func saveHeapProfile(env *benchEnv, name string, admin int) {
+	if env.cfg.pprofDir == "" {
+		return
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", admin))
+	if err != nil {
+		env.logf("pprof %s heap: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	os.MkdirAll(env.cfg.pprofDir, 0o755)
+	path := filepath.Join(env.cfg.pprofDir, name+".heap.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		env.logf("pprof %s heap: %v", name, err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+	env.logf("pprof %s heap: saved %s", name, path)
+}
+
 func recordThroughput(env *benchEnv, scens []*tpScenario) {
 	res := env.res
 	sec := section{
