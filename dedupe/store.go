@@ -141,6 +141,8 @@ type Store struct {
 	seq     uint64       // last assigned; owned by the writer (and Open)
 	space   freeSpace    // owned by the writer
 	commits atomic.Int64 // transactions committed by the writer (diagnostics)
+	// commitFault, when set (tests), fails the next commits with its error.
+	commitFault atomic.Pointer[func() error]
 
 	mu        sync.Mutex // guards the counters below (written by the writer)
 	queued    int64

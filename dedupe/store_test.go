@@ -692,3 +692,43 @@ func TestOpenErrors(t *testing.T) {
 	_ = s
 	assert.False(t, errors.Is(err, ErrClosed))
 }
+
+// A failed commit fails every op of its batch, writes nothing, leaves the
+// counters alone, and the store serves later ops.
+func TestCommitFailure(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	keep := msg("reply.received", "keep")
+	accept(t, s, keep)
+
+	boom := errors.New("injected: no space left on device")
+	fault := func() error { return boom }
+	s.commitFault.Store(&fault)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, errs[i] = s.Accept(context.Background(), msg("reply.received", fmt.Sprint("k", i%10)), time.Hour)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.ErrorIs(t, err, ErrUnavailable, "accept %d", i)
+		assert.ErrorIs(t, err, boom, "accept %d", i)
+	}
+	assert.ErrorIs(t, wait(func(done func(error)) { s.Delivered(keep, done) }), ErrUnavailable)
+	assert.Equal(t, int64(1), s.Stats().Queued)
+
+	s.commitFault.Store(nil)
+	ready, err := s.Ready(0, 100)
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{1}, seqsOf(ready), "nothing of the failed batches was written")
+	for i := range 10 {
+		_, dup := accept(t, s, msg("reply.received", fmt.Sprint("k", i)))
+		assert.False(t, dup, "the failed batch left no dedupe key k%d", i)
+	}
+	require.NoError(t, wait(func(done func(error)) { s.Delivered(keep, done) }))
+	assert.Equal(t, int64(10), s.Stats().Queued)
+}

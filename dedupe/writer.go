@@ -265,6 +265,9 @@ func (b *batch) commit() {
 	if b.seqs {
 		err = b.txn.Set(keySeqHighMark, encodeSeq(s.seq))
 	}
+	if f := s.commitFault.Load(); f != nil && err == nil {
+		err = (*f)()
+	}
 	if err == nil {
 		s.commits.Add(1)
 		err = b.txn.Commit()
