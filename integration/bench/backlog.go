@@ -57,7 +57,10 @@ func runBacklog(env *benchEnv) {
 	sampler := sampleRSS(gw.pid(), 250*time.Millisecond)
 	c0 := procCPU(gw.pid())
 	r := runLoad(loadOpts{addr: gw.addr(), path: receiverPath, conns: cfg.conns, total: cfg.backlogN,
-		timeout: providerTimeout, key: env.key, ids: env.ids})
+		duration: cfg.backlogCap, timeout: providerTimeout, key: env.key, ids: env.ids})
+	if r.sent < cfg.backlogN {
+		sec.notes = append(sec.notes, fmt.Sprintf("accepting stopped after %v with %d of %d sent (time cap)", cfg.backlogCap, r.sent, cfg.backlogN))
+	}
 	cpu := procCPU(gw.pid()) - c0
 	peakSampled := sampler.end()
 	memEnd := procMemInfo(gw.pid())

@@ -87,8 +87,8 @@ type loadOpts struct {
 	addr     string        // host:port
 	path     string        // request path
 	conns    int           // keep-alive connections, one goroutine each
-	duration time.Duration // issue requests for this long (when total == 0)
-	total    int64         // otherwise issue exactly this many requests
+	duration time.Duration // issue requests for this long
+	total    int64         // or, when set, this many requests (at most for duration if set)
 	timeout  time.Duration // per request, like the provider's 10 s
 	dup      float64       // fraction of requests that redeliver an earlier envelope
 	key      []byte        // HMAC key
@@ -155,7 +155,7 @@ func runLoad(o loadOpts) *loadResult {
 		total  = &loadResult{status: map[int]int64{}}
 	)
 	start := time.Now()
-	if o.total == 0 {
+	if o.duration > 0 { // with total set too, whichever comes first
 		t := time.AfterFunc(o.duration, func() { stop.Store(true) })
 		defer t.Stop()
 	}

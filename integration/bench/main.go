@@ -34,6 +34,7 @@ type config struct {
 	slowGateway  time.Duration
 	backlogN     int64
 	backlogRetry string
+	backlogCap   time.Duration
 	drainTimeout time.Duration
 	endpoints    int
 	pending      int
@@ -89,7 +90,7 @@ func main() {
 	flag.StringVar(&cfg.backlogRetry, "backlog-retry", "1s", "the backlog gateway's retry schedule, so the drain measures forwarding, not the schedule")
 	flag.IntVar(&cfg.endpoints, "endpoints", 100, "sender: HTTPS endpoints")
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
-	flag.DurationVar(&cfg.senderRetry, "sender-retry", 2*time.Second, "sender: the retry delay configured (lateness is measured against it)")
+	flag.DurationVar(&cfg.senderRetry, "sender-retry", 0, "sender: the retry delay configured, lateness is measured against it (default 30s like the seed's first retry, so all deliveries can be pending at once; -quick 2s)")
 	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
 	flag.StringVar(&cfg.buildRef, "ref", "", "build this git commit (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs, storage)")
@@ -173,7 +174,11 @@ func setDefaults(c *config) {
 			c.pending = 5_000
 		}
 	}
-	c.senderWait = pick(40*time.Second, 4*time.Minute)
+	if c.senderRetry == 0 {
+		c.senderRetry = pick(2*time.Second, 30*time.Second)
+	}
+	c.senderWait = pick(40*time.Second, 4*time.Minute) + c.senderRetry
+	c.backlogCap = pick(60*time.Second, 5*time.Minute)
 }
 
 func run(cfg config) error {
