@@ -215,7 +215,7 @@ type change struct {
 
 func (s *Store) apply(ops []*op) {
 	addErr, allErr := s.space.check()
-	b := &batch{s: s, txn: s.db.NewTransaction(true)}
+	b := &batch{s: s}
 	for _, o := range ops {
 		switch {
 		case allErr != nil:
@@ -251,16 +251,28 @@ func (b *batch) room(size, n int64) bool {
 	return true
 }
 
+// tx returns the current transaction, starting one if needed.
+func (b *batch) tx() *badger.Txn {
+	if b.txn == nil {
+		b.txn = b.s.db.NewTransaction(true)
+	}
+	return b.txn
+}
+
 func (b *batch) track(o *op) {
 	if len(b.ops) == 0 || b.ops[len(b.ops)-1] != o {
 		b.ops = append(b.ops, o)
 	}
 }
 
-// commit commits the transaction, publishes its changes, completes the ops
-// that are finished, and starts a new transaction.
+// commit commits the transaction, publishes its changes, and completes the
+// ops that are finished. The next read or write starts a new transaction.
 func (b *batch) commit() {
 	s := b.s
+	if b.txn == nil { // nothing read or written since the last commit
+		b.finish(nil)
+		return
+	}
 	var err error
 	if b.seqs {
 		err = b.txn.Set(keySeqHighMark, encodeSeq(s.seq))
@@ -271,14 +283,31 @@ func (b *batch) commit() {
 	if err == nil {
 		s.commits.Add(1)
 		err = b.txn.Commit()
-	} else {
-		b.txn.Discard()
 	}
+	// Every transaction must end in Discard (Commit does it, except when its
+	// precheck fails): an open one holds Badger's read watermark back, and
+	// compaction would then keep every deleted version.
+	b.txn.Discard()
+	b.txn = nil
 	if err != nil {
-		err = unavailable(fmt.Errorf("committing: %w", err))
-	} else {
-		s.publish(b.chg)
+		b.finish(unavailable(fmt.Errorf("committing: %w", err)))
+		return
 	}
+	s.publish(b.chg)
+	b.finish(nil)
+}
+
+// abort discards the transaction after a write failed half-way (which the
+// size budget should prevent): every op in it fails, nothing is half-written.
+func (b *batch) abort(err error) {
+	b.txn.Discard()
+	b.txn = nil
+	b.finish(unavailable(err))
+}
+
+// finish fails the transaction's ops with err (if any), completes those that
+// are fully applied, and resets the batch for the next transaction.
+func (b *batch) finish(err error) {
 	for _, o := range b.ops {
 		if err != nil && o.err == nil {
 			o.err = err
@@ -290,26 +319,6 @@ func (b *batch) commit() {
 	}
 	clear(b.ops)
 	b.ops, b.chg, b.seqs, b.size, b.n = b.ops[:0], b.chg[:0], false, 0, 0
-	b.txn = s.db.NewTransaction(true)
-}
-
-// abort discards the transaction after a write failed half-way (which the
-// size budget should prevent): every op in it fails, nothing is half-written.
-func (b *batch) abort(err error) {
-	b.txn.Discard()
-	err = unavailable(err)
-	for _, o := range b.ops {
-		if o.err == nil {
-			o.err = err
-			o.resSeq, o.dup = 0, false
-		}
-		if o.applied {
-			o.complete()
-		}
-	}
-	clear(b.ops)
-	b.ops, b.chg, b.seqs, b.size, b.n = b.ops[:0], b.chg[:0], false, 0, 0
-	b.txn = b.s.db.NewTransaction(true)
 }
 
 // publish applies a committed transaction's changes to the in-memory state.
@@ -392,7 +401,7 @@ func (s *Store) applyAccept(b *batch, o *op) {
 	}
 	b.track(o)
 	if o.kkey != nil {
-		item, err := b.txn.Get(o.kkey)
+		item, err := b.tx().Get(o.kkey)
 		switch {
 		case err == nil:
 			err = item.Value(func(v []byte) error {
@@ -420,7 +429,7 @@ func (s *Store) applyAccept(b *batch, o *op) {
 	copy(qkey, prefixQueue)
 	binary.BigEndian.PutUint64(qkey[prefixLen:], seq)
 	binary.BigEndian.PutUint64(seqVal, seq)
-	if err := b.txn.Set(qkey, o.value); err != nil {
+	if err := b.tx().Set(qkey, o.value); err != nil {
 		b.abort(err)
 		return
 	}
@@ -429,7 +438,7 @@ func (s *Store) applyAccept(b *batch, o *op) {
 		if o.ttl > 0 {
 			e = e.WithTTL(o.ttl)
 		}
-		if err := b.txn.SetEntry(e); err != nil {
+		if err := b.tx().SetEntry(e); err != nil {
 			b.abort(err)
 			return
 		}
@@ -454,7 +463,7 @@ func (s *Store) applyMove(b *batch, o *op) {
 		return
 	}
 	b.track(o)
-	if _, err := b.txn.Get(o.oldKey); err != nil {
+	if _, err := b.tx().Get(o.oldKey); err != nil {
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			o.err = fmt.Errorf("%w: message %d is no longer there", ErrNotFound, o.seq)
 		} else {
@@ -463,13 +472,13 @@ func (s *Store) applyMove(b *batch, o *op) {
 		return
 	}
 	if string(o.oldKey) != string(o.newKey) {
-		if err := b.txn.Delete(o.oldKey); err != nil {
+		if err := b.tx().Delete(o.oldKey); err != nil {
 			b.abort(err)
 			return
 		}
 	}
 	if o.newKey != nil {
-		if err := b.txn.Set(o.newKey, o.value); err != nil {
+		if err := b.tx().Set(o.newKey, o.value); err != nil {
 			b.abort(err)
 			return
 		}
@@ -491,7 +500,7 @@ func (s *Store) applyMove(b *batch, o *op) {
 func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 	key := deadKey(seq)
 	for committed := false; ; committed = true {
-		item, err := b.txn.Get(key)
+		item, err := b.tx().Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return
 		}
@@ -524,7 +533,7 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		b.n += n
 		b.track(o)
 		if o.kind == opPurge {
-			if err := b.txn.Delete(key); err != nil {
+			if err := b.tx().Delete(key); err != nil {
 				b.abort(err)
 				return
 			}
@@ -549,11 +558,11 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		m.Attempts, m.LastStatus, m.LastError = 0, 0, ""
 		m.NextAttempt, m.DeadAt, m.AcceptedAt = time.Time{}, time.Time{}, at
 		newSeq := s.seq + 1
-		if err := b.txn.Set(queueKey(newSeq), encodeMessage(m)); err != nil {
+		if err := b.tx().Set(queueKey(newSeq), encodeMessage(m)); err != nil {
 			b.abort(err)
 			return
 		}
-		if err := b.txn.Delete(key); err != nil {
+		if err := b.tx().Delete(key); err != nil {
 			b.abort(err)
 			return
 		}
