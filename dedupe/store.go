@@ -170,6 +170,9 @@ func Open(o Options) (*Store, error) {
 	if o.MinFreeSpace == 0 {
 		o.MinFreeSpace = max(128<<20, 16*memTableSize(o))
 	}
+	if err := checkSpaceToOpen(o.Dir, o.MinFreeSpace); err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(o))
 	if err != nil {
 		return nil, fmt.Errorf("opening badger at %s: %w", o.Dir, err)
