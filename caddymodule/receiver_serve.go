@@ -119,7 +119,11 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	ts := req.Header.Get(webhook.HeaderTimestamp)
 	sig := req.Header.Get(webhook.HeaderSignature)
 	if !r.InsecureSkipVerify {
-		if err := r.verifier.Verify(id, ts, sig, body, time.Now()); err != nil {
+		err := errRepeatedHeader
+		if !repeated(req.Header, webhook.HeaderID, webhook.HeaderTimestamp, webhook.HeaderSignature) {
+			err = r.verifier.Verify(id, ts, sig, body, time.Now())
+		}
+		if err != nil {
 			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
 			res.outcome = OutcomeUnauthorized
 			r.logger.Warn("signature rejected", zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
@@ -210,6 +214,21 @@ func dedupeKey(env *webhook.Envelope, fields []string, id string, body []byte) s
 }
 
 var errBodyTooLarge = errors.New("body too large")
+
+// errRepeatedHeader: a webhook-* header came on more than one line. Which
+// one counts would be ambiguous (we read the first, a proxy in front may read
+// the last), so the delivery is refused like any other signature failure.
+var errRepeatedHeader = errors.New("webhook-id, webhook-timestamp or webhook-signature given more than once")
+
+// repeated reports whether any of the named headers has more than one line.
+func repeated(h http.Header, names ...string) bool {
+	for _, n := range names {
+		if len(h.Values(n)) > 1 {
+			return true
+		}
+	}
+	return false
+}
 
 // readBody reads the whole body into one exact-size slice when the length is
 // announced, else into a growing one, stopping past max.
