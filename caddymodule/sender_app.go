@@ -35,7 +35,7 @@ type SenderApp struct {
 	Storage string `json:"storage,omitempty"`
 
 	// APIKeys are the Bearer tokens the API accepts. Placeholders such as
-	// {env.LEADTERRA_API_KEY} are expanded. Required: at least one.
+	// {env.LEADTERRA_API_KEY} or {env.LEADTERRA_API_KEY:default} are expanded. Required: at least one.
 	APIKeys []string `json:"api_keys,omitempty"`
 
 	// Retry is the delays after the first, second, … failed attempt; after
@@ -83,17 +83,16 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	repl := caddy.NewReplacer()
 	a.apiKeys = a.apiKeys[:0]
 	for i, k := range a.APIKeys {
-		v := strings.TrimSpace(repl.ReplaceAll(k, ""))
+		v := strings.TrimSpace(expand(k))
 		if v == "" {
 			return fmt.Errorf("api_key %d is empty once placeholders are expanded (is its environment variable set?)", i+1)
 		}
 		a.apiKeys = append(a.apiKeys, v)
 	}
 
-	storage := repl.ReplaceAll(a.Storage, "")
+	storage := expand(a.Storage)
 	if storage == "" {
 		storage = filepath.Join(caddy.AppDataDir(), "webhook_sender")
 	}
