@@ -97,6 +97,13 @@ type Receiver struct {
 	// Caddy's data directory.
 	Storage string `json:"storage,omitempty"`
 
+	// MinFreeSpace is the free-space reserve on the storage filesystem, in
+	// bytes: below it new envelopes get 503 (Badger writes through memory
+	// maps and would crash the process on a full disk, so the receiver stops
+	// short of it); below half of it the queue stops changing too. -1 turns
+	// the check off. Default: 128 MiB.
+	MinFreeSpace int64 `json:"min_free_space,omitempty"`
+
 	// Name names the receiver in the admin API, metrics and logs. Default:
 	// the last element of storage when it is set, else derived from the
 	// upstream's host, port and path.
@@ -271,6 +278,9 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 
 // Validate checks the provisioned configuration.
 func (r *Receiver) Validate() error {
+	if r.MinFreeSpace < -1 {
+		return fmt.Errorf("min_free_space must be a size, or -1 to turn the check off")
+	}
 	if r.maxBody < 0 {
 		return fmt.Errorf("max_body must not be negative")
 	}

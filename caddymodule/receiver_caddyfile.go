@@ -34,6 +34,7 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		tolerance            <duration>
 //		max_body             <size>
 //		ack_timeout          <duration>
+//		min_free_space       <size>|off
 //		dedupe_key           <event> <field…>   # repeatable
 //		dedupe_ttl           <duration>
 //		unknown_events       forward|drop|reject
@@ -106,6 +107,20 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body: %q is not a positive size (e.g. 1MiB, 512KB)", v)
 			}
 			r.MaxBody = int64(n)
+		case "min_free_space":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v == "off" || v == "-1" {
+				r.MinFreeSpace = -1
+				break
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 {
+				return d.Errf("min_free_space: %q is not a positive size (e.g. 128MiB) or off", v)
+			}
+			r.MinFreeSpace = int64(n)
 		case "ack_timeout":
 			dur, err := durationArg(d, false)
 			if err != nil {

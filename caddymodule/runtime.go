@@ -30,6 +30,7 @@ type runtimeOptions struct {
 	dir        string
 	syncWrites bool
 	maxBody    int64
+	minFree    int64
 	logger     *zap.Logger
 	metrics    *receiverMetrics
 }
@@ -61,6 +62,7 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 			Dir:          o.dir,
 			SyncWrites:   o.syncWrites,
 			MaxValueSize: o.maxBody,
+			MinFreeSpace: o.minFree,
 			Logger:       o.logger.Named("badger"),
 		})
 		if err != nil {
