@@ -36,7 +36,7 @@ type SenderApp struct {
 
 	// APIKeys are the Bearer tokens the API accepts. Placeholders such as
 	// {env.LEADTERRA_API_KEY} or {env.LEADTERRA_API_KEY:default} are expanded. Required: at least one.
-	APIKeys []string `json:"api_keys,omitempty"`
+	APIKeys []string `json:"api_key,omitempty"`
 
 	// Retry is the delays after the first, second, … failed attempt; after
 	// the last the delivery fails and is kept for replay.

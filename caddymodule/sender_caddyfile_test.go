@@ -35,7 +35,7 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		{
 			name:  "minimal",
 			input: "{\n\twebhook_sender {\n\t\tapi_key {env.LEADTERRA_API_KEY}\n\t}\n}\n",
-			want:  `{"api_keys":["{env.LEADTERRA_API_KEY}"]}`,
+			want:  `{"api_key":["{env.LEADTERRA_API_KEY}"]}`,
 		},
 		{
 			name: "every option",
@@ -52,7 +52,7 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		trusted_ca /etc/ca2.pem
 	}
 }`,
-			want: `{"storage":"/var/lib/wh","api_keys":["k1","k2","k3"],
+			want: `{"storage":"/var/lib/wh","api_key":["k1","k2","k3"],
 				"retry":[30000000000,300000000000,1800000000000,7200000000000,28800000000000],
 				"timeout":5000000000,"concurrency":8,"allow_private":true,
 				"trusted_ca":["/etc/ca1.pem","/etc/ca2.pem"]}`,
@@ -69,7 +69,7 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		retry 1s
 	}
 }`,
-			want: `{"api_keys":["k1","k2"],"retry":[1000000000],"timeout":3000000000}`,
+			want: `{"api_key":["k1","k2"],"retry":[1000000000],"timeout":3000000000}`,
 		},
 		{"unknown option", "{\n\twebhook_sender {\n\t\tapi_key k\n\t\tfrobnicate\n\t}\n}", "", `unrecognized option "frobnicate"`},
 		{"repeated timeout", "{\n\twebhook_sender {\n\t\ttimeout 1s\n\t\ttimeout 2s\n\t}\n}", "", "timeout given more than once"},
