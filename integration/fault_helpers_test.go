@@ -98,6 +98,7 @@ type sinkEvent struct {
 	Attempt   string
 	At        time.Time
 	Processed bool // the app acted on it: a 2xx was sent (or, for a late answer, about to be)
+	Late      bool // processed, but answered after the forwarder's timeout
 	Status    int
 	Body      []byte
 }
