@@ -363,7 +363,7 @@ func runSender(env *benchEnv) {
 	lastLog := time.Now()
 	for sink.ok.Load()-okBase < want+fanoutLeft && time.Now().Before(deadline) {
 		if time.Since(lastLog) > 10*time.Second {
-			env.logf("sender: %d delivered of %d", sink.ok.Load()-okBase-fanoutLeft, want)
+			env.logf("sender: %d first attempts, %d deliveries (fan-out's included) of %d", sink.first.Load(), sink.ok.Load()-okBase, want)
 			lastLog = time.Now()
 		}
 		time.Sleep(20 * time.Millisecond)
