@@ -168,11 +168,17 @@ func (r *results) evaluateTargets() []string {
 	}
 	check("backlog_rss_mib", rssDesc, r.BacklogRSSMiB, func(v float64) bool { return v <= 150 }, " MiB")
 	check("backlog_restart_s", "restart to first ack ≤ 2 s", r.BacklogRestartS, func(v float64) bool { return v <= 2 }, " s")
-	// Drain against the gateway's accept rate: the throughput scenario's when
-	// it ran, else the backlog's own accept phase.
-	accept, acceptName := r.GatewayRPS, "gateway_rps"
-	if accept == nil {
-		accept, acceptName = r.BacklogAcceptRPS, "backlog_accept_rps"
+	// Drain against the gateway's accept rate: the higher of the throughput
+	// scenario's and the backlog phase's own (which has no forwarding to do).
+	var accept *float64
+	var acceptName string
+	for _, c := range []struct {
+		v    *float64
+		name string
+	}{{r.GatewayRPS, "gateway_rps"}, {r.BacklogAcceptRPS, "backlog_accept_rps"}} {
+		if c.v != nil && (accept == nil || *c.v > *accept) {
+			accept, acceptName = c.v, c.name
+		}
 	}
 	var drainRatio *float64
 	if r.DrainRPS != nil && accept != nil && *accept > 0 {
