@@ -34,7 +34,7 @@ const senderE2ECaddyfile = `{
 		storage {TMPDIR}/sender
 		api_key {APIKEY}
 		retry {RETRY}
-		timeout 3s
+		timeout {TIMEOUT}
 		trusted_ca {CA}
 		{PRIVATE}
 	}
@@ -46,25 +46,66 @@ const senderE2ECaddyfile = `{
 }
 `
 
+// senderOpts are the options of senderE2ECaddyfile.
+type senderOpts struct {
+	retry        string // the retry subdirective's arguments
+	timeout      string // default 3s
+	ca           string // trusted_ca file
+	allowPrivate bool
+}
+
 // startSenderE2E starts the sender with senderE2ECaddyfile and returns it
 // with an API client holding a fresh key.
-func startSenderE2E(t *testing.T, retry, caFile string, allowPrivate bool) (*server, *apiClient) {
+func startSenderE2E(t *testing.T, o senderOpts) (*server, *apiClient) {
 	t.Helper()
 	key := "key_" + randHex(16)
 	priv := ""
-	if allowPrivate {
+	if o.allowPrivate {
 		priv = "allow_private"
 	}
-	s := startCaddy(t, senderE2ECaddyfile, map[string]string{
-		"APIKEY": key, "RETRY": retry, "CA": caFile, "PRIVATE": priv,
-	})
-	return s, &apiClient{t: t, s: s, key: key}
+	if o.timeout == "" {
+		o.timeout = "3s"
+	}
+	for try := 1; ; try++ {
+		s := startCaddy(t, senderE2ECaddyfile, map[string]string{
+			"APIKEY": key, "RETRY": o.retry, "TIMEOUT": o.timeout, "CA": o.ca, "PRIVATE": priv,
+		})
+		c := &apiClient{t: t, s: s, key: key}
+		if c.ownsPorts() || try == 3 {
+			return s, c
+		}
+		t.Logf("another process answers on port %d or %d as well (SO_REUSEPORT): starting again on other ports", s.port, s.adminPort)
+		s.killIfRunning()
+	}
+}
+
+// ownsPorts reports whether this server alone answers on its site and admin
+// ports. freePort hands out a port that nothing listens on a moment before
+// Caddy binds it; a parallel test's Caddy may get the same one, and as Caddy
+// binds with SO_REUSEPORT neither start-up fails: the kernel then splits new
+// connections between the two. Several fresh connections find that out.
+func (c *apiClient) ownsPorts() bool {
+	fresh := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+c.key)
+	for i := 0; i < 8; i++ {
+		r, err := doRequest(fresh, http.MethodGet, c.s.url("/v1/webhooks"), h, nil)
+		if err != nil || r.status != http.StatusOK || !strings.HasPrefix(string(r.body), `{"data":`) {
+			return false
+		}
+		r, err = doRequest(fresh, http.MethodGet, c.s.adminURL()+"/config/apps/webhook_sender", nil, nil)
+		if err != nil || r.status != http.StatusOK || !strings.Contains(string(r.body), `"`+c.key+`"`) {
+			return false
+		}
+	}
+	return true
 }
 
 // ---------------------------------------------------------------- HTTPS destination
 
 // hit is one request an HTTPS destination received.
 type hit struct {
+	URI    string // request URI: path and query
 	Header http.Header
 	Body   []byte
 	At     time.Time // arrival
@@ -75,10 +116,11 @@ type hit struct {
 
 // httpsDest is a recording HTTPS destination (httptest.NewTLSServer). answer
 // decides the status of each request from its 1-based number among those
-// with the same webhook-id; nil answers 200.
+// with the same webhook-id, and may set headers of the answer in reply or
+// sleep; nil answers 200.
 type httpsDest struct {
 	srv    *httptest.Server
-	answer func(nth int) int
+	answer answerFunc
 
 	mu    sync.Mutex
 	hits  []*hit
@@ -86,8 +128,22 @@ type httpsDest struct {
 	conns int // TCP connections accepted, handshake or not
 }
 
+// answerFunc decides a destination's answer to the nth request of a webhook-id.
+type answerFunc func(nth int, reply http.Header) int
+
+// statuses answers the nth request of each webhook-id with codes[n-1], and
+// 200 beyond.
+func statuses(codes ...int) answerFunc {
+	return func(nth int, _ http.Header) int {
+		if nth <= len(codes) {
+			return codes[nth-1]
+		}
+		return http.StatusOK
+	}
+}
+
 // newHTTPSDest starts a destination on 127.0.0.1.
-func newHTTPSDest(t *testing.T, answer func(nth int) int) *httpsDest {
+func newHTTPSDest(t *testing.T, answer answerFunc) *httpsDest {
 	t.Helper()
 	d := &httpsDest{answer: answer, perID: map[string]int{}}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
@@ -105,7 +161,7 @@ func newHTTPSDest(t *testing.T, answer func(nth int) int) *httpsDest {
 
 func (d *httpsDest) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	h := &hit{Header: r.Header.Clone(), Body: body, At: time.Now()}
+	h := &hit{URI: r.RequestURI, Header: r.Header.Clone(), Body: body, At: time.Now()}
 	d.mu.Lock()
 	id := r.Header.Get(hdrID)
 	d.perID[id]++
@@ -115,7 +171,7 @@ func (d *httpsDest) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Unlock()
 	status := http.StatusOK
 	if answer != nil {
-		status = answer(h.Nth)
+		status = answer(h.Nth, w.Header())
 	}
 	w.WriteHeader(status)
 	d.mu.Lock()

@@ -89,7 +89,7 @@ func keysOf(m map[string]json.RawMessage) []string {
 func TestSenderFanOutSignedEnvelope(t *testing.T) {
 	t.Parallel()
 	d1, d2 := newHTTPSDest(t, nil), newHTTPSDest(t, nil)
-	_, api := startSenderE2E(t, "200ms", d1.caFile(t), true)
+	_, api := startSenderE2E(t, senderOpts{retry: "200ms", ca: d1.caFile(t), allowPrivate: true})
 
 	w1 := api.createWebhook(d1.url("/hooks/one"), "reply.received")
 	w2 := api.createWebhook(d2.url("/hooks/two?tenant=7"), "reply.received", "message.sent")
@@ -108,6 +108,9 @@ func TestSenderFanOutSignedEnvelope(t *testing.T) {
 	checkEnvelope(t, verifyHit(t, h2, w2.Secret), "reply.received", data)
 	if bytes.Equal(h1.Body, h2.Body) == false {
 		t.Errorf("the two endpoints got different bodies for one event:\n%s\n%s", h1.Body, h2.Body)
+	}
+	if h1.URI != "/hooks/one" || h2.URI != "/hooks/two?tenant=7" {
+		t.Errorf("requests went to %q and %q, want the registered paths and query", h1.URI, h2.URI)
 	}
 	if h1.Header.Get(hdrID) == h2.Header.Get(hdrID) {
 		t.Errorf("both deliveries carry webhook-id %s; each delivery should have its own", h1.Header.Get(hdrID))
@@ -154,14 +157,9 @@ func TestSenderFanOutSignedEnvelope(t *testing.T) {
 func TestSenderRetrySchedule(t *testing.T) {
 	t.Parallel()
 	schedule := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
-	flaky := newHTTPSDest(t, func(nth int) int {
-		if nth <= 3 {
-			return http.StatusInternalServerError
-		}
-		return http.StatusOK
-	})
-	down := newHTTPSDest(t, func(int) int { return http.StatusServiceUnavailable })
-	_, api := startSenderE2E(t, "200ms 400ms 800ms", flaky.caFile(t), true)
+	flaky := newHTTPSDest(t, statuses(500, 500, 500))
+	down := newHTTPSDest(t, func(int, http.Header) int { return http.StatusServiceUnavailable })
+	_, api := startSenderE2E(t, senderOpts{retry: "200ms 400ms 800ms", ca: flaky.caFile(t), allowPrivate: true})
 	wf := api.createWebhook(flaky.url("/flaky"), "reply.received")
 	wd := api.createWebhook(down.url("/down"), "message.bounced")
 
@@ -239,13 +237,94 @@ func TestSenderRetrySchedule(t *testing.T) {
 	}
 }
 
+// TestSenderTimeoutRedirectRetryAfter: an answer slower than the timeout is a
+// failed attempt, retried; a 3xx is a failed attempt and its Location is never
+// requested; a Retry-After longer than the schedule's step is honoured.
+func TestSenderTimeoutRedirectRetryAfter(t *testing.T) {
+	t.Parallel()
+	elsewhere := newHTTPSDest(t, nil)
+	slow := newHTTPSDest(t, func(nth int, _ http.Header) int {
+		if nth == 1 {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		return http.StatusOK
+	})
+	redirect := newHTTPSDest(t, func(nth int, reply http.Header) int {
+		if nth == 1 {
+			reply.Set("Location", elsewhere.url("/moved"))
+			return http.StatusTemporaryRedirect
+		}
+		return http.StatusOK
+	})
+	later := newHTTPSDest(t, func(nth int, reply http.Header) int {
+		if nth == 1 {
+			reply.Set("Retry-After", "2")
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	_, api := startSenderE2E(t, senderOpts{retry: "200ms 200ms", timeout: "500ms", ca: slow.caFile(t), allowPrivate: true})
+	ws := api.createWebhook(slow.url("/slow"), "campaign.started")
+	wr := api.createWebhook(redirect.url("/old"), "message.sent")
+	wl := api.createWebhook(later.url("/later"), "message.bounced")
+	api.publish("campaign.started", map[string]string{"campaignId": "cmp_1"}, 1)
+	api.publish("message.sent", map[string]string{"messageId": "msg_1"}, 1)
+	api.publish("message.bounced", map[string]string{"messageId": "msg_2"}, 1)
+
+	delivered := func(w apiWebhook) apiDelivery {
+		t.Helper()
+		var d apiDelivery
+		if err := eventually(10*time.Second, func() error {
+			ds := api.deliveries(w.ID)
+			if len(ds) != 1 || ds[0].Status != "delivered" {
+				return fmt.Errorf("%s: %+v", w.URL, ds)
+			}
+			d = ds[0]
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	d := delivered(ws)
+	if len(d.Attempts) != 2 || d.Attempts[0].StatusCode != 0 || !strings.Contains(d.Attempts[0].Error, "timed out") || d.Attempts[1].StatusCode != 200 {
+		t.Errorf("slow endpoint: want a timed-out attempt then a 200, got %+v", d.Attempts)
+	}
+	if n := len(slow.snapshot()); n != 2 {
+		t.Errorf("slow endpoint: %d requests, want 2", n)
+	}
+	if len(d.Attempts) == 2 {
+		if gap := d.Attempts[1].At.Sub(d.Attempts[0].At); gap < 700*time.Millisecond || gap > 1700*time.Millisecond {
+			t.Errorf("slow endpoint: the retry started %v after the first attempt, want timeout+step = 700ms (+<1s)", gap)
+		}
+	}
+
+	d = delivered(wr)
+	if len(d.Attempts) != 2 || d.Attempts[0].StatusCode != http.StatusTemporaryRedirect {
+		t.Errorf("redirecting endpoint: want a 307 attempt then a 200, got %+v", d.Attempts)
+	}
+	if n := len(elsewhere.snapshot()); n != 0 {
+		t.Errorf("the redirect was followed (%d requests to its Location)", n)
+	}
+
+	d = delivered(wl)
+	hs := later.snapshot()
+	if len(d.Attempts) != 2 || len(hs) != 2 {
+		t.Fatalf("Retry-After endpoint: %d attempts, %d requests; want 2", len(d.Attempts), len(hs))
+	}
+	if gap := hs[1].At.Sub(hs[0].Done); gap < 2*time.Second || gap > 3*time.Second {
+		t.Errorf("Retry-After: 2 (schedule 200ms): the retry came %v later, want 2s (+<1s)", gap)
+	}
+}
+
 // TestSenderAPIContract: every row of the SPEC §4 API table through the
 // binary, 410 disabling a webhook, and the SSRF rules.
 func TestSenderAPIContract(t *testing.T) {
 	t.Parallel()
 	dest := newHTTPSDest(t, nil)
-	gone := newHTTPSDest(t, func(int) int { return http.StatusGone })
-	_, api := startSenderE2E(t, "200ms", dest.caFile(t), true)
+	gone := newHTTPSDest(t, func(int, http.Header) int { return http.StatusGone })
+	_, api := startSenderE2E(t, senderOpts{retry: "200ms", ca: dest.caFile(t), allowPrivate: true})
 	bearer := "Bearer " + api.key
 
 	type errCase struct {
@@ -437,6 +516,20 @@ func TestSenderAPIContract(t *testing.T) {
 		}
 	})
 
+	t.Run("delete drops pending retries", func(t *testing.T) {
+		down := newHTTPSDest(t, func(int, http.Header) int { return http.StatusServiceUnavailable })
+		d := api.createWebhook(down.url("/down"), "campaign.started")
+		api.publish("campaign.started", map[string]string{"campaignId": "cmp_del"}, 1)
+		down.waitHits(t, 1, 10*time.Second)
+		if r := api.call("DELETE", "/webhooks/"+d.ID, nil); r.status != http.StatusNoContent {
+			t.Fatalf("DELETE: %s", r)
+		}
+		n := len(down.snapshot())
+		time.Sleep(700 * time.Millisecond) // > the 200ms retry step
+		if got := len(down.snapshot()); got != n {
+			t.Errorf("a deleted webhook's pending delivery was still attempted %d more time(s)", got-n)
+		}
+	})
 	t.Run("410 disables the webhook", func(t *testing.T) {
 		g := api.createWebhook(gone.url("/gone"), "message.bounced")
 		api.publish("message.bounced", map[string]string{"messageId": "msg_1"}, 1)
@@ -473,7 +566,7 @@ func TestSenderAPIContract(t *testing.T) {
 func TestSenderSSRF(t *testing.T) {
 	t.Parallel()
 	dest := newHTTPSDest(t, nil)
-	_, api := startSenderE2E(t, "200ms", dest.caFile(t), false)
+	_, api := startSenderE2E(t, senderOpts{retry: "200ms", ca: dest.caFile(t)})
 	port := dest.srv.Listener.Addr().(*net.TCPAddr).Port
 
 	for _, u := range []string{
@@ -505,7 +598,12 @@ func TestSenderSSRF(t *testing.T) {
 		}
 	}
 	w := api.createWebhook(fmt.Sprintf("https://%s:%d/hook", host, port), "reply.received")
-	api.publish("reply.received", map[string]string{"replyId": "rpl_ssrf"}, 1)
+	// Numeric spellings of 127.0.0.1 that are not IP literals for the URL
+	// check: they either do not resolve or resolve to loopback and are refused.
+	for _, h := range []string{"2130706433", "0x7f.1", "127.1"} {
+		api.createWebhook(fmt.Sprintf("https://%s:%d/hook", h, port), "reply.received")
+	}
+	api.publish("reply.received", map[string]string{"replyId": "rpl_ssrf"}, 4)
 	var ds []apiDelivery
 	if err := eventually(10*time.Second, func() error {
 		ds = api.deliveries(w.ID)
@@ -521,8 +619,28 @@ func TestSenderSSRF(t *testing.T) {
 			t.Errorf("attempt to %s (%v) failed with %q, want the SSRF refusal", host, addrs, a.Error)
 		}
 	}
+	var l struct {
+		Data []apiWebhook `json:"data"`
+	}
+	mustJSON(t, api.call("GET", "/webhooks", nil), &l)
+	errs := map[string]string{}
+	if err := eventually(15*time.Second, func() error {
+		for _, wh := range l.Data {
+			ds := api.deliveries(wh.ID)
+			if len(ds) != 1 || ds[0].Status != "failed" {
+				return fmt.Errorf("%s: %+v", wh.URL, ds)
+			}
+			errs[wh.URL] = ds[0].Attempts[0].Error
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	for u, e := range errs {
+		t.Logf("%s: %s", u, e)
+	}
 	if n := dest.connections(); n != 0 {
-		t.Errorf("the endpoint behind %s accepted %d TCP connection(s); the dialer should refuse loopback", host, n)
+		t.Errorf("the loopback endpoint accepted %d TCP connection(s) behind a name; the dialer should refuse loopback", n)
 	}
 }
 
@@ -533,13 +651,8 @@ func TestSenderSSRF(t *testing.T) {
 // is TestFaultSenderKill9ResumesRetries.)
 func TestSenderRetriesSurviveGracefulRestart(t *testing.T) {
 	t.Parallel()
-	dest := newHTTPSDest(t, func(nth int) int {
-		if nth <= 2 {
-			return http.StatusInternalServerError
-		}
-		return http.StatusNoContent
-	})
-	s, api := startSenderE2E(t, "1s 2s", dest.caFile(t), true)
+	dest := newHTTPSDest(t, statuses(500, 500, 204))
+	s, api := startSenderE2E(t, senderOpts{retry: "1s 2s", ca: dest.caFile(t), allowPrivate: true})
 	w := api.createWebhook(dest.url("/hook"), "reply.received")
 	const events = 3
 	for i := 0; i < events; i++ {
@@ -646,6 +759,9 @@ func TestFullLoopExample(t *testing.T) {
 	}
 	s := startCaddy(t, expandCaddyEnv(t, string(tmpl), vars), nil)
 	api := &apiClient{t: t, s: s, key: apiKey}
+	if !api.ownsPorts() {
+		t.Fatalf("another process answers on port %d or %d as well (a freePort race with a parallel test)", s.port, s.adminPort)
+	}
 	receiverURL := fmt.Sprintf("https://localhost:%d/webhooks/leadterra", recvPort)
 
 	// The receiver serves HTTPS with the certificate given to the sender.
