@@ -174,6 +174,9 @@ func TestSenderRetrySchedule(t *testing.T) {
 	}
 	for i, h := range hits {
 		checkEnvelope(t, verifyHit(t, h, wf.Secret), "reply.received", data)
+		if !bytes.Equal(h.Body, hits[0].Body) {
+			t.Errorf("attempt %d: the body differs from the first attempt's (re-serialised?)", i+1)
+		}
 		if got := h.Header.Get(hdrID); got != id {
 			t.Errorf("attempt %d: webhook-id %s, want %s (the same on every attempt)", i+1, got, id)
 		}
@@ -364,6 +367,9 @@ func TestSenderAPIContract(t *testing.T) {
 		if ct := r.header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q", ct)
 		}
+		if c.status == http.StatusMethodNotAllowed && r.header.Get("Allow") == "" {
+			t.Errorf("405 without Allow")
+		}
 	}
 
 	valid := `{"url":"` + dest.url("/hook") + `","events":["reply.received"]}`
@@ -401,6 +407,9 @@ func TestSenderAPIContract(t *testing.T) {
 		{"publish/unknown event", "POST", "/events", bearer, `{"event":"lead.created","data":{}}`, 422, "unknown_event", "lead.created"},
 		{"publish/no key", "POST", "/events", "", `{"event":"reply.received","data":{}}`, 401, "unauthorized", ""},
 		{"publish/wrong key", "POST", "/events", "Bearer nope", `{"event":"reply.received","data":{}}`, 401, "unauthorized", ""},
+		{"publish/too large", "POST", "/events", bearer, `{"event":"reply.received","data":{"x":"` + strings.Repeat("a", 300<<10) + `"}}`, 413, "", ""},
+		{"other/method", "PUT", "/webhooks", bearer, "", 405, "method_not_allowed", ""},
+		{"other/unknown path", "GET", "/nope", bearer, "", 404, "not_found", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) { check(t, c) })
 	}
@@ -880,5 +889,45 @@ func TestFullLoopExample(t *testing.T) {
 	if retried < 5 || dup != 5 {
 		t.Errorf("want ≥5 deliveries retried after a 401 and 5 answered as duplicates, got %d and %d", retried, dup)
 	}
+	for what, v := range map[string]string{"the webhook's secret": strings.TrimPrefix(w.Secret, "whsec_"), "the API key": apiKey} {
+		if strings.Contains(s.out.String(), v) {
+			t.Errorf("Caddy's log shows %s", what)
+		}
+	}
 	t.Logf("full loop: 25 publications, 20 events at the app once each; %d deliveries retried after 401, %d duplicates", retried, dup)
+}
+
+// TestSenderGracefulStopMidAttempt: POST /stop while an attempt is in flight
+// (the endpoint takes 1s, within the 3s timeout) lets it finish and books
+// it: after a restart the delivery is delivered, and not attempted again.
+func TestSenderGracefulStopMidAttempt(t *testing.T) {
+	t.Parallel()
+	dest := newHTTPSDest(t, func(int, http.Header) int {
+		time.Sleep(time.Second)
+		return http.StatusOK
+	})
+	s, api := startSenderE2E(t, senderOpts{retry: "200ms", ca: dest.caFile(t), allowPrivate: true})
+	w := api.createWebhook(dest.url("/slow"), "reply.received")
+	api.publish("reply.received", map[string]string{"replyId": "rpl_inflight"}, 1)
+	if err := eventually(10*time.Second, func() error {
+		if len(dest.snapshot()) == 0 {
+			return errNotYet
+		}
+		return nil
+	}); err != nil {
+		t.Fatal("no attempt arrived")
+	}
+	s.stop()
+	if hs := dest.snapshot(); len(hs) != 1 || hs[0].Status != http.StatusOK {
+		t.Fatalf("when Caddy had stopped, the in-flight attempt had not been answered: %+v", hs)
+	}
+	s.start()
+	ds := api.deliveries(w.ID)
+	if len(ds) != 1 || ds[0].Status != "delivered" || len(ds[0].Attempts) != 1 {
+		t.Errorf("after the restart: want the attempt booked as delivered, got %+v", ds)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if n := len(dest.snapshot()); n != 1 {
+		t.Errorf("the endpoint got %d requests, want 1 (the finished attempt was repeated)", n)
+	}
 }
