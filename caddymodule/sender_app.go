@@ -52,8 +52,10 @@ type SenderApp struct {
 	Concurrency int `json:"concurrency,omitempty"`
 
 	// AllowPrivate lets destinations resolve to loopback, private,
-	// link-local, CGNAT and other internal addresses. Default: false (they
-	// are refused at connection time).
+	// link-local, CGNAT and other internal addresses. Default: false: a URL
+	// whose host is such an address or localhost is refused at registration
+	// (400), and every other name is checked again on the address it
+	// resolves to, at each connection (the attempt fails).
 	AllowPrivate bool `json:"allow_private,omitempty"`
 
 	// TrustedCA are PEM files of extra root certificates for destinations'
