@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// TestReceiverStorageFull: with the storage on a small tmpfs that fills up,
+// TestReceiverStorageFull: with the storage on a small tmpfs (above the
+// receiver's 128 MiB min_free_space reserve) that fills up,
 // the receiver answers 503 with Retry-After (never a 2xx it cannot keep, never
 // a crash), forwards nothing it did not store, and accepts the provider's
 // retry once there is room again.
@@ -26,7 +27,7 @@ func TestReceiverStorageFull(t *testing.T) {
 	if err := os.Mkdir(store, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", store, "tmpfs", 0, "size=16m,mode=0700"); err != nil {
+	if err := syscall.Mount("tmpfs", store, "tmpfs", 0, "size=192m,mode=0700"); err != nil {
 		t.Skipf("cannot mount a tmpfs to fill up (%v): 503 on a full disk untested here", err)
 	}
 	t.Cleanup(func() {
