@@ -99,15 +99,36 @@ func requireBinary(t *testing.T) {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago.
+//
+// A port is handed out once per test process: the kernel may return a port
+// just closed here to the next bind(0), and as Caddy binds with SO_REUSEPORT,
+// two Caddy processes given the same port would both start and share its
+// connections.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portsMu.Lock()
+		taken := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no unused free port after 100 tries")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // ---------------------------------------------------------------- caddy process
 
