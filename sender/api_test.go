@@ -223,8 +223,16 @@ func TestAPIPublish(t *testing.T) {
 	assert.Equal(t, 4, s.Stats().Pending)
 
 	// Deliveries are listed per webhook, pending, with their next attempt.
-	whs := s.ListWebhooks()
-	code, _, body := apiCall(t, a, http.MethodGet, "/webhooks/"+whs[1].ID+"/deliveries", auth, "")
+	// The webhook subscribed to both event types (created in the same
+	// instant as the others, so not found by its place in the list).
+	var both string
+	for _, w := range s.ListWebhooks() {
+		if len(w.Events) == 2 {
+			both = w.ID
+		}
+	}
+	require.NotEmpty(t, both)
+	code, _, body := apiCall(t, a, http.MethodGet, "/webhooks/"+both+"/deliveries", auth, "")
 	require.Equal(t, http.StatusOK, code)
 	data := body["data"].([]any)
 	require.Len(t, data, 2)
