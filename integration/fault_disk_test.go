@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,27 +29,6 @@ func mountSmallTmpfs(t *testing.T, size string) string {
 		}
 	})
 	return dir
-}
-
-// faultFill writes path until the file system refuses with ENOSPC.
-func faultFill(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, size := range []int{1 << 20, 4 << 10, 1} {
-		buf := make([]byte, size)
-		for {
-			if _, err := f.Write(buf); err != nil {
-				if errors.Is(err, syscall.ENOSPC) {
-					break
-				}
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // TestFaultDiskFullNoCrashLoop complements TestReceiverStorageFull (first
@@ -110,7 +88,7 @@ func TestFaultDiskFullNoCrashLoop(t *testing.T) {
 	pid := s.pid()
 
 	filler := filepath.Join(mnt, "filler")
-	if err := faultFill(filler); err != nil {
+	if err := fill(filler); err != nil {
 		t.Fatalf("filling the tmpfs: %v", err)
 	}
 

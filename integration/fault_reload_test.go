@@ -29,7 +29,7 @@ func faultReloadCaddyfile(upstream string, secrets []string) string {
 }
 
 // TestFaultReload20UnderLoad: `caddy reload` 20 times under continuous load
-// (TestReloadUnderLoad does 5), each changing the upstream (three of them,
+// (the issue #2 reload test too), each changing the upstream (three of them,
 // in turn) and rotating secrets with an overlap (old+new, then new only). The
 // provider signs with a secret every config in force accepts. No request
 // fails for the reload (a connection Caddy's listener handover resets is
