@@ -66,7 +66,7 @@ type Forwarder struct {
 
 	mu       sync.Mutex
 	slotFree *sync.Cond          // signalled when active drops or on stop
-	active   int                 // HTTP attempts in flight
+	active   int                 // attempts in flight, from dispatch until their outcome is committed
 	inflight map[uint64]struct{} // dispatched; cleared by the loop once booked
 	booked   []uint64            // booked since the loop last looked
 	health   health
@@ -187,7 +187,8 @@ func (f *Forwarder) Stop(ctx context.Context) {
 	f.client.CloseIdleConnections()
 }
 
-// InFlight is the number of HTTP attempts under way.
+// InFlight is the number of attempts under way (sent, or answered and not
+// yet booked).
 func (f *Forwarder) InFlight() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -372,18 +373,21 @@ func (f *Forwarder) attempt(m *dedupe.Message, probe bool) {
 	start := now()
 	status, retryAfter, err := f.post(cfg, m, number)
 	took := now().Sub(start)
-	f.release()
 
 	result := classify(status, err)
 	f.obs.Attempt(m.Event, result, took)
 	f.recordHealth(result == ResultDelivered, probe, status, err, cfg)
 
 	f.booking.Add(1)
+	// The slot is given back only once the outcome is committed: an
+	// envelope delivered but not yet booked is forwarded again after a
+	// crash, so holding the slot keeps those to at most Concurrency.
 	booked := func(berr error) {
 		defer f.booking.Done()
 		f.mu.Lock()
 		f.booked = append(f.booked, m.Seq)
 		f.mu.Unlock()
+		f.release()
 		if berr != nil {
 			// The envelope stays where it was and is attempted again later
 			// (after a restart at the latest): at-least-once.
