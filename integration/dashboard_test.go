@@ -199,15 +199,24 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// text reads an element's text. The page re-renders every 2 s, which can
+	// replace a node between finding and reading it ("No node with given id
+	// found"): such a read is tried again.
 	text := func(sel string) string {
 		t.Helper()
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("reading %s: %v", sel, err)
+		var err error
+		for try := 0; try < 5; try++ {
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var v string
+			v, err = chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+			cancel()
+			if err == nil {
+				return strings.TrimSpace(v)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		return strings.TrimSpace(v)
+		t.Fatalf("reading %s: %v", sel, err)
+		return ""
 	}
 
 	card := `article.receiver[data-name="dash"]`
