@@ -147,6 +147,33 @@ func (s *Store) NextDue() (time.Time, bool) {
 	return time.Unix(0, due), true
 }
 
+// NextDueExcept returns the earliest retry time in r/ among the messages
+// for which skip (may be nil) is false, reading keys only; false if there is
+// none. The forwarder skips the ones it has in flight.
+func (s *Store) NextDueExcept(skip func(seq uint64) bool) (time.Time, bool) {
+	var due int64
+	var ok bool
+	_ = s.view(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixRetry
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			d, seq, valid := parseRetryKey(it.Item().Key())
+			if valid && (skip == nil || !skip(seq)) {
+				due, ok = d, true
+				return nil
+			}
+		}
+		return nil
+	})
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, due), true
+}
+
 // DeadLetters returns up to limit dead letters, newest (highest Seq) first,
 // with Seq < before; before = 0 starts from the newest. Page with the last
 // Seq returned.

@@ -222,11 +222,12 @@ func (f *Forwarder) run() {
 		f.clearBooked()
 		progressed := false
 		budget, probe := f.freshBudget()
+		t0 := now() // one instant for reading what is due and for deciding how long to sleep
 
 		// Due retries first. While the upstream is failing only a probe
 		// goes, and a due retry is the first choice for it.
 		if budget > 0 {
-			due, err := f.store.Due(now(), readBatch+f.cfg.Load().Concurrency)
+			due, err := f.store.Due(t0, readBatch+f.cfg.Load().Concurrency)
 			if err != nil {
 				f.readFailed(err)
 			}
@@ -274,17 +275,23 @@ func (f *Forwarder) run() {
 			continue
 		}
 
+		// Sleep until something can go: while the upstream is failing, the
+		// next probe slot; else the next retry not already in flight (those
+		// wake the loop when they are booked). Both are measured from t0,
+		// the instant Due was read at, so a retry that fell due since is not
+		// slept past. New arrivals and bookings wake the loop too.
 		wait := time.Minute
-		if d, ok := f.untilProbe(); ok {
-			wait = d
-		} else if t, ok := f.store.NextDue(); ok {
-			if d := t.Sub(now()); d > 0 && d < wait {
-				wait = d
+		untilProbe, waitingToProbe := f.untilProbe()
+		switch {
+		case waitingToProbe && untilProbe > 0: // failing: the next probe slot
+			wait = untilProbe
+		case !waitingToProbe && !f.healthy(): // failing, a probe in flight: its booking wakes us
+		default: // healthy, or a probe may go now: the next retry due
+			if t, ok := f.store.NextDueExcept(f.isInflight); ok {
+				wait = min(wait, t.Sub(t0))
 			}
 		}
-		if wait < time.Millisecond {
-			wait = time.Millisecond
-		}
+		wait = max(wait, time.Millisecond)
 		timer.Reset(wait)
 		select {
 		case <-f.stop:

@@ -404,3 +404,29 @@ func TestForwarderStopLeavesUnfinishedWorkForRestart(t *testing.T) {
 	startForwarder(t, s, Config{Upstream: rec.srv.URL}, nil)
 	require.Eventually(t, func() bool { return s.Stats().Queued+s.Stats().Retrying == 0 && rec.count() >= 2 }, 5*time.Second, 5*time.Millisecond)
 }
+
+// TestForwarderWakesForRetriesThatFallDueWhileBusy: retries falling due
+// while the loop is busy dispatching fresh envelopes are not slept past. (The
+// loop used to read what was due at one instant and size its sleep from the
+// earliest retry at a later one; a retry due in between made it sleep a
+// minute. Seen under -race -cpu 1 and in CI as a "lost" envelope.)
+func TestForwarderWakesForRetriesThatFallDueWhileBusy(t *testing.T) {
+	for range 20 {
+		s := openStore(t, t.TempDir())
+		rec := newRecorder(t, nil)
+		accept(t, s, 100)
+		ready, err := s.Ready(0, 7)
+		require.NoError(t, err)
+		for i, m := range ready {
+			m.Attempts = 1
+			done := make(chan error, 1)
+			s.Reschedule(m, time.Now().Add(time.Duration(i*7)*time.Millisecond), 0, "refused", func(err error) { done <- err })
+			require.NoError(t, <-done)
+		}
+		f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{100 * time.Millisecond}}, nil)
+		require.Eventually(t, func() bool { return rec.count() == 100 }, 5*time.Second, 5*time.Millisecond,
+			"%d of 100 forwarded; stats %+v", rec.count(), s.Stats())
+		f.Stop(context.Background())
+		require.NoError(t, s.Close())
+	}
+}
