@@ -104,6 +104,9 @@ func TestIdleRSS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a child process")
 	}
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory makes RSS meaningless")
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRSSChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envRSSDir+"="+t.TempDir())
 	cmd.Stderr = os.Stderr
