@@ -126,26 +126,7 @@ func (s *Store) Due(now time.Time, limit int) ([]*Message, error) {
 
 // NextDue returns the earliest retry time in r/; false if r/ is empty (or
 // the store is closed).
-func (s *Store) NextDue() (time.Time, bool) {
-	var due int64
-	var ok bool
-	_ = s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixRetry
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		it.Rewind()
-		if it.Valid() {
-			due, _, ok = parseRetryKey(it.Item().Key())
-		}
-		return nil
-	})
-	if !ok {
-		return time.Time{}, false
-	}
-	return time.Unix(0, due), true
-}
+func (s *Store) NextDue() (time.Time, bool) { return s.NextDueExcept(nil) }
 
 // NextDueExcept returns the earliest retry time in r/ among the messages
 // for which skip (may be nil) is false, reading keys only; false if there is
