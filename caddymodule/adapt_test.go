@@ -181,6 +181,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"zero duration", receiver(up + "\t\tretry_for 0s"), `retry_for: "0s" must be positive`},
 		{"bad size", receiver(up + "\t\tmax_body lots"), `max_body: "lots" is not a positive size`},
 		{"zero size", receiver(up + "\t\tmax_body 0"), `max_body: "0" is not a positive size`},
+		{"bad free-space reserve", receiver(up + "\t\tmin_free_space plenty"), `min_free_space: "plenty" is not a positive size`},
 		{"bad unknown_events", receiver(up + "\t\tunknown_events ignore"), `unknown_events must be forward, drop or reject, not "ignore"`},
 		{"retry with zero", receiver(up + "\t\tretry 1s 0 5s"), `retry: "0" is not a positive duration`},
 		{"retry without value", receiver(up + "\t\tretry"), "retry needs at least one duration"},
