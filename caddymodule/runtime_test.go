@@ -1,0 +1,54 @@
+package caddymodule
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/forward"
+)
+
+// TestRuntimeSharedAcrossReload: two handlers on one storage directory (old
+// and new config during `caddy reload`) share one store and forwarder; the
+// newest config's forwarding settings are in force, and when the newest one
+// is cleaned up first (a new config that failed to load), the older one's
+// come back. The store closes when the last user lets go.
+func TestRuntimeSharedAcrossReload(t *testing.T) {
+	dir := t.TempDir()
+	opts := runtimeOptions{name: "rt", dir: dir, syncWrites: true, logger: zap.NewNop(), metrics: newReceiverMetrics()}
+
+	oldRT, err := acquireRuntime(opts)
+	require.NoError(t, err)
+	oldID, err := oldRT.register(forward.Config{Upstream: "http://127.0.0.1:1/old"})
+	require.NoError(t, err)
+
+	newRT, err := acquireRuntime(opts) // a second Badger Open of dir would fail on its lock
+	require.NoError(t, err)
+	require.Same(t, oldRT, newRT, "one runtime per storage directory")
+	newID, err := newRT.register(forward.Config{Upstream: "http://127.0.0.1:1/new"})
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:1/new", newRT.forwarder().Config().Upstream, "the newest config is in force")
+
+	// The new config failed later on and is cleaned up: the old one is back.
+	newRT.unregister(newID)
+	deleted, err := runtimes.Delete(dir)
+	require.NoError(t, err)
+	assert.False(t, deleted, "the old config still uses the runtime")
+	assert.Equal(t, "http://127.0.0.1:1/old", oldRT.forwarder().Config().Upstream)
+
+	oldRT.unregister(oldID)
+	deleted, err = runtimes.Delete(dir)
+	require.NoError(t, err)
+	assert.True(t, deleted, "the last user closes the runtime")
+	_, ok := receivers.Load("rt")
+	assert.False(t, ok, "a closed runtime leaves the admin registry")
+
+	// The directory can be opened again (the store was closed, its lock released).
+	again, err := acquireRuntime(opts)
+	require.NoError(t, err)
+	assert.NotSame(t, oldRT, again)
+	_, err = runtimes.Delete(dir)
+	require.NoError(t, err)
+}
