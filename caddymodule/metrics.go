@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/forward"
@@ -70,18 +71,25 @@ func newReceiverMetrics() *receiverMetrics {
 // registry, tolerating a registration made by an earlier config.
 func provisionReceiverMetrics(ctx caddy.Context) *receiverMetrics {
 	receiverMetricsOnce.Do(func() { receiverMetricsVal = newReceiverMetrics() })
-	m := receiverMetricsVal
-	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		for _, c := range m.collectorSet {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					ctx.Logger().Warn("registering metrics")
-				}
+	registerCollectors(ctx, receiverMetricsVal.collectorSet)
+	return receiverMetricsVal
+}
+
+// registerCollectors registers collectors (made once per process) into the
+// config's registry; one already registered by an earlier config is fine.
+func registerCollectors(ctx caddy.Context, collectors []prometheus.Collector) {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return
+	}
+	for _, c := range collectors {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				ctx.Logger().Warn("registering metrics", zap.Error(err))
 			}
 		}
 	}
-	return m
 }
 
 func (m *receiverMetrics) observeReceived(receiver, event, outcome string, took time.Duration) {

@@ -1,13 +1,11 @@
 package caddymodule
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/leadterra/caddy-webhooks/sender"
 )
@@ -53,18 +51,8 @@ func newSenderMetrics() *senderMetrics {
 // registry, tolerating a registration made by an earlier config.
 func provisionSenderMetrics(ctx caddy.Context) *senderMetrics {
 	senderMetricsOnce.Do(func() { senderMetricsVal = newSenderMetrics() })
-	m := senderMetricsVal
-	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		for _, c := range m.collectors {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					ctx.Logger().Warn("registering webhook sender metrics", zap.Error(err))
-				}
-			}
-		}
-	}
-	return m
+	registerCollectors(ctx, senderMetricsVal.collectors)
+	return senderMetricsVal
 }
 
 // observe records one attempt; it is the sender's OnAttempt hook.
