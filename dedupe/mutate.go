@@ -93,12 +93,17 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 // the new state and m still names the old place. Read the message again (Due,
 // DeadLetters) before acting on it again.
 
+// pendingKey is where m waits (q/ or r/); a dead letter is not pending.
+func (m *Message) pendingKey() ([]byte, error) {
+	if m.loc == locDead {
+		return nil, fmt.Errorf("%w: message %d is a dead letter", ErrNotFound, m.Seq)
+	}
+	return m.storageKey()
+}
+
 // Delivered deletes m (from q/ or r/).
 func (s *Store) Delivered(m *Message, done func(error)) {
-	key, err := m.storageKey()
-	if err == nil && m.loc == locDead {
-		err = fmt.Errorf("%w: message %d is a dead letter", ErrNotFound, m.Seq)
-	}
+	key, err := m.pendingKey()
 	if err != nil {
 		callDone(done, err)
 		return
@@ -112,10 +117,7 @@ func (s *Store) Delivered(m *Message, done func(error)) {
 // stored copy takes every exported field of m as it is now, NextAttempt =
 // next, LastStatus, LastError.
 func (s *Store) Reschedule(m *Message, next time.Time, status int, errMsg string, done func(error)) {
-	key, err := m.storageKey()
-	if err == nil && m.loc == locDead {
-		err = fmt.Errorf("%w: message %d is a dead letter", ErrNotFound, m.Seq)
-	}
+	key, err := m.pendingKey()
 	if err != nil {
 		callDone(done, err)
 		return
@@ -133,10 +135,7 @@ func (s *Store) Reschedule(m *Message, next time.Time, status int, errMsg string
 // Kill moves m to the dead letters (d/) with DeadAt = now, recording status
 // and errMsg as LastStatus and LastError (m.Attempts as set by the caller).
 func (s *Store) Kill(m *Message, status int, errMsg string, done func(error)) {
-	key, err := m.storageKey()
-	if err == nil && m.loc == locDead {
-		err = fmt.Errorf("%w: message %d is already a dead letter", ErrNotFound, m.Seq)
-	}
+	key, err := m.pendingKey()
 	if err != nil {
 		callDone(done, err)
 		return
