@@ -247,6 +247,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		dir:        r.Storage,
 		syncWrites: syncWrites,
 		maxBody:    r.maxBody,
+		minFree:    r.MinFreeSpace,
 		logger:     r.logger,
 		metrics:    r.metrics,
 	})
