@@ -200,6 +200,7 @@ func TestAPIPublish(t *testing.T) {
 		{"missing data", `{"event":"reply.received"}`, 400, CodeMissingField, 0},
 		{"null data", `{"event":"reply.received","data":null}`, 400, CodeMissingField, 0},
 		{"data not an object", `{"event":"reply.received","data":[1]}`, 400, CodeInvalidField, 0},
+		{"data our receiver would refuse (duplicate key)", `{"event":"reply.received","data":{"replyId":"a","replyId":"b"}}`, 400, CodeInvalidField, 0},
 		{"bad timestamp", `{"event":"reply.received","data":{},"timestamp":"yesterday"}`, 400, CodeInvalidField, 0},
 		{"unknown event", `{"event":"lead.won","data":{}}`, 422, CodeUnknownEvent, 0},
 		{"fan-out to two", `{"event":"reply.received","data":{"replyId":"rpl_1"}}`, 202, "", 2},

@@ -462,10 +462,6 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 	if !webhook.KnownEvent(event) {
 		return "", 0, fmt.Errorf("%w %q (valid: %s)", ErrUnknownEvent, event, strings.Join(webhook.EventTypes, ", "))
 	}
-	trimmed := strings.TrimLeft(string(data), " \t\r\n")
-	if !strings.HasPrefix(trimmed, "{") || !json.Valid(data) {
-		return "", 0, fmt.Errorf("%w: data must be a JSON object", ErrInvalid)
-	}
 	cfg := s.cfg.Load()
 	now := cfg.Now()
 	if at.IsZero() {
@@ -473,6 +469,11 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 	}
 	body, err := json.Marshal(envelope{Event: event, Timestamp: at.UTC().Format(time.RFC3339), Data: data})
 	if err != nil {
+		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
+	}
+	// What our own receiver would refuse (duplicate keys, non-object data,
+	// nesting past 64, invalid UTF-8) is refused here, not retried for hours.
+	if _, err := webhook.ParseEnvelope(body, webhook.ParseOptions{}); err != nil {
 		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
 	}
 	if len(body) > MaxEnvelopeSize {
