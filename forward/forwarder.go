@@ -479,7 +479,7 @@ func (f *Forwarder) post(cfg *Config, m *dedupe.Message, number int) (status int
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now())
+		retryAfter = webhook.ParseRetryAfter(resp.Header.Get("Retry-After"), now())
 	}
 	return resp.StatusCode, retryAfter, nil
 }

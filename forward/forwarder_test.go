@@ -79,28 +79,6 @@ func TestNextAttempt(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"120", 2 * time.Minute},
-		{" 5 ", 5 * time.Second},
-		{"0", 0},
-		{"-3", 0},
-		{"soon", 0},
-		{at.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{at.Add(-time.Minute).Format(http.TimeFormat), 0},
-	}
-	for _, tt := range tests {
-		t.Run(strconv.Quote(tt.in), func(t *testing.T) {
-			assert.Equal(t, tt.want, parseRetryAfter(tt.in, at))
-		})
-	}
-}
-
 func TestHeaderSafe(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"reply.received:rpl_8f2k", "reply.received:rpl_8f2k"},

@@ -2,10 +2,9 @@ package forward
 
 import (
 	"math/rand/v2"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // now is the forwarder's clock; tests replace it.
@@ -33,39 +32,12 @@ func retryDelay(schedule []time.Duration, attempts int, jitter float64, rnd func
 // nextAttempt decides what follows a failed attempt: the time of the next
 // one, or dead=true when it would fall after acceptedAt+retryFor.
 // retryAfter (0 = none) lengthens the wait when the upstream asked for more,
-// capped at maxRetryAfter.
+// capped at MaxRetryAfter (which never shortens the schedule).
 func nextAttempt(c *Config, acceptedAt, failedAt time.Time, attempts int, retryAfter time.Duration) (time.Time, bool) {
-	d := retryDelay(c.Retry, attempts, c.Jitter, rand.Float64)
-	if retryAfter > d {
-		d = min(retryAfter, c.MaxRetryAfter)
-	}
+	d := webhook.RetryDelay(retryDelay(c.Retry, attempts, c.Jitter, rand.Float64), retryAfter, c.MaxRetryAfter)
 	next := failedAt.Add(d)
 	if next.Sub(acceptedAt) > c.RetryFor {
 		return time.Time{}, true
 	}
 	return next, false
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-// It returns 0 when absent or unparsable.
-func parseRetryAfter(v string, at time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > 1<<31 {
-			secs = 1 << 31
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(at); d > 0 {
-			return d
-		}
-	}
-	return 0
 }

@@ -423,7 +423,7 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	res.attempt.DurationMs = res.finished.Sub(start).Milliseconds()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		res.attempt.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
-		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), res.finished)
+		res.retryAfter = webhook.ParseRetryAfter(resp.Header.Get("Retry-After"), res.finished)
 	}
 	return res
 }

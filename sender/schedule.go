@@ -1,10 +1,9 @@
 package sender
 
 import (
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // DefaultSchedule is the provider's retry schedule: the delays after the
@@ -31,33 +30,5 @@ func nextAttempt(schedule []time.Duration, failures int, finished time.Time, ret
 	if failures < 1 || failures > len(schedule) {
 		return time.Time{}, false
 	}
-	delay := schedule[failures-1]
-	if retryAfter > delay {
-		delay = min(retryAfter, max(maxRetryAfter, delay))
-	}
-	return finished.Add(delay), true
-}
-
-// parseRetryAfter reads a Retry-After header value, either delay-seconds or
-// an HTTP date (relative to now). It returns 0 when absent or unparsable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64((1<<63-1)/time.Second) {
-			secs = int64((1<<63 - 1) / time.Second)
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
+	return finished.Add(webhook.RetryDelay(schedule[failures-1], retryAfter, maxRetryAfter)), true
 }

@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
@@ -59,28 +58,4 @@ func TestDefaultScheduleTotal(t *testing.T) {
 	}
 	assert.Equal(t, 6, failures, "attempts in all")
 	assert.Equal(t, 10*time.Hour+35*time.Minute+30*time.Second, at.Sub(t0))
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name string
-		in   string
-		want time.Duration
-	}{
-		{"empty", "", 0},
-		{"seconds", "120", 2 * time.Minute},
-		{"padded", " 5 ", 5 * time.Second},
-		{"zero", "0", 0},
-		{"negative", "-3", 0},
-		{"garbage", "soon", 0},
-		{"http date", now.Add(time.Hour).Format(http.TimeFormat), time.Hour},
-		{"date in the past", now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{"huge", "99999999999999999", time.Duration(1<<63-1) / time.Second * time.Second},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, parseRetryAfter(tc.in, now))
-		})
-	}
 }
