@@ -115,18 +115,22 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		return res
 	}
 
-	id := req.Header.Get(webhook.HeaderID)
-	ts := req.Header.Get(webhook.HeaderTimestamp)
-	sig := req.Header.Get(webhook.HeaderSignature)
+	id, idN := header(req.Header, hdrID)
+	ts, tsN := header(req.Header, hdrTimestamp)
+	sig, sigN := header(req.Header, hdrSignature)
 	if !r.InsecureSkipVerify {
 		err := errRepeatedHeader
-		if !repeated(req.Header, webhook.HeaderID, webhook.HeaderTimestamp, webhook.HeaderSignature) {
+		if idN <= 1 && tsN <= 1 && sigN <= 1 {
 			err = r.verifier.Verify(id, ts, sig, body, time.Now())
 		}
 		if err != nil {
 			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
 			res.outcome = OutcomeUnauthorized
-			r.logger.Warn("signature rejected", zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
+			// Anyone can send unsigned requests: the reason is logged at
+			// debug level only (the 401s are counted in the metrics).
+			if ce := r.logger.Check(zap.DebugLevel, "signature rejected"); ce != nil {
+				ce.Write(zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
+			}
 			return res
 		}
 	}
@@ -220,14 +224,22 @@ var errBodyTooLarge = errors.New("body too large")
 // the last), so the delivery is refused like any other signature failure.
 var errRepeatedHeader = errors.New("webhook-id, webhook-timestamp or webhook-signature given more than once")
 
-// repeated reports whether any of the named headers has more than one line.
-func repeated(h http.Header, names ...string) bool {
-	for _, n := range names {
-		if len(h.Values(n)) > 1 {
-			return true
-		}
+// The webhook-* header names in canonical form: looked up directly, they
+// cost no allocation (Header.Get canonicalises its argument on every call).
+var (
+	hdrID        = http.CanonicalHeaderKey(webhook.HeaderID)
+	hdrTimestamp = http.CanonicalHeaderKey(webhook.HeaderTimestamp)
+	hdrSignature = http.CanonicalHeaderKey(webhook.HeaderSignature)
+)
+
+// header returns the first value of the canonical header name and how many
+// lines it came on.
+func header(h http.Header, name string) (string, int) {
+	v := h[name]
+	if len(v) == 0 {
+		return "", 0
 	}
-	return false
+	return v[0], len(v)
 }
 
 // readBody reads the whole body into one exact-size slice when the length is
