@@ -150,7 +150,9 @@ func TestFaultSlowAndAbusiveClients(t *testing.T) {
 		if got408.Load() != n {
 			t.Errorf("slow connections: %d answered 408, %d otherwise (or not at all)", got408.Load(), other.Load())
 		}
-		k.waitProcessed([]string{rid}, 10*time.Second)
+		if missing := k.waitProcessed([]string{rid}, 10*time.Second); len(missing) > 0 {
+			t.Errorf("the valid webhook sent amid the slow connections was not forwarded: %v", missing)
+		}
 	})
 
 	bigJSON := func(size int) []byte {
@@ -347,6 +349,9 @@ func TestFaultSlowAndAbusiveClients(t *testing.T) {
 	samples := rss.finish()
 	if s.exited() {
 		t.Fatalf("caddy died")
+	}
+	if len(samples) == 0 {
+		t.Fatal("no RSS sample of the caddy process was taken")
 	}
 	p := peak(samples)
 	t.Logf("abusive inputs tried: %d; caddy peak RSS %.0f MiB over %d samples", inputs, float64(p)/mib, len(samples))

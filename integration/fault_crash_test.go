@@ -208,7 +208,7 @@ func TestFaultReceiverKill9Loop(t *testing.T) {
 		"repeats %d (window b: %d, other kills: %d; per kill %v)",
 		len(kills), modeB, len(acked), len(unknown), countProcessed(processed, unknown), len(halfSent),
 		dups, dupsB, dupsA, perKill)
-	if c := faultCounts(s, "rcv"); c != nil && !queueEmpty(c) {
+	if c := faultCounts(s, "rcv"); c == nil || !queueEmpty(c) {
 		t.Errorf("receiver not drained at the end: %v", c)
 	}
 }

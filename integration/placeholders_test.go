@@ -12,8 +12,9 @@ import (
 )
 
 // TestReceiverPlaceholders: the receiver sets {http.webhook.outcome},
-// {http.webhook.event} and {http.webhook.dedupe_key} for each request, so an
-// access log (here through log_append) can record them.
+// {http.webhook.event}, {http.webhook.dedupe_key} and {http.webhook.id} (the
+// seq of the stored envelope) for each request, so an access log (here through
+// log_append) can record them.
 func TestReceiverPlaceholders(t *testing.T) {
 	t.Parallel()
 	up := newUpstream(t)
@@ -29,6 +30,7 @@ func TestReceiverPlaceholders(t *testing.T) {
 	log_append webhook_outcome {http.webhook.outcome}
 	log_append webhook_event {http.webhook.event}
 	log_append webhook_dedupe_key {http.webhook.dedupe_key}
+	log_append webhook_id {http.webhook.id}
 	webhook_receiver /hooks {
 		upstream {UPSTREAM}
 		secret {SECRET}
@@ -39,7 +41,12 @@ func TestReceiverPlaceholders(t *testing.T) {
 
 	rid := newReplyID()
 	body := replyEnvelope(rid)
-	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, body))
+	accepted := deliver(t, s.url("/hooks"), testSecret, body)
+	requireAccepted(t, accepted)
+	var ack struct{ ID string }
+	if err := json.Unmarshal(accepted.body, &ack); err != nil || ack.ID == "" {
+		t.Fatalf("202 body %q: no id (%v)", accepted.body, err)
+	}
 	requireDuplicate(t, deliver(t, s.url("/hooks"), testSecret, body))
 	if r := deliver(t, s.url("/hooks"), "whsec_"+"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", body); r.status != 401 {
 		t.Fatalf("wrong secret: want 401, got %s", r)
@@ -49,6 +56,7 @@ func TestReceiverPlaceholders(t *testing.T) {
 		Outcome string `json:"webhook_outcome"`
 		Event   string `json:"webhook_event"`
 		Key     string `json:"webhook_dedupe_key"`
+		ID      string `json:"webhook_id"`
 	}
 	var got []entry
 	err := eventually(10*time.Second, func() error {
@@ -75,9 +83,9 @@ func TestReceiverPlaceholders(t *testing.T) {
 	}
 	key := "reply.received:" + rid
 	want := []entry{
-		{"accepted", "reply.received", key},
-		{"duplicate", "reply.received", key},
-		{"unauthorized", "", ""},
+		{"accepted", "reply.received", key, ack.ID},
+		{"duplicate", "reply.received", key, ack.ID}, // the original's seq
+		{"unauthorized", "", "", ""},
 	}
 	for i, w := range want {
 		if got[i] != w {
