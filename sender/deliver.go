@@ -387,11 +387,7 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 		res.attempt.DurationMs = res.finished.Sub(start).Milliseconds()
 		return res
 	}
-	key, err := webhook.ParseKey(wh.Secret)
-	if err != nil {
-		return fail(fmt.Errorf("parsing webhook secret: %w", err))
-	}
-	sig, err := webhook.Sign(key, msgID, start.Unix(), body)
+	sig, err := webhook.Sign(wh.key, msgID, start.Unix(), body)
 	if err != nil {
 		return fail(fmt.Errorf("signing: %w", err))
 	}

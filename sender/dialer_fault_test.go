@@ -1,6 +1,8 @@
 package sender
 
 import (
+	"github.com/leadterra/caddy-webhooks/webhook"
+
 	"context"
 	"crypto/x509"
 	"errors"
@@ -190,7 +192,7 @@ func TestRedirectToInternalNotFollowed(t *testing.T) {
 		}))
 		defer srv.Close()
 		cfg := Options{AllowPrivate: true, RootCAs: poolOf(srv), Timeout: 2 * time.Second}.withDefaults()
-		res := post(context.Background(), cfg, &Webhook{URL: srv.URL, Secret: testSecretKey(t)}, "msg_1", []byte(`{}`))
+		res := post(context.Background(), cfg, testWebhook(t, srv.URL), "msg_1", []byte(`{}`))
 		assert.Equal(t, code, res.attempt.StatusCode)
 		assert.NotEmpty(t, res.attempt.Error, "a 3xx is a failed attempt")
 	}
@@ -258,12 +260,11 @@ func TestAbusiveEndpointsBounded(t *testing.T) {
 	defer srv.Close()
 	defer close(release) // before Close, which waits for the handlers
 	cfg := Options{AllowPrivate: true, RootCAs: poolOf(srv), Timeout: timeout}.withDefaults()
-	secret := testSecretKey(t)
 
 	for _, path := range []string{"/hang", "/trickle-headers"} {
 		t.Run(path, func(t *testing.T) {
 			start := time.Now()
-			res := post(context.Background(), cfg, &Webhook{URL: srv.URL + path, Secret: secret}, "msg_1", []byte(`{}`))
+			res := post(context.Background(), cfg, testWebhook(t, srv.URL+path), "msg_1", []byte(`{}`))
 			took := time.Since(start)
 			assert.Zero(t, res.attempt.StatusCode)
 			assert.Contains(t, res.attempt.Error, "timed out")
@@ -272,7 +273,7 @@ func TestAbusiveEndpointsBounded(t *testing.T) {
 	}
 	t.Run("/endless", func(t *testing.T) {
 		start := time.Now()
-		res := post(context.Background(), cfg, &Webhook{URL: srv.URL + "/endless", Secret: secret}, "msg_1", []byte(`{}`))
+		res := post(context.Background(), cfg, testWebhook(t, srv.URL+"/endless"), "msg_1", []byte(`{}`))
 		assert.Equal(t, http.StatusOK, res.attempt.StatusCode, "the status line is the acknowledgement")
 		assert.Empty(t, res.attempt.Error)
 		assert.Less(t, time.Since(start), timeout+time.Second)
@@ -282,7 +283,7 @@ func TestAbusiveEndpointsBounded(t *testing.T) {
 	})
 	t.Run("/endless-500", func(t *testing.T) {
 		start := time.Now()
-		res := post(context.Background(), cfg, &Webhook{URL: srv.URL + "/endless-500", Secret: secret}, "msg_1", []byte(`{}`))
+		res := post(context.Background(), cfg, testWebhook(t, srv.URL+"/endless-500"), "msg_1", []byte(`{}`))
 		assert.Equal(t, http.StatusInternalServerError, res.attempt.StatusCode)
 		assert.Less(t, time.Since(start), timeout+time.Second)
 	})
@@ -361,3 +362,13 @@ func poolOf(srv *httptest.Server) *x509.CertPool {
 
 // testSecretKey is SPEC §2's public test-vector secret.
 func testSecretKey(*testing.T) string { return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }
+
+// testWebhook is a registration to url signing with the test secret.
+func testWebhook(t *testing.T, url string) *Webhook {
+	t.Helper()
+	key, err := webhook.ParseKey(testSecretKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Webhook{URL: url, Secret: testSecretKey(t), key: key}
+}

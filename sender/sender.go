@@ -161,6 +161,12 @@ func (s *Sender) load() error {
 				it.Close()
 				return fmt.Errorf("decoding webhook %q: %w", it.Item().Key(), err)
 			}
+			key, err := webhook.ParseKey(w.Secret)
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("webhook %s: stored secret: %w", w.ID, err)
+			}
+			w.key = key
 			s.webhooks[w.ID] = &w
 		}
 		it.Close()
@@ -365,6 +371,10 @@ func (s *Sender) CreateWebhook(rawURL string, events []string) (Webhook, error) 
 	if err != nil {
 		return Webhook{}, fmt.Errorf("generating secret: %w", err)
 	}
+	key, err := webhook.ParseKey(secret)
+	if err != nil {
+		return Webhook{}, fmt.Errorf("parsing the new secret: %w", err)
+	}
 	w := &Webhook{
 		ID:        newID("wh_"),
 		URL:       rawURL,
@@ -372,6 +382,7 @@ func (s *Sender) CreateWebhook(rawURL string, events []string) (Webhook, error) 
 		Status:    WebhookActive,
 		CreatedAt: s.cfg.Load().Now().UTC().Truncate(time.Millisecond),
 		Secret:    secret,
+		key:       key,
 	}
 	if err := s.acquire(); err != nil {
 		return Webhook{}, err
@@ -570,16 +581,6 @@ func (s *Sender) ListDeliveries(webhookID string, limit int) ([]Delivery, error)
 	defer s.release()
 	prefix := historyPrefix(webhookID)
 	return s.listIndex(prefix, limit)
-}
-
-// ListFailed returns up to limit failed deliveries, most recently failed
-// first.
-func (s *Sender) ListFailed(limit int) ([]Delivery, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	return s.listIndex([]byte(prefixFailed), limit)
 }
 
 // listIndex walks a time-ordered index (keys prefix + 8-byte time +

@@ -3,6 +3,8 @@ package sender
 import (
 	"errors"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // Webhook statuses.
@@ -81,6 +83,8 @@ type Webhook struct {
 	// Secret is the whsec_ signing secret. It is stored, and set in the
 	// value returned by CreateWebhook only; every other accessor clears it.
 	Secret string `json:"secret,omitempty"`
+
+	key webhook.Key // Secret, parsed once (at registration or load)
 }
 
 // subscribed reports whether w wants events of type event.
@@ -96,7 +100,7 @@ func (w *Webhook) subscribed(event string) bool {
 // public returns a copy of w without its secret.
 func (w *Webhook) public() Webhook {
 	c := *w
-	c.Secret = ""
+	c.Secret, c.key = "", webhook.Key{}
 	c.Events = append([]string(nil), w.Events...)
 	return c
 }
