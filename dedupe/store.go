@@ -322,9 +322,6 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// DB returns the underlying Badger database, for tests and diagnostics.
-func (s *Store) DB() *badger.DB { return s.db }
-
 // Notify returns a channel that receives a value after every commit that
 // added to q/ (Accept, Replay). It has capacity 1: one signal may stand for
 // several commits, so read Ready until it returns nothing new.

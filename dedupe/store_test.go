@@ -569,6 +569,11 @@ func TestClosed(t *testing.T) {
 
 func TestCloseFailsPending(t *testing.T) {
 	s := openTest(t, t.TempDir(), func(o *Options) { o.SyncWrites = true })
+	// Hold the writer inside its first commit so that the other Accepts are
+	// still queued when Close comes.
+	release := make(chan struct{})
+	hold := func() error { <-release; return nil }
+	s.commitFault.Store(&hold)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -580,16 +585,33 @@ func TestCloseFailsPending(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(time.Millisecond)
-	require.NoError(t, s.Close())
+	queued := func() int {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		return len(s.queue)
+	}
+	require.Eventually(t, func() bool { return queued() > 0 }, 5*time.Second, time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	require.Eventually(t, func() bool {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		return s.qclosed
+	}, 5*time.Second, time.Millisecond)
+	s.commitFault.Store(nil)
+	close(release)
+	require.NoError(t, <-closed)
 	wg.Wait()
 	close(errs)
+	failed := 0
 	for err := range errs {
 		if err != nil {
+			failed++
 			assert.ErrorIs(t, err, ErrClosed)
 			assert.ErrorIs(t, err, ErrUnavailable)
 		}
 	}
+	assert.Positive(t, failed, "Accepts still queued at Close fail with ErrClosed")
 }
 
 func TestAcceptContext(t *testing.T) {

@@ -422,10 +422,7 @@ func (s *Store) applyAccept(b *batch, o *op) {
 		}
 	}
 	seq := s.seq + 1
-	qkey, seqVal := o.qkey, o.seqVal
-	if qkey == nil {
-		qkey, seqVal = make([]byte, seqKeyLen), make([]byte, 8)
-	}
+	qkey, seqVal := o.qkey, o.seqVal // room made by Accept
 	copy(qkey, prefixQueue)
 	binary.BigEndian.PutUint64(qkey[prefixLen:], seq)
 	binary.BigEndian.PutUint64(seqVal, seq)
