@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -81,6 +82,11 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 		return nil, err
 	}
 	rt := v.(*runtime)
+	if loaded && rt.name != o.name {
+		// Its forwarder, metrics and events carry the name it opened with.
+		_, _ = runtimes.Delete(o.dir)
+		return nil, fmt.Errorf("storage %s is in use by receiver %q: renaming a receiver that keeps its storage takes a restart", o.dir, rt.name)
+	}
 	if loaded && rt.syncWrites != o.syncWrites {
 		o.logger.Warn("sync_writes changed for an open storage directory; the new value takes effect when Caddy restarts",
 			zap.Bool("in_force", rt.syncWrites), zap.Bool("configured", o.syncWrites))

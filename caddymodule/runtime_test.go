@@ -45,6 +45,19 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 	_, ok := receivers.Load("rt")
 	assert.False(t, ok, "a closed runtime leaves the admin registry")
 
+	// A second receiver name on an open storage directory is refused (the
+	// forwarder, metrics and events carry the first name).
+	first, err := acquireRuntime(opts)
+	require.NoError(t, err)
+	renamed := opts
+	renamed.name = "other"
+	_, err = acquireRuntime(renamed)
+	require.ErrorContains(t, err, `in use by receiver "rt"`)
+	deleted, err = runtimes.Delete(dir)
+	require.NoError(t, err)
+	assert.True(t, deleted, "the refused acquire did not keep a reference")
+	_ = first
+
 	// The directory can be opened again (the store was closed, its lock released).
 	again, err := acquireRuntime(opts)
 	require.NoError(t, err)
