@@ -44,11 +44,9 @@ type Config struct {
 	// Jitter spreads each retry delay by up to this fraction either way
 	// (0.1 = ±10 %). Negative disables jitter; zero means 0.1.
 	Jitter float64
-
-	upstream *url.URL
 }
 
-// withDefaults returns c with zero fields filled in and the upstream parsed.
+// withDefaults returns c with zero fields filled in, checked.
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Retry) == 0 {
 		c.Retry = DefaultRetry
@@ -71,11 +69,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Jitter < 0 {
 		c.Jitter = 0
 	}
-	u, err := ParseUpstream(c.Upstream)
-	if err != nil {
+	if _, err := ParseUpstream(c.Upstream); err != nil {
 		return c, err
 	}
-	c.upstream = u
 	for i, d := range c.Retry {
 		if d <= 0 {
 			return c, fmt.Errorf("retry delay %d (%s) must be positive", i+1, d)

@@ -439,7 +439,7 @@ func (f *Forwarder) attempt(m *dedupe.Message, probe bool) {
 func (f *Forwarder) post(cfg *Config, m *dedupe.Message, number int) (status int, retryAfter time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(f.baseCtx, cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.upstream.String(), bytes.NewReader(m.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Upstream, bytes.NewReader(m.Body))
 	if err != nil {
 		return 0, 0, err
 	}
