@@ -596,14 +596,20 @@ func TestSenderSSRF(t *testing.T) {
 
 	// A name that resolves to loopback passes registration (names are checked
 	// on the resolved address, at every connection).
+	// Without such a name the dial-time check goes unexercised: a skip
+	// locally, a failure under CI=true.
+	skip := t.Skipf
+	if os.Getenv("CI") == "true" {
+		skip = t.Fatalf
+	}
 	host, _ := os.Hostname()
 	addrs, err := net.LookupHost(host)
 	if err != nil || len(addrs) == 0 {
-		t.Skipf("hostname %q does not resolve here (%v): dial-time check not exercised", host, err)
+		skip("hostname %q does not resolve here (%v): dial-time check not exercised", host, err)
 	}
 	for _, a := range addrs {
 		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
-			t.Skipf("hostname %q resolves to %v, not only loopback: dial-time check not exercised", host, addrs)
+			skip("hostname %q resolves to %v, not only loopback: dial-time check not exercised", host, addrs)
 		}
 	}
 	w := api.createWebhook(fmt.Sprintf("https://%s:%d/hook", host, port), "reply.received")
