@@ -2,12 +2,14 @@ package caddymodule
 
 import (
 	"math"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/sender"
 )
 
 // samplers holds the dashboards' samplers, one per (interval, size), so that
@@ -118,18 +120,18 @@ func (s *sampler) take(now time.Time) {
 			case "caddy_webhook_received_total":
 				v := m.GetCounter().GetValue()
 				c.Received += v
-				if labels["outcome"] == "accepted" {
+				if labels["outcome"] == OutcomeAccepted {
 					c.Accepted += v
 				}
 			case "caddy_webhook_ack_duration_seconds":
-				if labels["outcome"] == "accepted" {
+				if labels["outcome"] == OutcomeAccepted {
 					c.AckSum += m.GetHistogram().GetSampleSum()
 					c.AckCount += float64(m.GetHistogram().GetSampleCount())
 				}
 			case "caddy_webhook_forward_attempts_total", "caddy_webhook_sender_attempts_total":
 				v := m.GetCounter().GetValue()
 				c.Attempts += v
-				if labels["result"] == "delivered" {
+				if r := labels["result"]; r == forward.ResultDelivered || r == sender.OutcomeDelivered {
 					c.Delivered += v
 				}
 			case "caddy_webhook_forward_duration_seconds", "caddy_webhook_sender_attempt_duration_seconds":
@@ -223,12 +225,7 @@ func (s *sampler) series() Series {
 			continue
 		}
 		out.Sender.add(b.at, secs, a.sender, b.sender)
-		names := make([]string, 0, len(b.receivers))
 		for name := range b.receivers {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
 			ca, ok := a.receivers[name]
 			if !ok {
 				continue

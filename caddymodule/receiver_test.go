@@ -1,12 +1,22 @@
 package caddymodule
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // TestReceiverMinFreeSpaceReachesStore: min_free_space goes from the
@@ -25,4 +35,77 @@ func TestReceiverMinFreeSpaceReachesStore(t *testing.T) {
 	assert.Contains(t, err.Error(), "free disk space")
 	require.NoError(t, load(-1))
 	require.NoError(t, caddy.Stop())
+}
+
+// TestReceiverMetrics: the README's receiver metrics move as documented,
+// through the real handler and forwarder.
+func TestReceiverMetrics(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer up.Close()
+	port := freePort(t)
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],
+		"routes":[{"handle":[{"handler":"webhook_receiver","upstream":%q,"secret":[%q],"storage":%q,"name":"met"}]}]}}}}}`,
+		port, up.URL, secret, t.TempDir())
+	require.NoError(t, caddy.Load([]byte(cfg), true))
+	defer func() { _ = caddy.Stop() }()
+
+	body := []byte(`{"event":"reply.received","timestamp":"2026-11-26T10:15:00Z","data":{"replyId":"rpl_met"}}`)
+	post := func(signed bool) int {
+		req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/", port), bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if signed {
+			key, err := webhook.ParseKey(secret)
+			require.NoError(t, err)
+			ts := time.Now().Unix()
+			sig, err := webhook.Sign(key, "msg_met", ts, body)
+			require.NoError(t, err)
+			req.Header.Set(webhook.HeaderID, "msg_met")
+			req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts, 10))
+			req.Header.Set(webhook.HeaderSignature, sig)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusAccepted, post(true))
+	require.Equal(t, http.StatusOK, post(true)) // duplicate
+	require.Equal(t, http.StatusUnauthorized, post(false))
+
+	m := receiverMetricsVal
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "reply.received", OutcomeAccepted)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "reply.received", OutcomeDuplicate)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "none", OutcomeUnauthorized)))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(m.attempts.WithLabelValues("met", "reply.received", forward.ResultDelivered)) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// The ack histogram saw the three answers; the queue gauge reports the receiver.
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(m.ackSeconds))
+	require.NoError(t, reg.Register(m.queueDepth))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	acks, states := 0, map[string]bool{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["receiver"] != "met" {
+				continue
+			}
+			switch f.GetName() {
+			case "caddy_webhook_ack_duration_seconds":
+				acks += int(mt.GetHistogram().GetSampleCount())
+			case "caddy_webhook_queue_depth":
+				states[labels["state"]] = true
+			}
+		}
+	}
+	assert.Equal(t, 3, acks)
+	assert.Equal(t, map[string]bool{"queued": true, "retrying": true, "dead": true, "in_flight": true}, states)
 }
