@@ -23,7 +23,6 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/leadterra/caddy-webhooks/sender"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -628,10 +627,7 @@ func runSenderFailed(cmd *cobra.Command, _ []string) error {
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}
-	var page struct {
-		Data       []sender.Delivery `json:"data"`
-		NextCursor *string           `json:"next_cursor"`
-	}
+	var page FailedPage
 	if printed, err := c.get(cmd, "/webhooks/sender/failed?"+q.Encode(), &page); printed || err != nil {
 		return err
 	}
