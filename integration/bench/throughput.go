@@ -90,7 +90,7 @@ func runThroughput(env *benchEnv) {
 	for round := 0; round < cfg.rounds; round++ {
 		for _, s := range scens {
 			var prof chan struct{}
-			if cfg.pprofDir != "" && round == 0 && (s.name == "gateway" || s.name == "proxy") {
+			if cfg.pprofDir != "" && round == 0 && (s.name == "gateway" || s.name == "gateway-nosync" || s.name == "proxy") {
 				prof = fetchProfile(env, s.name, s.srv.admin, cfg.duration)
 			}
 			var p0 int64
