@@ -135,6 +135,10 @@ type Receiver struct {
 	// upstream can verify they come from the gateway.
 	UpstreamSecret []string `json:"upstream_secret,omitempty"`
 
+	// UpstreamTrustedCA are PEM files of root certificates trusted, on top of
+	// the system roots, for an https upstream (e.g. an internal CA).
+	UpstreamTrustedCA []string `json:"upstream_trusted_ca,omitempty"`
+
 	verifier   *webhook.Verifier
 	dedupe     map[string][]string
 	rt         *runtime
@@ -177,6 +181,17 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		return errors.New("webhook_receiver: at least one secret or public_key is required (or insecure_skip_verify for local testing)")
 	}
 	upKeys, err := parseKeys("upstream_secret", r.UpstreamSecret, "whsec_", "whsk_")
+	if err != nil {
+		return err
+	}
+
+	for i, f := range r.UpstreamTrustedCA {
+		r.UpstreamTrustedCA[i] = expand(f)
+	}
+	if len(r.UpstreamTrustedCA) > 0 && !strings.HasPrefix(strings.ToLower(r.Upstream), "https://") {
+		return fmt.Errorf("upstream_trusted_ca applies to an https upstream, and the upstream is %s", r.Upstream)
+	}
+	upRoots, err := loadTrustedCAs("upstream_trusted_ca", r.UpstreamTrustedCA)
 	if err != nil {
 		return err
 	}
@@ -239,6 +254,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		RetryFor:     time.Duration(r.RetryFor),
 		Timeout:      time.Duration(r.UpstreamTimeout),
 		Concurrency:  r.Concurrency,
+		RootCAs:      upRoots,
 	}
 
 	r.metrics = provisionReceiverMetrics(ctx)

@@ -46,6 +46,7 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		upstream_timeout     <duration>
 //		concurrency          <n>
 //		upstream_secret      <whsec_…>          # repeatable
+//		upstream_trusted_ca  <pem file…>        # repeatable
 //	}
 func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -53,7 +54,7 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
-	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "upstream_secret": true}
+	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "upstream_secret": true, "upstream_trusted_ca": true}
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] && !repeatable[opt] {
@@ -85,6 +86,12 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			r.UpstreamSecret = append(r.UpstreamSecret, v)
+		case "upstream_trusted_ca":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("upstream_trusted_ca needs at least one PEM file")
+			}
+			r.UpstreamTrustedCA = append(r.UpstreamTrustedCA, args...)
 		case "insecure_skip_verify":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -106,7 +106,7 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("creating storage directory: %w", err)
 	}
 
-	roots, err := loadTrustedCAs(a.TrustedCA)
+	roots, err := loadTrustedCAs("trusted_ca", a.TrustedCA)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,8 @@ func (a *SenderApp) Validate() error {
 
 // loadTrustedCAs returns the system roots plus the certificates in the PEM
 // files, or nil (the system roots) when there are no files.
-func loadTrustedCAs(files []string) (*x509.CertPool, error) {
+// option names the setting in errors.
+func loadTrustedCAs(option string, files []string) (*x509.CertPool, error) {
 	if len(files) == 0 {
 		return nil, nil
 	}
@@ -171,10 +172,10 @@ func loadTrustedCAs(files []string) (*x509.CertPool, error) {
 	for _, f := range files {
 		pem, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("reading trusted_ca: %w", err)
+			return nil, fmt.Errorf("reading %s: %w", option, err)
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("reading trusted_ca %s: no PEM certificate found", f)
+			return nil, fmt.Errorf("reading %s %s: no PEM certificate found", option, f)
 		}
 	}
 	return pool, nil

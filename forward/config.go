@@ -5,6 +5,7 @@
 package forward
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -41,6 +42,9 @@ type Config struct {
 	Concurrency int
 	// MaxRetryAfter caps how long an upstream's Retry-After can make us wait.
 	MaxRetryAfter time.Duration
+	// RootCAs, when not nil, replaces the system roots for an https upstream
+	// (e.g. an internal CA); nil trusts the system roots.
+	RootCAs *x509.CertPool
 	// Jitter spreads each retry delay by up to this fraction either way
 	// (0.1 = ±10 %). Negative disables jitter; zero means 0.1.
 	Jitter float64

@@ -3,6 +3,8 @@ package forward
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +62,8 @@ type Forwarder struct {
 	store  *dedupe.Store
 	logger *zap.Logger
 	obs    Observer
-	client *http.Client
+	// client follows cfg: SetConfig replaces it when RootCAs change.
+	client atomic.Pointer[http.Client]
 
 	cfg atomic.Pointer[Config]
 
@@ -94,6 +97,29 @@ func New(store *dedupe.Store, cfg Config, logger *zap.Logger, obs Observer) (*Fo
 	if obs == nil {
 		obs = nopObserver{}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Forwarder{
+		store:    store,
+		logger:   logger,
+		obs:      obs,
+		inflight: make(map[uint64]struct{}),
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		baseCtx:  ctx,
+		cancel:   cancel,
+	}
+	f.slotFree = sync.NewCond(&f.mu)
+	f.health.state = StateHealthy
+	f.cfg.Store(&c)
+	f.client.Store(newClient(c.RootCAs))
+	return f, nil
+}
+
+// newClient returns the client attempts use: keep-alive with a large idle
+// pool, no environment proxy, redirects not followed, roots (nil = the
+// system's) for an https upstream.
+func newClient(roots *x509.CertPool) *http.Client {
 	transport := &http.Transport{
 		Proxy: nil, // the upstream is addressed directly; no environment proxy
 		DialContext: (&net.Dialer{
@@ -106,27 +132,14 @@ func New(store *dedupe.Store, cfg Config, logger *zap.Logger, obs Observer) (*Fo
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	f := &Forwarder{
-		store:  store,
-		logger: logger,
-		obs:    obs,
-		client: &http.Client{
-			Transport: transport,
-			// 3xx is an answer like any other non-2xx: not followed.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		inflight: make(map[uint64]struct{}),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		baseCtx:  ctx,
-		cancel:   cancel,
+	if roots != nil {
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	f.slotFree = sync.NewCond(&f.mu)
-	f.health.state = StateHealthy
-	f.cfg.Store(&c)
-	return f, nil
+	return &http.Client{
+		Transport: transport,
+		// 3xx is an answer like any other non-2xx: not followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // SetConfig switches to a new upstream configuration; attempts already under
@@ -136,7 +149,13 @@ func (f *Forwarder) SetConfig(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	f.cfg.Store(&c)
+	old := f.cfg.Swap(&c)
+	if !c.RootCAs.Equal(old.RootCAs) {
+		// Attempts under way finish on the old client; its idle
+		// connections (trusted under the old roots) are closed.
+		prev := f.client.Swap(newClient(c.RootCAs))
+		prev.CloseIdleConnections()
+	}
 	f.kick()
 	f.mu.Lock()
 	f.slotFree.Broadcast() // concurrency may have grown
@@ -184,7 +203,7 @@ func (f *Forwarder) Stop(ctx context.Context) {
 		<-done
 	}
 	f.cancel()
-	f.client.CloseIdleConnections()
+	f.client.Load().CloseIdleConnections()
 }
 
 // InFlight is the number of attempts under way (sent, or answered and not
@@ -472,7 +491,7 @@ func (f *Forwarder) post(cfg *Config, m *dedupe.Message, number int) (status int
 	h.Set(HeaderAttempt, strconv.Itoa(number))
 	h.Set("User-Agent", "caddy-webhooks")
 
-	resp, err := f.client.Do(req)
+	resp, err := f.client.Load().Do(req)
 	if err != nil {
 		return 0, 0, err
 	}

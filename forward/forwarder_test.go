@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -407,4 +408,41 @@ func TestForwarderWakesForRetriesThatFallDueWhileBusy(t *testing.T) {
 		f.Stop(context.Background())
 		require.NoError(t, s.Close())
 	}
+}
+
+// TestForwarderTrustsRootCAs: an https upstream whose certificate comes from
+// a private CA is refused with the system roots (the attempt is a
+// transport error and the envelope waits for its retry) and delivered once a
+// reload (SetConfig) brings RootCAs naming that CA.
+func TestForwarderTrustsRootCAs(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	var hits atomic.Int32
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer up.Close()
+	accept(t, s, 1)
+	obs := &countingObserver{}
+	cfg := Config{Upstream: up.URL + "/app", Retry: []time.Duration{50 * time.Millisecond}}
+	f := startForwarder(t, s, cfg, obs)
+
+	require.Eventually(t, func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.results[ResultError] >= 1
+	}, 5*time.Second, 5*time.Millisecond, "an untrusted certificate fails the attempt")
+	assert.Equal(t, int32(0), hits.Load(), "no request reaches an upstream whose certificate is not trusted")
+	assert.Equal(t, int64(1), s.Stats().Retrying+s.Stats().Queued)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	cfg.RootCAs = roots
+	require.NoError(t, f.SetConfig(cfg))
+	require.Eventually(t, func() bool { return s.Stats().Retrying == 0 && s.Stats().Queued == 0 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int32(1), hits.Load())
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	assert.Equal(t, 1, obs.results[ResultDelivered])
 }

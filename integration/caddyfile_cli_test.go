@@ -105,6 +105,12 @@ func TestCaddyfileCLI(t *testing.T) {
 			[]string{"retry_for", "soon", "duration"}, true},
 		{"bad unknown_events", "\t\tupstream http://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tunknown_events maybe",
 			[]string{"unknown_events", "maybe"}, true},
+		{"upstream_trusted_ca without a file", "\t\tupstream https://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tupstream_trusted_ca",
+			[]string{"upstream_trusted_ca", "PEM"}, true},
+		{"upstream_trusted_ca file missing", "\t\tupstream https://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tupstream_trusted_ca {TMPDIR}/no-such-ca.pem\n\t\tstorage {TMPDIR}/x8",
+			[]string{"upstream_trusted_ca", "no-such-ca.pem"}, false},
+		{"upstream_trusted_ca with an http upstream", "\t\tupstream http://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tupstream_trusted_ca {TMPDIR}/ca.pem\n\t\tstorage {TMPDIR}/x9",
+			[]string{"upstream_trusted_ca", "https"}, false},
 	}
 	for i, c := range invalid {
 		t.Run("invalid: "+c.name, func(t *testing.T) {

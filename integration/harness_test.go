@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -617,6 +618,7 @@ type upstream struct {
 	t       *testing.T
 	srv     *httptest.Server
 	port    int
+	scheme  string // http, or https for newTLSUpstream
 	closing chan struct{}
 
 	mu       sync.Mutex
@@ -628,10 +630,26 @@ type upstream struct {
 // newUpstream starts a recording upstream on a free port answering 200.
 func newUpstream(t *testing.T) *upstream { return newUpstreamOn(t, 0) }
 
+// newTLSUpstream starts a recording upstream answering 200 over https with a
+// certificate from httptest's own CA, which it writes as PEM to caFile.
+func newTLSUpstream(t *testing.T, caFile string) *upstream {
+	t.Helper()
+	up := &upstream{t: t, closing: make(chan struct{}), perKey: map[string]int{}, scheme: "https"}
+	up.srv = httptest.NewUnstartedServer(http.HandlerFunc(up.serve))
+	up.srv.StartTLS()
+	up.port = up.srv.Listener.Addr().(*net.TCPAddr).Port
+	t.Cleanup(up.close)
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return up
+}
+
 // newUpstreamOn starts a recording upstream on 127.0.0.1:port (0 = any).
 func newUpstreamOn(t *testing.T, port int) *upstream {
 	t.Helper()
-	up := &upstream{t: t, closing: make(chan struct{}), perKey: map[string]int{}}
+	up := &upstream{t: t, closing: make(chan struct{}), perKey: map[string]int{}, scheme: "http"}
 	up.srv = httptest.NewUnstartedServer(http.HandlerFunc(up.serve))
 	var l net.Listener
 	var err error
@@ -664,7 +682,7 @@ func (up *upstream) close() {
 }
 
 func (up *upstream) url(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", up.port, path)
+	return fmt.Sprintf("%s://127.0.0.1:%d%s", up.scheme, up.port, path)
 }
 
 func (up *upstream) setBehavior(b behavior) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,6 +242,53 @@ func TestUpstreamSecret(t *testing.T) {
 	}
 	if string(got.Body) != string(body) {
 		t.Errorf("forwarded body changed")
+	}
+}
+
+// TestUpstreamTrustedCA: an https upstream whose certificate comes from a
+// private CA gets its envelope once upstream_trusted_ca names that CA.
+func TestUpstreamTrustedCA(t *testing.T) {
+	t.Parallel()
+	caFile := filepath.Join(t.TempDir(), "upstream-ca.pem")
+	up := newTLSUpstream(t, caFile)
+	s := startReceiver(t, up, testSecret, "retry 100ms", "upstream_trusted_ca "+caFile)
+	rid := newReplyID()
+	body := replyEnvelope(rid)
+	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, body))
+	got := up.waitKey(t, rid, 1, 10*time.Second)[0]
+	if string(got.Body) != string(body) {
+		t.Errorf("forwarded body changed")
+	}
+}
+
+// TestUpstreamUntrustedCA: without upstream_trusted_ca, the same upstream's
+// certificate is refused: the envelope is kept and retried, never sent.
+func TestUpstreamUntrustedCA(t *testing.T) {
+	t.Parallel()
+	up := newTLSUpstream(t, filepath.Join(t.TempDir(), "upstream-ca.pem"))
+	s := startReceiver(t, up, testSecret, "retry 100ms")
+	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(newReplyID())))
+	var st adminReceiverStatus
+	err := eventually(10*time.Second, func() error {
+		resp, err := http.Get(s.adminURL() + "/webhooks/receivers/rcv")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		st = adminReceiverStatus{}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			return err
+		}
+		if st.Retrying != 1 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("want the envelope retrying after a refused certificate: %v", err)
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("upstream got %d request(s) over a connection whose certificate is not trusted", n)
 	}
 }
 

@@ -94,7 +94,7 @@ func main() {
 	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
 	flag.StringVar(&cfg.buildRef, "ref", "", "build this git commit (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs, storage)")
-	flag.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles (proxy, gateway, sender) and the backlog heap profile into this directory")
+	flag.StringVar(&cfg.pprofDir, "pprof", "", "save CPU profiles (proxy, gateway, gateway-nosync, sender) and the backlog heap profile into this directory")
 	flag.StringVar(&cfg.logLevel, "log-level", "WARN", "Caddy's log level")
 	flag.Parse()
 
