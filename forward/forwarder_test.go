@@ -446,3 +446,31 @@ func TestForwarderTrustsRootCAs(t *testing.T) {
 	defer obs.mu.Unlock()
 	assert.Equal(t, 1, obs.results[ResultDelivered])
 }
+
+// TestForwarderTimeout: an upstream slower than Timeout is a "timeout"
+// attempt (not a generic error), described as such, and retried.
+func TestForwarderTimeout(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer up.Close()
+	defer close(release)
+	accept(t, s, 1)
+	obs := &countingObserver{}
+	startForwarder(t, s, Config{Upstream: up.URL, Timeout: 100 * time.Millisecond, Retry: []time.Duration{time.Hour}}, obs)
+
+	require.Eventually(t, func() bool { return s.Stats().Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	obs.mu.Lock()
+	assert.Equal(t, map[string]int{ResultTimeout: 1}, obs.results)
+	obs.mu.Unlock()
+	due, err := s.Due(time.Now().Add(2*time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Contains(t, due[0].LastError, "deadline exceeded")
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -405,7 +404,7 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	req.Header.Set(webhook.HeaderID, msgID)
 	req.Header.Set(webhook.HeaderTimestamp, strconv.FormatInt(start.Unix(), 10))
 	req.Header.Set(webhook.HeaderSignature, sig)
-	resp, err := cfg.client.Do(req)
+	resp, err := cfg.transport.RoundTrip(req)
 	if err != nil {
 		return fail(transportError(ctx, err, cfg.Timeout))
 	}
@@ -424,15 +423,12 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	return res
 }
 
-// transportError describes a failed request without its URL (which may carry
-// tokens in its query), naming timeouts as such.
+// transportError describes a failed request, naming timeouts as such.
+// RoundTrip's errors do not carry the URL (which may hold tokens in its
+// query), unlike http.Client's.
 func transportError(ctx context.Context, err error, timeout time.Duration) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("timed out after %s", timeout)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
 	}
 	return err
 }

@@ -110,13 +110,14 @@ func newDialer(allowPrivate bool) *net.Dialer {
 	return d
 }
 
-// newClient returns the HTTP client deliveries use: HTTPS with the system
+// newTransport returns the transport deliveries use: HTTPS with the system
 // roots (or roots, if not nil), the SSRF-safe dialer, no proxy (a proxy would
-// hide the destination address from the check), redirects not followed and
-// keep-alives on, with up to perHost idle connections per destination.
-func newClient(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Client {
+// hide the destination address from the check) and keep-alives on, with up
+// to perHost idle connections per destination. Attempts call its RoundTrip
+// directly, so redirects are never followed.
+func newTransport(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Transport {
 	dialer := newDialer(allowPrivate)
-	tr := &http.Transport{
+	return &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dialer.DialContext(ctx, network, addr)
@@ -129,11 +130,5 @@ func newClient(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Clien
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
-	}
-	return &http.Client{
-		Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
 	}
 }

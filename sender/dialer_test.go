@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -138,4 +139,22 @@ func TestClientRefusesLoopback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTransportErrorHidesURL: a failed attempt's error (kept in the delivery
+// and shown by the API) does not repeat the destination URL, whose query may
+// hold a token.
+func TestTransportErrorHidesURL(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there now
+	ctx := context.Background()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/hook?token=s3cr3t-token", nil)
+	require.NoError(t, err)
+	_, rtErr := newTransport(true, nil, 1).RoundTrip(req)
+	require.Error(t, rtErr)
+	msg := transportError(ctx, rtErr, time.Second).Error()
+	assert.NotContains(t, msg, "s3cr3t-token")
+	assert.Contains(t, msg, "refused")
 }

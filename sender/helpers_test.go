@@ -108,3 +108,12 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg strin
 	}
 	t.Fatalf("timed out: %s", msg)
 }
+
+// newClient is a client over the deliveries' transport (redirects not
+// followed, as RoundTrip does), for tests of the dialer.
+func newClient(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Client {
+	return &http.Client{
+		Transport:     newTransport(allowPrivate, roots, perHost),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}

@@ -68,10 +68,10 @@ type Options struct {
 // config is the effective, defaulted configuration.
 type config struct {
 	Options
-	client *http.Client
+	transport *http.Transport
 }
 
-// withDefaults returns o with its defaults filled in and its client built.
+// withDefaults returns o with its defaults filled in and its transport built.
 func (o Options) withDefaults() *config {
 	if len(o.Schedule) == 0 {
 		o.Schedule = DefaultSchedule
@@ -92,7 +92,7 @@ func (o Options) withDefaults() *config {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &config{Options: o, client: newClient(o.AllowPrivate, o.RootCAs, o.Concurrency)}
+	return &config{Options: o, transport: newTransport(o.AllowPrivate, o.RootCAs, o.Concurrency)}
 }
 
 // Sender registers webhooks, fans published events out to them and
@@ -201,7 +201,7 @@ func (s *Sender) load() error {
 func (s *Sender) Configure(opts Options) {
 	old := s.cfg.Swap(opts.withDefaults())
 	if old != nil {
-		old.client.CloseIdleConnections()
+		old.transport.CloseIdleConnections()
 	}
 	s.signal()
 }
@@ -270,7 +270,7 @@ func (s *Sender) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.cfg.Load().client.CloseIdleConnections()
+	s.cfg.Load().transport.CloseIdleConnections()
 	close(s.writes)
 	<-s.writerDone
 	return s.db.Close()
