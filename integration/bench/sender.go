@@ -361,7 +361,14 @@ func runSender(env *benchEnv) {
 	add("publish", fmt.Sprintf("%d events in %.2f s (%.0f events/s, 16 concurrent clients)", events, pubTook.Seconds(), float64(events)/pubTook.Seconds()))
 	deadline = time.Now().Add(cfg.senderWait)
 	lastLog := time.Now()
+	var retryProf chan struct{}
 	for sink.ok.Load()-okBase < want+fanoutLeft && time.Now().Before(deadline) {
+		if prof != nil && retryProf == nil && time.Since(t0) > cfg.senderRetry {
+			// The retry wave: its attempts read older records than the
+			// first wave's, and each completes a delivery.
+			<-prof
+			retryProf = fetchProfile(env, "sender-retry", srv.admin, 5*time.Second)
+		}
 		if time.Since(lastLog) > 10*time.Second {
 			env.logf("sender: %d first attempts, %d deliveries (fan-out's included) of %d", sink.first.Load(), sink.ok.Load()-okBase, want)
 			lastLog = time.Now()
@@ -372,6 +379,9 @@ func runSender(env *benchEnv) {
 	peak := sampler.end()
 	if prof != nil {
 		<-prof
+	}
+	if retryProf != nil {
+		<-retryProf
 	}
 	arr = slices.DeleteFunc(collectArrivals(eps), func(a arrival) bool { return a.t1.Before(t0) })
 
