@@ -34,6 +34,9 @@ const (
 	adminMaxLimit = 1000
 	// adminMaxBody bounds a request body (replay/purge selectors).
 	adminMaxBody = 1 << 20
+	// adminChangeChunk is how many failed deliveries a sender replay or purge
+	// hands to the sender at once.
+	adminChangeChunk = 1024
 	// adminMaxSkipped bounds the per-id errors listed in a sender replay answer.
 	adminMaxSkipped = 100
 )
@@ -640,29 +643,41 @@ func (a *AdminAPI) changeFailed(w http.ResponseWriter, r *http.Request, action s
 			cursor = next
 		}
 	}
-	do, verb := s.Replay, "replayed"
+	do, verb := s.ReplayMany, "replayed"
 	if action == "purge" {
-		do, verb = s.Purge, "purged"
+		do, verb = s.PurgeMany, "purged"
 	}
-	done, skipped := 0, []SkippedDelivery{}
 	seen := make(map[string]bool, len(ids))
+	unique := ids[:0:0]
 	for _, id := range ids {
-		if seen[id] {
-			continue
+		if !seen[id] {
+			seen[id] = true
+			unique = append(unique, id)
 		}
-		seen[id] = true
-		err := do(id)
-		switch {
-		case err == nil:
-			done++
-			continue
-		case errors.Is(err, sender.ErrNotFound), errors.Is(err, sender.ErrNotFailed), errors.Is(err, sender.ErrWebhookDisabled):
-			if len(skipped) < adminMaxSkipped {
-				skipped = append(skipped, SkippedDelivery{ID: id, Error: err.Error()})
+	}
+	// In chunks through the sender's group-commit writer: a few synchronous
+	// writes per chunk instead of one per delivery.
+	done, skipped := 0, []SkippedDelivery{}
+	for len(unique) > 0 {
+		chunk := unique[:min(len(unique), adminChangeChunk)]
+		unique = unique[len(chunk):]
+		var failID string
+		var failErr error
+		for i, err := range do(chunk) {
+			switch {
+			case err == nil:
+				done++
+			case errors.Is(err, sender.ErrNotFound), errors.Is(err, sender.ErrNotFailed), errors.Is(err, sender.ErrWebhookDisabled):
+				if len(skipped) < adminMaxSkipped {
+					skipped = append(skipped, SkippedDelivery{ID: chunk[i], Error: err.Error()})
+				}
+			case failErr == nil:
+				failID, failErr = chunk[i], err
 			}
-			continue
 		}
-		return storeError(fmt.Sprintf("%s %d, then delivery %s", verb, done, id), err)
+		if failErr != nil {
+			return storeError(fmt.Sprintf("%s %d, then delivery %s", verb, done, failID), failErr)
+		}
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{verb: done, "skipped": skipped})
 }

@@ -3,6 +3,7 @@ package sender
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -424,4 +425,81 @@ func TestStartStopCounted(t *testing.T) {
 	rec.wait(t, 1, 5*time.Second)
 	s.Stop()
 	s.Stop() // extra Stops are harmless
+}
+
+// failedDeliveries publishes n events to a webhook whose endpoint answers
+// 503 until *ok is set (under rec.mu), waits until all n deliveries have
+// failed for good and returns their ids.
+func failedDeliveries(t *testing.T, n int) (*Sender, *recorder, *bool, []string) {
+	t.Helper()
+	ok := new(bool)
+	var rec *recorder
+	rec = newRecorder(func(int, http.ResponseWriter) int {
+		if *ok {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable
+	})
+	srv := httptest.NewTLSServer(rec)
+	t.Cleanup(srv.Close)
+	s := openTest(t, "", srv, Options{Schedule: fast, Concurrency: 16})
+	s.Start()
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	for i := range n {
+		_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(fmt.Sprintf(`{"messageId":"m%d"}`, i)))
+		require.NoError(t, err)
+	}
+	eventually(t, 20*time.Second, func() bool { return s.Stats().Failed == int64(n) }, "all failed")
+	page, _, err := s.FailedPage("", n)
+	require.NoError(t, err)
+	require.Len(t, page, n)
+	ids := make([]string, n)
+	for i, d := range page {
+		ids[i] = d.ID
+	}
+	return s, rec, ok, ids
+}
+
+// TestReplayManySharesCommits: replaying many failed deliveries at once
+// answers each id on its own and shares group commits (far fewer than one
+// per delivery); every replayed delivery is then delivered.
+func TestReplayManySharesCommits(t *testing.T) {
+	const n = 60
+	s, rec, ok, ids := failedDeliveries(t, n)
+	rec.mu.Lock()
+	*ok = true
+	rec.mu.Unlock()
+
+	before := s.commits.Load()
+	errs := s.ReplayMany(append(append([]string{}, ids...), "msg_nope", ids[0]))
+	commits := s.commits.Load() - before
+	require.Len(t, errs, n+2)
+	for i := range n {
+		assert.NoError(t, errs[i], ids[i])
+	}
+	assert.ErrorIs(t, errs[n], ErrNotFound)
+	assert.ErrorIs(t, errs[n+1], ErrNotFailed, "an id given twice is replayed once")
+	assert.Less(t, commits, int64(n/2), "replays share commits")
+	eventually(t, 10*time.Second, func() bool { return s.Stats().Delivered == n }, "replays delivered")
+	assert.Equal(t, int64(0), s.Stats().Failed)
+}
+
+// TestPurgeManySharesCommits: purging many failed deliveries at once removes
+// them all, sharing group commits.
+func TestPurgeManySharesCommits(t *testing.T) {
+	const n = 60
+	s, _, _, ids := failedDeliveries(t, n)
+	before := s.commits.Load()
+	errs := s.PurgeMany(ids)
+	commits := s.commits.Load() - before
+	for i, err := range errs {
+		assert.NoError(t, err, ids[i])
+	}
+	assert.Less(t, commits, int64(n/2), "purges share commits")
+	assert.Equal(t, int64(0), s.Stats().Failed)
+	page, _, err := s.FailedPage("", n)
+	require.NoError(t, err)
+	assert.Empty(t, page)
+	assert.ErrorIs(t, s.Purge(ids[0]), ErrNotFound)
 }

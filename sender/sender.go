@@ -119,6 +119,7 @@ type Sender struct {
 	wake         chan struct{}
 	writes       chan writeReq // to the group-commit writer
 	writerDone   chan struct{}
+	commits      atomic.Int64 // group commits made by the writer (tests)
 	stopDispatch context.CancelFunc
 	stopAttempts context.CancelFunc
 	dispatcherWG sync.WaitGroup
@@ -615,78 +616,109 @@ func (s *Sender) listIndex(prefix []byte, limit int) ([]Delivery, error) {
 // retry schedule and the same webhook-id. Its webhook must exist and be
 // active.
 func (s *Sender) Replay(deliveryID string) error {
+	return s.ReplayMany([]string{deliveryID})[0]
+}
+
+// ReplayMany replays each failed delivery of ids like Replay; errs[i] is
+// ids[i]'s outcome. They go through the group-commit writer together, so a
+// replay of thousands costs a few synchronous writes, not one each.
+func (s *Sender) ReplayMany(ids []string) []error {
 	if err := s.acquire(); err != nil {
-		return err
+		return repeatErr(err, len(ids))
 	}
 	defer s.release()
 	now := s.cfg.Load().Now()
-	var whID string
-	err := update(s.db, func(txn *badger.Txn) error {
-		var d Delivery
-		if err := getJSON(txn, deliveryKey(deliveryID), &d); err != nil {
-			return err
-		}
-		if d.Status != DeliveryFailed {
-			return ErrNotFailed
-		}
-		var w Webhook
-		if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound)
-			}
-			return err
-		}
-		if w.Status != WebhookActive {
-			return ErrWebhookDisabled
-		}
-		if d.FailedAt != nil {
-			if err := txn.Delete(failedKey(*d.FailedAt, d.ID)); err != nil {
+	whIDs := make([]string, len(ids))
+	fns := make([]func(*badger.Txn) error, len(ids))
+	for i, id := range ids {
+		fns[i] = func(txn *badger.Txn) error {
+			var d Delivery
+			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
 				return err
 			}
+			if d.Status != DeliveryFailed {
+				return ErrNotFailed
+			}
+			var w Webhook
+			if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound)
+				}
+				return err
+			}
+			if w.Status != WebhookActive {
+				return ErrWebhookDisabled
+			}
+			if d.FailedAt != nil {
+				if err := txn.Delete(failedKey(*d.FailedAt, d.ID)); err != nil {
+					return err
+				}
+			}
+			due := now
+			d.Status, d.FailedAt, d.Reason, d.NextAttemptAt = DeliveryPending, nil, "", &due
+			d.RoundStart = len(d.Attempts)
+			if err := setJSON(txn, deliveryKey(d.ID), &d, 0); err != nil {
+				return err
+			}
+			whIDs[i] = d.WebhookID
+			return txn.Set(scheduleKey(due, d.ID), []byte(d.WebhookID))
 		}
-		due := now
-		d.Status, d.FailedAt, d.Reason, d.NextAttemptAt = DeliveryPending, nil, "", &due
-		d.RoundStart = len(d.Attempts)
-		if err := setJSON(txn, deliveryKey(d.ID), &d, 0); err != nil {
-			return err
-		}
-		whID = d.WebhookID
-		return txn.Set(scheduleKey(due, d.ID), []byte(d.WebhookID))
-	})
-	if err != nil {
-		return err
 	}
+	errs := s.commitAll(fns)
 	s.mu.Lock()
-	s.failed--
-	s.enqueueLocked(whID, item{due: now, id: deliveryID})
+	for i, err := range errs {
+		if err == nil {
+			s.failed--
+			s.enqueueLocked(whIDs[i], item{due: now, id: ids[i]})
+		}
+	}
 	s.mu.Unlock()
 	s.signal()
-	return nil
+	return errs
 }
 
 // Purge deletes a failed delivery for good.
 func (s *Sender) Purge(deliveryID string) error {
+	return s.PurgeMany([]string{deliveryID})[0]
+}
+
+// PurgeMany purges each failed delivery of ids like Purge, through the
+// group-commit writer together; errs[i] is ids[i]'s outcome.
+func (s *Sender) PurgeMany(ids []string) []error {
 	if err := s.acquire(); err != nil {
-		return err
+		return repeatErr(err, len(ids))
 	}
 	defer s.release()
-	err := update(s.db, func(txn *badger.Txn) error {
-		var d Delivery
-		if err := getJSON(txn, deliveryKey(deliveryID), &d); err != nil {
-			return err
+	fns := make([]func(*badger.Txn) error, len(ids))
+	for i, id := range ids {
+		fns[i] = func(txn *badger.Txn) error {
+			var d Delivery
+			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
+				return err
+			}
+			if d.Status != DeliveryFailed {
+				return ErrNotFailed
+			}
+			return deleteDelivery(txn, &d, nil)
 		}
-		if d.Status != DeliveryFailed {
-			return ErrNotFailed
-		}
-		return deleteDelivery(txn, &d, nil)
-	})
-	if err != nil {
-		return err
 	}
+	errs := s.commitAll(fns)
 	s.mu.Lock()
-	s.failed--
+	for _, err := range errs {
+		if err == nil {
+			s.failed--
+		}
+	}
 	s.mu.Unlock()
-	return nil
+	return errs
+}
+
+func repeatErr(err error, n int) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // deleteDelivery removes every key of a delivery (its record, index

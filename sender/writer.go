@@ -24,6 +24,22 @@ func (s *Sender) commit(fn func(txn *badger.Txn) error) error {
 	return <-req.done
 }
 
+// commitAll submits every fn to the writer before waiting for any, so that
+// they share commits (up to maxBatch each); errs[i] is fns[i]'s outcome. The
+// same rules as commit apply.
+func (s *Sender) commitAll(fns []func(txn *badger.Txn) error) []error {
+	reqs := make([]writeReq, len(fns))
+	for i, fn := range fns {
+		reqs[i] = writeReq{fn: fn, done: make(chan error, 1)}
+		s.writes <- reqs[i]
+	}
+	errs := make([]error, len(fns))
+	for i, r := range reqs {
+		errs[i] = <-r.done
+	}
+	return errs
+}
+
 // writer is the group-commit goroutine; it exits when s.writes is closed.
 func (s *Sender) writer() {
 	defer close(s.writerDone)
@@ -51,6 +67,7 @@ func (s *Sender) writer() {
 			return nil
 		})
 		if err == nil {
+			s.commits.Add(1)
 			for _, r := range batch {
 				r.done <- nil
 			}
