@@ -480,7 +480,9 @@ func TestReplayManySharesCommits(t *testing.T) {
 	}
 	assert.ErrorIs(t, errs[n], ErrNotFound)
 	assert.ErrorIs(t, errs[n+1], ErrNotFailed, "an id given twice is replayed once")
-	assert.Less(t, commits, int64(n/2), "replays share commits")
+	t.Logf("%d replays in %d commits", n, commits)
+	assert.Less(t, commits, int64(n/2), "replays share commits, also with ids that are skipped")
+	assert.GreaterOrEqual(t, commits, int64(1))
 	eventually(t, 10*time.Second, func() bool { return s.Stats().Delivered == n }, "replays delivered")
 	assert.Equal(t, int64(0), s.Stats().Failed)
 }
@@ -491,12 +493,14 @@ func TestPurgeManySharesCommits(t *testing.T) {
 	const n = 60
 	s, _, _, ids := failedDeliveries(t, n)
 	before := s.commits.Load()
-	errs := s.PurgeMany(ids)
+	errs := s.PurgeMany(append([]string{"msg_nope"}, ids...))
 	commits := s.commits.Load() - before
-	for i, err := range errs {
+	assert.ErrorIs(t, errs[0], ErrNotFound)
+	for i, err := range errs[1:] {
 		assert.NoError(t, err, ids[i])
 	}
-	assert.Less(t, commits, int64(n/2), "purges share commits")
+	assert.Less(t, commits, int64(n/2), "purges share commits, also with an id that is skipped")
+	assert.GreaterOrEqual(t, commits, int64(1))
 	assert.Equal(t, int64(0), s.Stats().Failed)
 	page, _, err := s.FailedPage("", n)
 	require.NoError(t, err)

@@ -629,25 +629,33 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	defer s.release()
 	now := s.cfg.Load().Now()
 	whIDs := make([]string, len(ids))
+	// A delivery that cannot be replayed is told so through skip and writes
+	// nothing, so that it does not fail the batch it shares (which would
+	// redo every mutation of the batch on its own).
+	skip := make([]error, len(ids))
 	fns := make([]func(*badger.Txn) error, len(ids))
 	for i, id := range ids {
 		fns[i] = func(txn *badger.Txn) error {
+			skip[i], whIDs[i] = nil, ""
 			var d Delivery
 			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
-				return err
+				return skipIf(err, &skip[i], ErrNotFound)
 			}
 			if d.Status != DeliveryFailed {
-				return ErrNotFailed
+				skip[i] = ErrNotFailed
+				return nil
 			}
 			var w Webhook
 			if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
 				if errors.Is(err, ErrNotFound) {
-					return fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound)
+					skip[i] = fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound)
+					return nil
 				}
 				return err
 			}
 			if w.Status != WebhookActive {
-				return ErrWebhookDisabled
+				skip[i] = ErrWebhookDisabled
+				return nil
 			}
 			if d.FailedAt != nil {
 				if err := txn.Delete(failedKey(*d.FailedAt, d.ID)); err != nil {
@@ -666,8 +674,11 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	}
 	errs := s.commitAll(fns)
 	s.mu.Lock()
-	for i, err := range errs {
-		if err == nil {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = skip[i]
+		}
+		if errs[i] == nil {
 			s.failed--
 			s.enqueueLocked(whIDs[i], item{due: now, id: ids[i]})
 		}
@@ -675,6 +686,16 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	s.mu.Unlock()
 	s.signal()
 	return errs
+}
+
+// skipIf records err in skip and returns nil when err is target (a reason to
+// leave one delivery alone), and returns err otherwise.
+func skipIf(err error, skip *error, target error) error {
+	if errors.Is(err, target) {
+		*skip = err
+		return nil
+	}
+	return err
 }
 
 // Purge deletes a failed delivery for good.
@@ -689,23 +710,29 @@ func (s *Sender) PurgeMany(ids []string) []error {
 		return repeatErr(err, len(ids))
 	}
 	defer s.release()
+	skip := make([]error, len(ids)) // as in ReplayMany
 	fns := make([]func(*badger.Txn) error, len(ids))
 	for i, id := range ids {
 		fns[i] = func(txn *badger.Txn) error {
+			skip[i] = nil
 			var d Delivery
 			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
-				return err
+				return skipIf(err, &skip[i], ErrNotFound)
 			}
 			if d.Status != DeliveryFailed {
-				return ErrNotFailed
+				skip[i] = ErrNotFailed
+				return nil
 			}
 			return deleteDelivery(txn, &d, nil)
 		}
 	}
 	errs := s.commitAll(fns)
 	s.mu.Lock()
-	for _, err := range errs {
-		if err == nil {
+	for i := range errs {
+		if errs[i] == nil {
+			errs[i] = skip[i]
+		}
+		if errs[i] == nil {
 			s.failed--
 		}
 	}

@@ -76,7 +76,11 @@ func (s *Sender) writer() {
 		// A conflict, a batch too big or one failing mutation: redo them
 		// one by one so that each gets its own answer.
 		for _, r := range batch {
-			r.done <- update(s.db, r.fn)
+			err := update(s.db, r.fn)
+			if err == nil {
+				s.commits.Add(1)
+			}
+			r.done <- err
 		}
 	}
 }
