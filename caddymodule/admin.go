@@ -34,12 +34,13 @@ const (
 	adminMaxLimit = 1000
 	// adminMaxBody bounds a request body (replay/purge selectors).
 	adminMaxBody = 1 << 20
-	// adminChangeChunk is how many failed deliveries a sender replay or purge
-	// hands to the sender at once.
-	adminChangeChunk = 1024
 	// adminMaxSkipped bounds the per-id errors listed in a sender replay answer.
 	adminMaxSkipped = 100
 )
+
+// adminChangeChunk is how many failed deliveries a sender replay or purge
+// hands to the sender at once (a variable for tests).
+var adminChangeChunk = 1024
 
 // AdminAPI is the admin.api.webhooks module: endpoints on Caddy's admin
 // API to watch the webhook receivers and sender and to list, replay and
@@ -676,7 +677,7 @@ func (a *AdminAPI) changeFailed(w http.ResponseWriter, r *http.Request, action s
 			}
 		}
 		if failErr != nil {
-			return storeError(fmt.Sprintf("%s %d, then delivery %s", verb, done, failID), failErr)
+			return storeError(fmt.Sprintf("%s %d; delivery %s failed", verb, done, failID), failErr)
 		}
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{verb: done, "skipped": skipped})

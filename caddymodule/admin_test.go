@@ -590,6 +590,30 @@ func TestAdminSender(t *testing.T) {
 	assert.Equal(t, SenderStatus{Delivered: 2}, st)
 }
 
+// TestAdminSenderReplayChunks: a replay of all failed deliveries spanning
+// several chunks replays each once, and skipped ids in a chunk do not stop
+// the others.
+func TestAdminSenderReplayChunks(t *testing.T) {
+	defer func(n int) { adminChangeChunk = n }(adminChangeChunk)
+	adminChangeChunk = 3
+	s, status := failingSender(t, 7)
+	a := &AdminAPI{sender: func() (*sender.Sender, error) { return s, nil }, now: time.Now}
+	status.Store(http.StatusNoContent)
+	var res struct {
+		Replayed int               `json:"replayed"`
+		Skipped  []SkippedDelivery `json:"skipped"`
+	}
+	decodeAnswer(t, callAdmin(t, a, http.MethodPost, "/webhooks/sender/failed/replay", `{"all":true}`), &res)
+	assert.Equal(t, 7, res.Replayed)
+	assert.Empty(t, res.Skipped)
+	require.Eventually(t, func() bool { return s.Stats().Delivered == 7 }, 10*time.Second, 10*time.Millisecond)
+
+	res.Replayed, res.Skipped = 0, nil
+	decodeAnswer(t, callAdmin(t, a, http.MethodPost, "/webhooks/sender/failed/replay", `{"ids":["a","b","c","d"]}`), &res)
+	assert.Equal(t, 0, res.Replayed)
+	assert.Len(t, res.Skipped, 4, "unknown ids across two chunks")
+}
+
 func TestAdminNoSender(t *testing.T) {
 	a := newTestAdmin()
 	for _, c := range []struct{ method, path, body string }{

@@ -189,7 +189,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		r.UpstreamTrustedCA[i] = expand(f)
 	}
 	if len(r.UpstreamTrustedCA) > 0 && !strings.HasPrefix(strings.ToLower(r.Upstream), "https://") {
-		return fmt.Errorf("upstream_trusted_ca applies to an https upstream, and the upstream is %s", r.Upstream)
+		return fmt.Errorf("upstream_trusted_ca applies to an https upstream, and the upstream is %s", redactURL(r.Upstream))
 	}
 	upRoots, err := loadTrustedCAs("upstream_trusted_ca", r.UpstreamTrustedCA)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 func TestIsForbiddenIP(t *testing.T) {
@@ -149,12 +151,12 @@ func TestTransportErrorHidesURL(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	ctx := context.Background()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/hook?token=s3cr3t-token", nil)
+	key, err := webhook.ParseKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	require.NoError(t, err)
-	_, rtErr := newTransport(true, nil, 1).RoundTrip(req)
-	require.Error(t, rtErr)
-	msg := transportError(ctx, rtErr, time.Second).Error()
-	assert.NotContains(t, msg, "s3cr3t-token")
-	assert.Contains(t, msg, "refused")
+	wh := &Webhook{URL: "https://" + addr + "/hook?token=s3cr3t-token", key: key}
+	cfg := Options{AllowPrivate: true, Timeout: 5 * time.Second}.withDefaults()
+	res := post(context.Background(), cfg, wh, "msg_1", []byte(`{}`))
+	assert.Equal(t, 0, res.attempt.StatusCode)
+	assert.NotContains(t, res.attempt.Error, "s3cr3t-token")
+	assert.Contains(t, res.attempt.Error, "refused")
 }
