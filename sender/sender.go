@@ -629,33 +629,23 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	defer s.release()
 	now := s.cfg.Load().Now()
 	whIDs := make([]string, len(ids))
-	// A delivery that cannot be replayed is told so through skip and writes
-	// nothing, so that it does not fail the batch it shares (which would
-	// redo every mutation of the batch on its own).
-	skip := make([]error, len(ids))
 	fns := make([]func(*badger.Txn) error, len(ids))
 	for i, id := range ids {
 		fns[i] = func(txn *badger.Txn) error {
-			skip[i], whIDs[i] = nil, ""
-			var d Delivery
-			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
-				return skipIf(err, &skip[i], ErrNotFound)
-			}
-			if d.Status != DeliveryFailed {
-				skip[i] = ErrNotFailed
-				return nil
+			whIDs[i] = ""
+			d, err := failedDelivery(txn, id)
+			if err != nil {
+				return err
 			}
 			var w Webhook
 			if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
 				if errors.Is(err, ErrNotFound) {
-					skip[i] = fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound)
-					return nil
+					return leave(fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound))
 				}
 				return err
 			}
 			if w.Status != WebhookActive {
-				skip[i] = ErrWebhookDisabled
-				return nil
+				return leave(ErrWebhookDisabled)
 			}
 			if d.FailedAt != nil {
 				if err := txn.Delete(failedKey(*d.FailedAt, d.ID)); err != nil {
@@ -674,11 +664,8 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	}
 	errs := s.commitAll(fns)
 	s.mu.Lock()
-	for i := range errs {
-		if errs[i] == nil {
-			errs[i] = skip[i]
-		}
-		if errs[i] == nil {
+	for i, err := range errs {
+		if err == nil {
 			s.failed--
 			s.enqueueLocked(whIDs[i], item{due: now, id: ids[i]})
 		}
@@ -688,14 +675,20 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	return errs
 }
 
-// skipIf records err in skip and returns nil when err is target (a reason to
-// leave one delivery alone), and returns err otherwise.
-func skipIf(err error, skip *error, target error) error {
-	if errors.Is(err, target) {
-		*skip = err
-		return nil
+// failedDelivery reads delivery id, refusing (leave) one that is unknown or
+// not failed.
+func failedDelivery(txn *badger.Txn, id string) (Delivery, error) {
+	var d Delivery
+	if err := getJSON(txn, deliveryKey(id), &d); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return d, leave(err)
+		}
+		return d, err
 	}
-	return err
+	if d.Status != DeliveryFailed {
+		return d, leave(ErrNotFailed)
+	}
+	return d, nil
 }
 
 // Purge deletes a failed delivery for good.
@@ -710,29 +703,20 @@ func (s *Sender) PurgeMany(ids []string) []error {
 		return repeatErr(err, len(ids))
 	}
 	defer s.release()
-	skip := make([]error, len(ids)) // as in ReplayMany
 	fns := make([]func(*badger.Txn) error, len(ids))
 	for i, id := range ids {
 		fns[i] = func(txn *badger.Txn) error {
-			skip[i] = nil
-			var d Delivery
-			if err := getJSON(txn, deliveryKey(id), &d); err != nil {
-				return skipIf(err, &skip[i], ErrNotFound)
-			}
-			if d.Status != DeliveryFailed {
-				skip[i] = ErrNotFailed
-				return nil
+			d, err := failedDelivery(txn, id)
+			if err != nil {
+				return err
 			}
 			return deleteDelivery(txn, &d, nil)
 		}
 	}
 	errs := s.commitAll(fns)
 	s.mu.Lock()
-	for i := range errs {
-		if errs[i] == nil {
-			errs[i] = skip[i]
-		}
-		if errs[i] == nil {
+	for _, err := range errs {
+		if err == nil {
 			s.failed--
 		}
 	}

@@ -1,6 +1,8 @@
 package sender
 
 import (
+	"errors"
+
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -22,6 +24,28 @@ func (s *Sender) commit(fn func(txn *badger.Txn) error) error {
 	req := writeReq{fn: fn, done: make(chan error, 1)}
 	s.writes <- req
 	return <-req.done
+}
+
+// leftAlone is what a mutation returns (through leave) when it refuses its
+// own request before writing anything — the delivery is unknown or not in
+// the state asked for. The writer hands err to that caller and still commits
+// the rest of the batch.
+type leftAlone struct{ err error }
+
+func (l leftAlone) Error() string { return l.err.Error() }
+func (l leftAlone) Unwrap() error { return l.err }
+
+// leave marks err as a refusal that wrote nothing (see leftAlone).
+func leave(err error) error { return leftAlone{err} }
+
+// outcome is what a caller is told of its mutation's err: a refusal is
+// passed on as the plain error.
+func outcome(err error) error {
+	var l leftAlone
+	if errors.As(err, &l) {
+		return l.err
+	}
+	return err
 }
 
 // commitAll submits every fn to the writer before waiting for any, so that
@@ -58,9 +82,16 @@ func (s *Sender) writer() {
 				break drain
 			}
 		}
+		results := make([]error, len(batch))
 		err := s.db.Update(func(txn *badger.Txn) error {
-			for _, r := range batch {
-				if err := r.fn(txn); err != nil {
+			for i, r := range batch {
+				err := r.fn(txn)
+				var l leftAlone
+				if errors.As(err, &l) {
+					results[i] = l.err // wrote nothing: the rest commits
+					continue
+				}
+				if err != nil {
 					return err
 				}
 			}
@@ -68,8 +99,8 @@ func (s *Sender) writer() {
 		})
 		if err == nil {
 			s.commits.Add(1)
-			for _, r := range batch {
-				r.done <- nil
+			for i, r := range batch {
+				r.done <- results[i]
 			}
 			continue
 		}
@@ -80,7 +111,7 @@ func (s *Sender) writer() {
 			if err == nil {
 				s.commits.Add(1)
 			}
-			r.done <- err
+			r.done <- outcome(err)
 		}
 	}
 }
