@@ -3,10 +3,10 @@ package sender
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,20 +84,12 @@ func TestDeliveryFanOutSigned(t *testing.T) {
 }
 
 func TestDeliveryRetriesThenSucceeds(t *testing.T) {
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+	s, rec, wh := deliverTo(t, func(n int, w http.ResponseWriter) int {
 		if n <= 2 {
 			return http.StatusInternalServerError
 		}
 		return http.StatusOK
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast})
-	s.Start()
-	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	}, Options{Schedule: fast}, 1)
 
 	rec.wait(t, 3, 5*time.Second)
 	reqs := rec.requests()
@@ -125,21 +117,13 @@ func TestDeliveryRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestDeliveryExhaustedThenReplay(t *testing.T) {
-	ok := false
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
-		if ok {
+	var ok atomic.Bool
+	s, rec, wh := deliverTo(t, func(n int, w http.ResponseWriter) int {
+		if ok.Load() {
 			return http.StatusOK
 		}
 		return http.StatusServiceUnavailable
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast})
-	s.Start()
-	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	}, Options{Schedule: fast}, 1)
 
 	rec.wait(t, 3, 5*time.Second) // 1 + len(fast) attempts
 	eventually(t, 2*time.Second, func() bool { return s.Stats().Failed == 1 }, "failed")
@@ -156,9 +140,7 @@ func TestDeliveryExhaustedThenReplay(t *testing.T) {
 	assert.Equal(t, WebhookActive, got.Status, "a plain failure does not disable")
 
 	assert.ErrorIs(t, s.Replay("msg_nope"), ErrNotFound)
-	rec.mu.Lock()
-	ok = true
-	rec.mu.Unlock()
+	ok.Store(true)
 	require.NoError(t, s.Replay(failed[0].ID))
 	assert.ErrorIs(t, s.Replay(failed[0].ID), ErrNotFailed)
 	rec.wait(t, 1, 5*time.Second)
@@ -169,15 +151,7 @@ func TestDeliveryExhaustedThenReplay(t *testing.T) {
 }
 
 func TestDelivery410Disables(t *testing.T) {
-	rec := newRecorder(func(int, http.ResponseWriter) int { return http.StatusGone })
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast})
-	s.Start()
-	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	s, rec, wh := deliverTo(t, func(int, http.ResponseWriter) int { return http.StatusGone }, Options{Schedule: fast}, 1)
 	rec.wait(t, 1, 5*time.Second)
 	eventually(t, 2*time.Second, func() bool {
 		w, _ := s.GetWebhook(wh.ID)
@@ -200,21 +174,13 @@ func TestDelivery410Disables(t *testing.T) {
 }
 
 func TestDeliveryRetryAfter(t *testing.T) {
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+	_, rec, _ := deliverTo(t, func(n int, w http.ResponseWriter) int {
 		if n == 1 {
 			w.Header().Set("Retry-After", "1")
 			return http.StatusTooManyRequests
 		}
 		return http.StatusOK
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast, MaxRetryAfter: 5 * time.Second})
-	s.Start()
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	}, Options{Schedule: fast, MaxRetryAfter: 5 * time.Second}, 1)
 	rec.wait(t, 2, 5*time.Second)
 	reqs := rec.requests()
 	assert.GreaterOrEqual(t, reqs[1].at.Sub(reqs[0].at), 900*time.Millisecond,
@@ -222,21 +188,13 @@ func TestDeliveryRetryAfter(t *testing.T) {
 }
 
 func TestDeliveryRetryAfterCapped(t *testing.T) {
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+	_, rec, _ := deliverTo(t, func(n int, w http.ResponseWriter) int {
 		if n == 1 {
 			w.Header().Set("Retry-After", "3600")
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusOK
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast, MaxRetryAfter: 200 * time.Millisecond})
-	s.Start()
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	}, Options{Schedule: fast, MaxRetryAfter: 200 * time.Millisecond}, 1)
 	rec.wait(t, 2, 5*time.Second)
 	reqs := rec.requests()
 	gap := reqs[1].at.Sub(reqs[0].at)
@@ -248,18 +206,10 @@ func TestDeliveryRedirectNotFollowed(t *testing.T) {
 	target := newRecorder(nil)
 	tsrv := httptest.NewTLSServer(target)
 	defer tsrv.Close()
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+	s, rec, _ := deliverTo(t, func(n int, w http.ResponseWriter) int {
 		w.Header().Set("Location", tsrv.URL)
 		return http.StatusTemporaryRedirect
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Schedule: fast[:1]})
-	s.Start()
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
+	}, Options{Schedule: fast[:1]}, 1)
 	rec.wait(t, 2, 5*time.Second)
 	eventually(t, 2*time.Second, func() bool { return s.Stats().Failed == 1 }, "failed")
 	assert.Empty(t, target.requests(), "the redirect was not followed")
@@ -270,21 +220,13 @@ func TestDeliveryRedirectNotFollowed(t *testing.T) {
 
 func TestDeliveryTimeout(t *testing.T) {
 	release := make(chan struct{})
-	rec := newRecorder(func(n int, w http.ResponseWriter) int {
+	s, rec, _ := deliverTo(t, func(n int, w http.ResponseWriter) int {
 		if n == 1 {
 			<-release
 		}
 		return http.StatusOK
-	})
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
+	}, Options{Schedule: fast, Timeout: 100 * time.Millisecond}, 1)
 	defer close(release)
-	s := openTest(t, "", srv, Options{Schedule: fast, Timeout: 100 * time.Millisecond})
-	s.Start()
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
-	require.NoError(t, err)
 	eventually(t, 5*time.Second, func() bool { return len(rec.requests()) >= 2 }, "retried after the timeout")
 	reqs := rec.requests()
 	assert.Equal(t, reqs[0].header.Get("webhook-id"), reqs[1].header.Get("webhook-id"))
@@ -428,37 +370,25 @@ func TestStartStopCounted(t *testing.T) {
 }
 
 // failedDeliveries publishes n events to a webhook whose endpoint answers
-// 503 until *ok is set (under rec.mu), waits until all n deliveries have
-// failed for good and returns their ids.
-func failedDeliveries(t *testing.T, n int) (*Sender, *recorder, *bool, []string) {
+// 503 until ok is set, waits until all n deliveries have failed for good and
+// returns their ids.
+func failedDeliveries(t *testing.T, n int) (s *Sender, ok *atomic.Bool, ids []string) {
 	t.Helper()
-	ok := new(bool)
-	var rec *recorder
-	rec = newRecorder(func(int, http.ResponseWriter) int {
-		if *ok {
+	ok = new(atomic.Bool)
+	s, _, _ = deliverTo(t, func(int, http.ResponseWriter) int {
+		if ok.Load() {
 			return http.StatusOK
 		}
 		return http.StatusServiceUnavailable
-	})
-	srv := httptest.NewTLSServer(rec)
-	t.Cleanup(srv.Close)
-	s := openTest(t, "", srv, Options{Schedule: fast, Concurrency: 16})
-	s.Start()
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	for i := range n {
-		_, _, err = s.Publish(context.Background(), "message.sent", json.RawMessage(fmt.Sprintf(`{"messageId":"m%d"}`, i)))
-		require.NoError(t, err)
-	}
+	}, Options{Schedule: fast, Concurrency: 16}, n)
 	eventually(t, 20*time.Second, func() bool { return s.Stats().Failed == int64(n) }, "all failed")
 	page, _, err := s.FailedPage("", n)
 	require.NoError(t, err)
 	require.Len(t, page, n)
-	ids := make([]string, n)
-	for i, d := range page {
-		ids[i] = d.ID
+	for _, d := range page {
+		ids = append(ids, d.ID)
 	}
-	return s, rec, ok, ids
+	return s, ok, ids
 }
 
 // TestReplayManySharesCommits: replaying many failed deliveries at once
@@ -466,10 +396,8 @@ func failedDeliveries(t *testing.T, n int) (*Sender, *recorder, *bool, []string)
 // per delivery); every replayed delivery is then delivered.
 func TestReplayManySharesCommits(t *testing.T) {
 	const n = 60
-	s, rec, ok, ids := failedDeliveries(t, n)
-	rec.mu.Lock()
-	*ok = true
-	rec.mu.Unlock()
+	s, ok, ids := failedDeliveries(t, n)
+	ok.Store(true)
 
 	before := s.commits.Load()
 	errs := s.ReplayMany(append(append([]string{}, ids...), "msg_nope", ids[0]))
@@ -491,7 +419,7 @@ func TestReplayManySharesCommits(t *testing.T) {
 // them all, sharing group commits.
 func TestPurgeManySharesCommits(t *testing.T) {
 	const n = 60
-	s, _, _, ids := failedDeliveries(t, n)
+	s, _, ids := failedDeliveries(t, n)
 	before := s.commits.Load()
 	errs := s.PurgeMany(append([]string{"msg_nope"}, ids...))
 	commits := s.commits.Load() - before

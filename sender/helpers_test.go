@@ -1,9 +1,12 @@
 package sender
 
 import (
+	"context"
 	"crypto/x509"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +119,23 @@ func newClient(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Clien
 		Transport:     newTransport(allowPrivate, roots, perHost),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// deliverTo starts a sender with opts delivering to a TLS endpoint that
+// answers with script (nil: 204), registers one webhook for message.sent
+// there and publishes n events {"messageId":"m1"} … {"messageId":"m<n>"}.
+func deliverTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder, Webhook) {
+	t.Helper()
+	rec := newRecorder(script)
+	srv := httptest.NewTLSServer(rec)
+	t.Cleanup(srv.Close)
+	s := openTest(t, "", srv, opts)
+	s.Start()
+	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	for i := 1; i <= n; i++ {
+		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		require.NoError(t, err)
+	}
+	return s, rec, wh
 }
