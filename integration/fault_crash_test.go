@@ -69,37 +69,26 @@ func TestFaultReceiverKill9Loop(t *testing.T) {
 
 		// Load: 4 senders, new envelopes until the kill.
 		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					rid := fmt.Sprintf("rpl_k%02d_%d_%04d_%s", round, w, i, randHex(3))
-					body := faultEnvelope(rid)
-					r, err := doRequest(client, http.MethodPost, s.url("/hooks"), signedHeaders(t, testSecret, body), body)
-					mu.Lock()
-					switch {
-					case err != nil:
-						unknown = append(unknown, rid)
-					case r.status == http.StatusAccepted:
-						acked[rid] = body
-					default:
-						refused = append(refused, fmt.Sprintf("%s: %s", rid, r))
-					}
-					mu.Unlock()
-					if err != nil {
-						return // the server is gone
-					}
-					time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-				}
-			}(w)
-		}
+		waitLoad := loadUntil(4, stop, func(w, i int) bool {
+			rid := fmt.Sprintf("rpl_k%02d_%d_%04d_%s", round, w, i, randHex(3))
+			body := faultEnvelope(rid)
+			r, err := doRequest(client, http.MethodPost, s.url("/hooks"), signedHeaders(t, testSecret, body), body)
+			mu.Lock()
+			switch {
+			case err != nil:
+				unknown = append(unknown, rid)
+			case r.status == http.StatusAccepted:
+				acked[rid] = body
+			default:
+				refused = append(refused, fmt.Sprintf("%s: %s", rid, r))
+			}
+			mu.Unlock()
+			if err != nil {
+				return false // the server is gone
+			}
+			time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+			return true
+		})
 
 		// (c): bodies half sent when the kill lands.
 		var halves []net.Conn
@@ -132,7 +121,7 @@ func TestFaultReceiverKill9Loop(t *testing.T) {
 		s.kill9()
 		kills = append(kills, kill{at: time.Now(), mode: mode, hangs: hangs})
 		close(stop)
-		wg.Wait()
+		waitLoad()
 		for _, c := range halves {
 			c.Close()
 		}

@@ -334,3 +334,27 @@ func diskUsage(dir string) (int64, error) {
 	})
 	return total, err
 }
+
+// loadUntil runs workers goroutines, each calling send(w, i) for i = 0, 1, …
+// until send returns false or stop is closed (checked before each call).
+// It returns a function that waits for them all.
+func loadUntil(workers int, stop <-chan struct{}, send func(w, i int) bool) (wait func()) {
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !send(w, i) {
+					return
+				}
+			}
+		}()
+	}
+	return wg.Wait
+}

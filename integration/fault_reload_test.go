@@ -53,53 +53,42 @@ func TestFaultReload20UnderLoad(t *testing.T) {
 		failures []string
 		resets   int
 		stop     = make(chan struct{})
-		wg       sync.WaitGroup
 	)
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				rid := fmt.Sprintf("rpl_rl_%d_%05d_%s", w, i, randHex(3))
-				body := faultEnvelope(rid)
-				id := newMsgID()
-				for attempt := 1; ; attempt++ {
-					secret := signWith.Load().(string)
-					ts := time.Now().Unix()
-					h := http.Header{}
-					h.Set("Content-Type", "application/json")
-					h.Set(hdrID, id)
-					h.Set(hdrTimestamp, fmt.Sprint(ts))
-					h.Set(hdrSignature, sign(t, secret, id, ts, body))
-					r, err := doRequest(client, http.MethodPost, s.url("/hooks"), h, body)
-					mu.Lock()
-					switch {
-					case err != nil && attempt < 5:
-						resets++
-						mu.Unlock()
-						time.Sleep(50 * time.Millisecond)
-						continue
-					case err != nil:
-						failures = append(failures, fmt.Sprintf("%s: no answer after %d attempts: %v", rid, attempt, err))
-					case r.status == http.StatusAccepted:
-						accepted = append(accepted, rid)
-					case attempt > 1 && r.status == http.StatusOK && strings.Contains(string(r.body), "duplicate"):
-						accepted = append(accepted, rid)
-					default:
-						failures = append(failures, fmt.Sprintf("%s attempt %d: %s", rid, attempt, r))
-					}
-					mu.Unlock()
-					break
-				}
-				time.Sleep(2 * time.Millisecond)
+	waitLoad := loadUntil(3, stop, func(w, i int) bool {
+		rid := fmt.Sprintf("rpl_rl_%d_%05d_%s", w, i, randHex(3))
+		body := faultEnvelope(rid)
+		id := newMsgID()
+		for attempt := 1; ; attempt++ {
+			secret := signWith.Load().(string)
+			ts := time.Now().Unix()
+			h := http.Header{}
+			h.Set("Content-Type", "application/json")
+			h.Set(hdrID, id)
+			h.Set(hdrTimestamp, fmt.Sprint(ts))
+			h.Set(hdrSignature, sign(t, secret, id, ts, body))
+			r, err := doRequest(client, http.MethodPost, s.url("/hooks"), h, body)
+			mu.Lock()
+			switch {
+			case err != nil && attempt < 5:
+				resets++
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+				continue
+			case err != nil:
+				failures = append(failures, fmt.Sprintf("%s: no answer after %d attempts: %v", rid, attempt, err))
+			case r.status == http.StatusAccepted:
+				accepted = append(accepted, rid)
+			case attempt > 1 && r.status == http.StatusOK && strings.Contains(string(r.body), "duplicate"):
+				accepted = append(accepted, rid)
+			default:
+				failures = append(failures, fmt.Sprintf("%s attempt %d: %s", rid, attempt, r))
 			}
-		}(w)
-	}
+			mu.Unlock()
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+		return true
+	})
 
 	time.Sleep(300 * time.Millisecond)
 	for i := 1; i <= reloads; i++ {
@@ -120,7 +109,7 @@ func TestFaultReload20UnderLoad(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 	}
 	close(stop)
-	wg.Wait()
+	waitLoad()
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -136,35 +136,27 @@ func TestFaultSenderKill9ResumesRetries(t *testing.T) {
 	)
 	for round := 0; round < rounds; round++ {
 		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				rid := fmt.Sprintf("rpl_s%02d_%04d_%s", round, i, randHex(3))
-				r, err := senderAPI(client, s, apiKey, http.MethodPost, "/events",
-					map[string]any{"event": "reply.received", "data": map[string]string{"replyId": rid, "campaignId": "cmp_1"}})
-				switch {
-				case err != nil:
-					unknown = append(unknown, rid)
-					return
-				case r.status != http.StatusAccepted || !bytes.Contains(r.body, []byte(`"deliveries":1`)):
-					t.Errorf("publish %s: want 202 with 1 delivery, got %s", rid, r)
-				default:
-					published = append(published, rid)
-				}
-				time.Sleep(5 * time.Millisecond)
+		waitLoad := loadUntil(1, stop, func(_, i int) bool {
+			rid := fmt.Sprintf("rpl_s%02d_%04d_%s", round, i, randHex(3))
+			r, err := senderAPI(client, s, apiKey, http.MethodPost, "/events",
+				map[string]any{"event": "reply.received", "data": map[string]string{"replyId": rid, "campaignId": "cmp_1"}})
+			switch {
+			case err != nil:
+				unknown = append(unknown, rid)
+				return false
+			case r.status != http.StatusAccepted || !bytes.Contains(r.body, []byte(`"deliveries":1`)):
+				t.Errorf("publish %s: want 202 with 1 delivery, got %s", rid, r)
+			default:
+				published = append(published, rid)
 			}
-		}()
+			time.Sleep(5 * time.Millisecond)
+			return true
+		})
 		time.Sleep(time.Duration(150+rand.IntN(700)) * time.Millisecond)
 		s.kill9()
 		kills = append(kills, time.Now())
 		close(stop)
-		<-done
+		waitLoad()
 		s.start()
 	}
 
