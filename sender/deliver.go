@@ -26,10 +26,46 @@ const maxResponseBody = 64 << 10
 const maxIdleWait = time.Minute
 
 // item is a pending delivery in memory: its id and the due time of its
-// schedule-index key.
+// schedule-index key, and, if held is not nil, its record and envelope as
+// they were stored, so that its attempt need not read them back.
 type item struct {
-	due time.Time
-	id  string
+	due  time.Time
+	id   string
+	held *heldDelivery
+}
+
+// heldDelivery is a pending delivery's record and envelope kept in memory
+// from when they were written until its next attempt. Nothing else writes a
+// pending delivery's record (replay and purge take failed ones; a deleted
+// webhook is noticed through s.webhooks), so they are what Badger holds.
+type heldDelivery struct {
+	d    Delivery
+	body []byte // shared, read-only: every delivery of an event holds the same
+	size int64  // what it counts against maxHeldBytes
+}
+
+// Held deliveries are bounded: only those due within holdHorizon are held,
+// and only while their sizes add up to at most maxHeldBytes (an event's
+// envelope, shared by its deliveries, counts once per delivery). The rest are
+// read from Badger when due, as after a restart.
+var (
+	holdHorizon  = 10 * time.Minute
+	maxHeldBytes = int64(64 << 20)
+)
+
+// hold returns it holding d and body if it is due soon enough and the budget
+// allows; otherwise it unchanged.
+func (s *Sender) hold(cfg *config, it item, d *Delivery, body []byte) item {
+	if it.due.Sub(cfg.Now()) > holdHorizon {
+		return it
+	}
+	size := int64(len(body)+len(d.ID)+len(d.WebhookID)+len(d.EventID)+len(d.Event)) + 256 + 160*int64(len(d.Attempts))
+	if s.heldBytes.Add(size) > maxHeldBytes {
+		s.heldBytes.Add(-size)
+		return it
+	}
+	it.held = &heldDelivery{d: *d, body: body, size: size}
+	return it
 }
 
 // itemHeap is a min-heap of items by due time.
@@ -162,15 +198,23 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	var (
 		d    Delivery
 		body []byte
+		err  error
 	)
-	err := s.db.View(func(txn *badger.Txn) error {
-		if err := getJSON(txn, deliveryKey(it.id), &d); err != nil {
+	if h := it.held; h != nil {
+		it.held = nil // it may be requeued as it is: read again then
+		s.heldBytes.Add(-h.size)
+		d, body = h.d, h.body
+	} else {
+		s.reads.Add(1)
+		err = s.db.View(func(txn *badger.Txn) error {
+			if err := getJSON(txn, deliveryKey(it.id), &d); err != nil {
+				return err
+			}
+			var err error
+			body, err = getBytes(txn, eventKey(d.EventID))
 			return err
-		}
-		var err error
-		body, err = getBytes(txn, eventKey(d.EventID))
-		return err
-	})
+		})
+	}
 	if errors.Is(err, ErrNotFound) {
 		// Purged or inconsistent: drop the schedule entry.
 		log.Warn("dropping schedule entry of a missing delivery")
@@ -259,7 +303,8 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		return
 	}
 	if outcome == OutcomeRetry {
-		requeue = &item{due: due, id: it.id}
+		next := s.hold(cfg, item{due: due, id: it.id}, &d, body)
+		requeue = &next
 	}
 	fields := []zap.Field{zap.String("event", d.Event), zap.String("outcome", outcome),
 		zap.Int("attempt", len(d.Attempts)), zap.Int("status", code),

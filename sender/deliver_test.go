@@ -435,3 +435,47 @@ func TestPurgeManySharesCommits(t *testing.T) {
 	assert.Empty(t, page)
 	assert.ErrorIs(t, s.Purge(ids[0]), ErrNotFound)
 }
+
+// TestHeldDeliveriesSkipReads: a delivery's record and envelope stay in
+// memory from when they are written to its next attempt, so the attempts of
+// a delivery retried twice read nothing back from Badger, and what they
+// store is still the whole record. Over the byte budget, or due beyond the
+// horizon, they are read back as after a restart.
+func TestHeldDeliveriesSkipReads(t *testing.T) {
+	failTwice := func(n int, w http.ResponseWriter) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	}
+	run := func(t *testing.T) (*Sender, *recorder) {
+		s, rec, _ := deliverTo(t, failTwice, Options{Schedule: fast}, 1)
+		rec.wait(t, 3, 5*time.Second)
+		eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 1 }, "delivered")
+		d, err := s.GetDelivery(rec.requests()[0].header.Get("webhook-id"))
+		require.NoError(t, err)
+		require.Len(t, d.Attempts, 3)
+		assert.Equal(t, []int{500, 500, 200}, []int{d.Attempts[0].StatusCode, d.Attempts[1].StatusCode, d.Attempts[2].StatusCode})
+		assert.Equal(t, DeliveryDelivered, d.Status)
+		reqs := rec.requests()
+		assert.Equal(t, reqs[0].body, reqs[2].body, "the held envelope is the published one")
+		return s, rec
+	}
+	t.Run("held", func(t *testing.T) {
+		s, _ := run(t)
+		assert.Zero(t, s.reads.Load(), "attempts read their delivery back")
+		assert.Zero(t, s.heldBytes.Load(), "budget released")
+	})
+	t.Run("over budget", func(t *testing.T) {
+		defer func(b int64) { maxHeldBytes = b }(maxHeldBytes)
+		maxHeldBytes = 0
+		s, _ := run(t)
+		assert.EqualValues(t, 3, s.reads.Load())
+	})
+	t.Run("beyond horizon", func(t *testing.T) {
+		defer func(h time.Duration) { holdHorizon = h }(holdHorizon)
+		holdHorizon = 10 * time.Millisecond
+		s, _ := run(t)
+		assert.EqualValues(t, 2, s.reads.Load(), "the first attempt (due now) is held, the retries (due in 50 and 100 ms) are not")
+	})
+}

@@ -120,6 +120,8 @@ type Sender struct {
 	writes       chan writeReq // to the group-commit writer
 	writerDone   chan struct{}
 	commits      atomic.Int64 // group commits made by the writer (tests)
+	reads        atomic.Int64 // attempts that read their delivery from Badger (tests)
+	heldBytes    atomic.Int64 // what held deliveries count against maxHeldBytes
 	stopDispatch context.CancelFunc
 	stopAttempts context.CancelFunc
 	dispatcherWG sync.WaitGroup
@@ -513,7 +515,7 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 		return "", 0, err
 	}
 	defer s.release()
-	items := make([]item, len(targets))
+	ds := make([]Delivery, len(targets))
 	err = s.commit(func(txn *badger.Txn) error {
 		if err := txn.Set(eventKey(id), body); err != nil {
 			return err
@@ -542,12 +544,16 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 			if err := txn.Set(historyKey(whID, now, d.ID), nil); err != nil {
 				return err
 			}
-			items[i] = item{due: due, id: d.ID}
+			ds[i] = d
 		}
 		return nil
 	})
 	if err != nil {
 		return "", 0, fmt.Errorf("storing deliveries: %w", err)
+	}
+	items := make([]item, len(targets))
+	for i := range ds {
+		items[i] = s.hold(cfg, item{due: *ds[i].NextAttemptAt, id: ds[i].ID}, &ds[i], body)
 	}
 	s.mu.Lock()
 	for i, whID := range targets {
