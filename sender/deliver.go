@@ -83,8 +83,9 @@ func (h *itemHeap) Pop() any {
 }
 
 // endpointQueue holds one webhook's pending deliveries and counts its
-// attempts in flight, so that each webhook has its own concurrency limit and
-// a slow one never holds up the others.
+// requests in flight (an attempt's slot is freed when its request is over,
+// before its outcome is committed), so that each webhook has its own
+// concurrency limit and a slow one never holds up the others.
 type endpointQueue struct {
 	items    itemHeap
 	inflight int
@@ -93,12 +94,7 @@ type endpointQueue struct {
 // enqueueLocked adds a pending delivery to its webhook's queue. s.mu must be
 // held.
 func (s *Sender) enqueueLocked(webhookID string, it item) {
-	q := s.queues[webhookID]
-	if q == nil {
-		q = &endpointQueue{}
-		s.queues[webhookID] = q
-	}
-	heap.Push(&q.items, it)
+	heap.Push(&s.queueLocked(webhookID).items, it)
 	s.pending++
 }
 
@@ -158,22 +154,41 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 	return wait
 }
 
-// done frees the concurrency slot of an attempt and, if requeue is not nil,
-// puts the delivery back into the queue.
-func (s *Sender) done(webhookID string, requeue *item) {
+// freeSlot frees a webhook's concurrency slot: its attempt's request is
+// over (the outcome may still be being recorded).
+func (s *Sender) freeSlot(webhookID string) {
 	s.mu.Lock()
-	q := s.queues[webhookID]
-	if q == nil {
-		q = &endpointQueue{}
-		s.queues[webhookID] = q
+	s.queueLocked(webhookID).inflight--
+	s.mu.Unlock()
+	s.signal()
+}
+
+// done ends an attempt: it frees the webhook's concurrency slot unless
+// freeSlot already did, and, if requeue is not nil, puts the delivery back
+// into the queue.
+func (s *Sender) done(webhookID string, slotHeld bool, requeue *item) {
+	s.mu.Lock()
+	q := s.queueLocked(webhookID)
+	if slotHeld {
+		q.inflight--
 	}
-	q.inflight--
 	s.inflight--
 	if requeue != nil {
 		s.enqueueLocked(webhookID, *requeue)
 	}
 	s.mu.Unlock()
 	s.signal()
+}
+
+// queueLocked returns a webhook's queue, creating it if needed (startDue
+// drops idle ones). s.mu must be held.
+func (s *Sender) queueLocked(webhookID string) *endpointQueue {
+	q := s.queues[webhookID]
+	if q == nil {
+		q = &endpointQueue{}
+		s.queues[webhookID] = q
+	}
+	return q
 }
 
 // result is what one HTTP attempt came to.
@@ -187,7 +202,8 @@ type result struct {
 func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it item) {
 	defer s.attemptsWG.Done()
 	var requeue *item
-	defer func() { s.done(webhookID, requeue) }()
+	slotHeld := true
+	defer func() { s.done(webhookID, slotHeld, requeue) }()
 	log := cfg.Logger.With(zap.String("delivery_id", it.id), zap.String("webhook_id", webhookID))
 
 	if err := s.acquire(); err != nil {
@@ -258,6 +274,11 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	}
 
 	res := post(ctx, cfg, &wh, d.ID, body)
+	// The destination is done with this attempt: the next one to it need
+	// not wait for this outcome's commit (the delivery itself is requeued
+	// only once its outcome is stored).
+	s.freeSlot(webhookID)
+	slotHeld = false
 	if ctx.Err() != nil {
 		// Shutting down: the attempt was cut short and is not recorded; it
 		// stays due and is retried after the next Start or Open.

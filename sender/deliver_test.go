@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -478,4 +480,33 @@ func TestHeldDeliveriesSkipReads(t *testing.T) {
 		s, _ := run(t)
 		assert.EqualValues(t, 2, s.reads.Load(), "the first attempt (due now) is held, the retries (due in 50 and 100 ms) are not")
 	})
+}
+
+// TestSlotFreedBeforeOutcomeCommit: a webhook's concurrency slot is freed
+// when its request is over, so that with concurrency 1 the next delivery to
+// it goes out while the first one's outcome is still waiting for its commit.
+func TestSlotFreedBeforeOutcomeCommit(t *testing.T) {
+	rec := newRecorder(nil)
+	srv := httptest.NewTLSServer(rec)
+	defer srv.Close()
+	s := openTest(t, "", srv, Options{Concurrency: 1})
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	for i := range 2 {
+		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		require.NoError(t, err)
+	}
+	// Hold the writer: no outcome can be committed until release.
+	release, holding := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close, on failure too
+	go func() {
+		_ = s.commit(func(*badger.Txn) error { close(holding); <-release; return nil })
+	}()
+	<-holding
+	s.Start()
+	rec.wait(t, 2, 5*time.Second) // both requests while the first outcome waits
+	assert.Zero(t, s.Stats().Delivered, "no outcome committed yet")
+	once.Do(func() { close(release) })
+	eventually(t, 5*time.Second, func() bool { return s.Stats().Delivered == 2 }, "both delivered")
 }
