@@ -193,8 +193,8 @@ func TestAdaptErrors(t *testing.T) {
 
 		{"sender unknown option", "{\n\twebhook_sender {\n\t\tapi_key k\n\t\tkeys k\n\t}\n}\n:8081\n", `webhook_sender: unrecognized option "keys"`},
 		{"sender storage in two blocks", "{\n\twebhook_sender {\n\t\tstorage /a\n\t}\n\twebhook_sender {\n\t\tstorage /b\n\t}\n}\n:8081\n", "webhook_sender: storage given more than once"},
-		{"sender bad retry", "{\n\twebhook_sender {\n\t\tretry 30s -5m\n\t}\n}\n:8081\n", `webhook_sender: retry: "-5m" is not a positive duration`},
-		{"sender concurrency 0", "{\n\twebhook_sender {\n\t\tconcurrency 0\n\t}\n}\n:8081\n", `webhook_sender: concurrency: "0" is not a positive integer`},
+		{"sender bad retry", "{\n\twebhook_sender {\n\t\tretry 30s -5m\n\t}\n}\n:8081\n", `retry: "-5m" is not a positive duration`},
+		{"sender concurrency 0", "{\n\twebhook_sender {\n\t\tconcurrency 0\n\t}\n}\n:8081\n", `concurrency: "0" is not a positive whole number`},
 		{"sender_api argument", ":8081 {\n\twebhook_sender_api v1\n}\n", "webhook_sender_api takes no arguments"},
 		{"sender_api block", ":8081 {\n\twebhook_sender_api {\n\t\tapi_key k\n\t}\n}\n", "webhook_sender_api takes no block"},
 

@@ -189,17 +189,11 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			r.SyncWrites = &b
 		case "retry":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.Errf("retry needs at least one duration")
+			ds, err := durationsArg(d)
+			if err != nil {
+				return err
 			}
-			for _, a := range args {
-				dur, err := caddy.ParseDuration(a)
-				if err != nil || dur <= 0 {
-					return d.Errf("retry: %q is not a positive duration", a)
-				}
-				r.Retry = append(r.Retry, caddy.Duration(dur))
-			}
+			r.Retry = ds
 		case "retry_for":
 			dur, err := durationArg(d, false)
 			if err != nil {
@@ -213,13 +207,9 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			r.UpstreamTimeout = caddy.Duration(dur)
 		case "concurrency":
-			v, err := oneArg(d)
+			n, err := positiveIntArg(d)
 			if err != nil {
 				return err
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("concurrency: %q is not a positive whole number", v)
 			}
 			r.Concurrency = n
 		default:
@@ -260,6 +250,38 @@ func durationArg(d *caddyfile.Dispenser, zeroOK bool) (time.Duration, error) {
 		return 0, d.Errf("%s: %q must be positive", opt, v)
 	}
 	return dur, nil
+}
+
+// durationsArg reads one or more positive durations (a retry schedule).
+func durationsArg(d *caddyfile.Dispenser) ([]caddy.Duration, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("%s needs at least one duration", opt)
+	}
+	out := make([]caddy.Duration, 0, len(args))
+	for _, a := range args {
+		dur, err := caddy.ParseDuration(a)
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: %q is not a positive duration", opt, a)
+		}
+		out = append(out, caddy.Duration(dur))
+	}
+	return out, nil
+}
+
+// positiveIntArg reads one whole number of at least 1.
+func positiveIntArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, d.Errf("%s: %q is not a positive whole number", opt, v)
+	}
+	return n, nil
 }
 
 // Interface guards

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -69,13 +68,11 @@ func (a *SenderApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := once(a.Storage != ""); err != nil {
 				return err
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
+			v, err := oneArg(d)
+			if err != nil {
+				return err
 			}
-			a.Storage = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			a.Storage = v
 		case "api_key":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -86,47 +83,29 @@ func (a *SenderApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := once(len(a.Retry) > 0); err != nil {
 				return err
 			}
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
+			ds, err := durationsArg(d)
+			if err != nil {
+				return err
 			}
-			for _, s := range args {
-				dur, err := caddy.ParseDuration(s)
-				if err != nil || dur <= 0 {
-					return d.Errf("webhook_sender: retry: %q is not a positive duration", s)
-				}
-				a.Retry = append(a.Retry, caddy.Duration(dur))
-			}
+			a.Retry = ds
 		case "timeout":
 			if err := once(a.Timeout != 0); err != nil {
 				return err
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("webhook_sender: timeout: %q is not a positive duration", d.Val())
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
 			}
 			a.Timeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "concurrency":
 			if err := once(a.Concurrency != 0); err != nil {
 				return err
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(d.Val())
-			if err != nil || n < 1 {
-				return d.Errf("webhook_sender: concurrency: %q is not a positive integer", d.Val())
+			n, err := positiveIntArg(d)
+			if err != nil {
+				return err
 			}
 			a.Concurrency = n
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		case "allow_private":
 			if err := once(a.AllowPrivate); err != nil {
 				return err

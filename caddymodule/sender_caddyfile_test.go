@@ -75,10 +75,10 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		{"repeated timeout", "{\n\twebhook_sender {\n\t\ttimeout 1s\n\t\ttimeout 2s\n\t}\n}", "", "timeout given more than once"},
 		{"repeated across blocks", "{\n\twebhook_sender {\n\t\tstorage /a\n\t}\n\twebhook_sender {\n\t\tstorage /b\n\t}\n}", "", "storage given more than once"},
 		{"bad duration", "{\n\twebhook_sender {\n\t\tretry 30s soon\n\t}\n}", "", `"soon" is not a positive duration`},
-		{"zero timeout", "{\n\twebhook_sender {\n\t\ttimeout 0s\n\t}\n}", "", "timeout"},
+		{"zero timeout", "{\n\twebhook_sender {\n\t\ttimeout 0s\n\t}\n}", "", `timeout: "0s" must be positive`},
 		{"bad concurrency", "{\n\twebhook_sender {\n\t\tconcurrency 0\n\t}\n}", "", "concurrency"},
 		{"api_key without value", "{\n\twebhook_sender {\n\t\tapi_key\n\t}\n}", "", "argument"},
-		{"storage with two args", "{\n\twebhook_sender {\n\t\tstorage /a /b\n\t}\n}", "", "argument"},
+		{"storage with two args", "{\n\twebhook_sender {\n\t\tstorage /a /b\n\t}\n}", "", "storage takes one value"},
 		{"allow_private with arg", "{\n\twebhook_sender {\n\t\tallow_private yes\n\t}\n}", "", "argument"},
 		{"argument on the option", "{\n\twebhook_sender foo {\n\t\tapi_key k\n\t}\n}", "", "argument"},
 	}
