@@ -25,14 +25,24 @@ const maxResponseBody = 64 << 10
 // clock is noticed within this long.
 const maxIdleWait = time.Minute
 
-// item is a pending delivery in memory: its id and the due time of its
-// schedule-index key, and, if held is not nil, its record and envelope as
-// they were stored, so that its attempt need not read them back.
+// item is a pending delivery in memory: its id, when it is due, the time of
+// its schedule-index key in Badger (the same, except after an attempt whose
+// outcome could not be read or stored: that one is tried again sooner or
+// later than its stored key says), and, if held is not nil, its record and
+// envelope as they were stored, so that its attempt need not read them back.
 type item struct {
 	due  time.Time
+	key  time.Time // s/<key><id> in Badger
 	id   string
 	held *heldDelivery
 }
+
+// newItem is the item of a delivery whose schedule-index key is at due.
+func newItem(due time.Time, id string) item { return item{due: due, key: due, id: id} }
+
+// again is it due again at due, with the same schedule-index key, read back
+// from Badger when due.
+func (it item) again(due time.Time) *item { return &item{due: due, key: it.key, id: it.id} }
 
 // heldDelivery is a pending delivery's record and envelope kept in memory
 // from when they were written until its next attempt. Nothing else writes a
@@ -83,12 +93,16 @@ func (h *itemHeap) Pop() any {
 }
 
 // endpointQueue holds one webhook's pending deliveries and counts its
-// requests in flight (an attempt's slot is freed when its request is over,
-// before its outcome is committed), so that each webhook has its own
-// concurrency limit and a slow one never holds up the others.
+// attempts, so that each webhook has its own concurrency limit and a slow one
+// never holds up the others. An attempt holds a slot (inflight) while its
+// request is out; once the answer is in, it moves to committing until its
+// outcome is stored, so the next request need not wait for that commit.
+// Attempts in both states are bounded too (2 × Concurrency): a slow disk
+// holds the requests back, and a crash repeats at most that many.
 type endpointQueue struct {
-	items    itemHeap
-	inflight int
+	items      itemHeap
+	inflight   int
+	committing int
 }
 
 // enqueueLocked adds a pending delivery to its webhook's queue. s.mu must be
@@ -134,7 +148,7 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for whID, q := range s.queues {
-		for q.inflight < cfg.Concurrency && len(q.items) > 0 {
+		for q.inflight < cfg.Concurrency && q.inflight+q.committing < 2*cfg.Concurrency && len(q.items) > 0 {
 			next := q.items[0]
 			if d := next.due.Sub(now); d > 0 {
 				wait = min(wait, d)
@@ -147,7 +161,7 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 			s.attemptsWG.Add(1)
 			go s.attempt(actx, cfg, whID, next)
 		}
-		if len(q.items) == 0 && q.inflight == 0 {
+		if len(q.items) == 0 && q.inflight == 0 && q.committing == 0 {
 			delete(s.queues, whID)
 		}
 	}
@@ -155,22 +169,25 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 }
 
 // freeSlot frees a webhook's concurrency slot: its attempt's request is
-// over (the outcome may still be being recorded).
+// over and its outcome is being recorded.
 func (s *Sender) freeSlot(webhookID string) {
 	s.mu.Lock()
-	s.queueLocked(webhookID).inflight--
+	q := s.queueLocked(webhookID)
+	q.inflight--
+	q.committing++
 	s.mu.Unlock()
 	s.signal()
 }
 
-// done ends an attempt: it frees the webhook's concurrency slot unless
-// freeSlot already did, and, if requeue is not nil, puts the delivery back
-// into the queue.
+// done ends an attempt (holding its slot, or committing if freeSlot was
+// called) and, if requeue is not nil, puts the delivery back into the queue.
 func (s *Sender) done(webhookID string, slotHeld bool, requeue *item) {
 	s.mu.Lock()
 	q := s.queueLocked(webhookID)
 	if slotHeld {
 		q.inflight--
+	} else {
+		q.committing--
 	}
 	s.inflight--
 	if requeue != nil {
@@ -181,7 +198,7 @@ func (s *Sender) done(webhookID string, slotHeld bool, requeue *item) {
 }
 
 // queueLocked returns a webhook's queue, creating it if needed (startDue
-// drops idle ones). s.mu must be held.
+// drops the ones with nothing queued and no attempt). s.mu must be held.
 func (s *Sender) queueLocked(webhookID string) *endpointQueue {
 	q := s.queues[webhookID]
 	if q == nil {
@@ -207,6 +224,9 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	log := cfg.Logger.With(zap.String("delivery_id", it.id), zap.String("webhook_id", webhookID))
 
 	if err := s.acquire(); err != nil {
+		if it.held != nil {
+			s.heldBytes.Add(-it.held.size)
+		}
 		return // closed: the schedule entry stays for the next Open
 	}
 	defer s.release()
@@ -234,12 +254,19 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	if errors.Is(err, ErrNotFound) {
 		// Purged or inconsistent: drop the schedule entry.
 		log.Warn("dropping schedule entry of a missing delivery")
-		_ = s.commit(func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.due, it.id)) })
+		_ = s.commit(func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.key, it.id)) })
 		return
 	}
 	if err != nil {
 		log.Error("reading delivery", zap.Error(err))
-		requeue = &item{due: cfg.Now().Add(cfg.Timeout), id: it.id}
+		requeue = it.again(cfg.Now().Add(cfg.Timeout))
+		return
+	}
+	if d.Status != DeliveryPending {
+		// A schedule entry outliving its delivery's last attempt: it is
+		// settled, and must not be sent (or its envelope released) again.
+		log.Warn("dropping stale schedule entry of a settled delivery", zap.String("status", d.Status))
+		_ = s.commit(func(txn *badger.Txn) error { return txn.Delete(scheduleKey(it.key, it.id)) })
 		return
 	}
 
@@ -255,10 +282,10 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	switch {
 	case !ok:
 		// The webhook was deleted: its deliveries go with it.
-		err := s.commit(func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.due) })
+		err := s.commit(func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.key) })
 		if err != nil {
 			log.Error("dropping delivery of a deleted webhook", zap.Error(err))
-			requeue = &item{due: now.Add(cfg.Timeout), id: it.id}
+			requeue = it.again(now.Add(cfg.Timeout))
 			return
 		}
 		s.report(cfg, d.Event, OutcomeSkipped, 0)
@@ -266,7 +293,7 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	case wh.Status != WebhookActive:
 		if err := s.finish(&d, it, nil, now, "webhook disabled"); err != nil {
 			log.Error("failing delivery of a disabled webhook", zap.Error(err))
-			requeue = &item{due: now.Add(cfg.Timeout), id: it.id}
+			requeue = it.again(now.Add(cfg.Timeout))
 			return
 		}
 		s.report(cfg, d.Event, OutcomeSkipped, 0)
@@ -274,11 +301,6 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	}
 
 	res := post(ctx, cfg, &wh, d.ID, body)
-	// The destination is done with this attempt: the next one to it need
-	// not wait for this outcome's commit (the delivery itself is requeued
-	// only once its outcome is stored).
-	s.freeSlot(webhookID)
-	slotHeld = false
 	if ctx.Err() != nil {
 		// Shutting down: the attempt was cut short and is not recorded; it
 		// stays due and is retried after the next Start or Open.
@@ -308,6 +330,14 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		}
 	}
 
+	if outcome != OutcomeGone {
+		// The destination is done with this attempt: the next request to
+		// it need not wait for this outcome's commit (the delivery itself is
+		// requeued only once its outcome is stored). After a 410 nothing
+		// more goes until the webhook is disabled.
+		s.freeSlot(webhookID)
+		slotHeld = false
+	}
 	var perr error
 	switch outcome {
 	case OutcomeDelivered:
@@ -320,11 +350,11 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	if perr != nil {
 		// Not recorded: the attempt will be made again.
 		log.Error("recording delivery attempt", zap.Error(perr))
-		requeue = &item{due: cfg.Now().Add(cfg.Timeout), id: it.id}
+		requeue = it.again(cfg.Now().Add(cfg.Timeout))
 		return
 	}
 	if outcome == OutcomeRetry {
-		next := s.hold(cfg, item{due: due, id: it.id}, &d, body)
+		next := s.hold(cfg, newItem(due, it.id), &d, body)
 		requeue = &next
 	}
 	fields := []zap.Field{zap.String("event", d.Event), zap.String("outcome", outcome),
@@ -357,7 +387,7 @@ func (s *Sender) report(cfg *config, event, outcome string, d time.Duration) {
 func (s *Sender) markDelivered(d *Delivery, it item) error {
 	d.Status, d.NextAttemptAt = DeliveryDelivered, nil
 	err := s.commit(func(txn *badger.Txn) error {
-		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
 		if err := setJSON(txn, deliveryKey(d.ID), d, DeliveredRetention); err != nil {
@@ -379,7 +409,7 @@ func (s *Sender) markDelivered(d *Delivery, it item) error {
 func (s *Sender) reschedule(d *Delivery, it item, due time.Time) error {
 	d.NextAttemptAt = &due
 	return s.commit(func(txn *badger.Txn) error {
-		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
 		if err := setJSON(txn, deliveryKey(d.ID), d, 0); err != nil {
@@ -397,7 +427,7 @@ func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, rea
 	var disabled *Webhook
 	err := s.commit(func(txn *badger.Txn) error {
 		disabled = nil
-		if err := txn.Delete(scheduleKey(it.due, d.ID)); err != nil {
+		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
 		if err := setJSON(txn, deliveryKey(d.ID), d, 0); err != nil {

@@ -450,8 +450,8 @@ func TestHeldDeliveriesSkipReads(t *testing.T) {
 		}
 		return http.StatusOK
 	}
-	run := func(t *testing.T) (*Sender, *recorder) {
-		s, rec, _ := deliverTo(t, failTwice, Options{Schedule: fast}, 1)
+	run := func(t *testing.T, schedule []time.Duration) (*Sender, *recorder) {
+		s, rec, _ := deliverTo(t, failTwice, Options{Schedule: schedule}, 1)
 		rec.wait(t, 3, 5*time.Second)
 		eventually(t, 2*time.Second, func() bool { return s.Stats().Delivered == 1 }, "delivered")
 		d, err := s.GetDelivery(rec.requests()[0].header.Get("webhook-id"))
@@ -464,49 +464,141 @@ func TestHeldDeliveriesSkipReads(t *testing.T) {
 		return s, rec
 	}
 	t.Run("held", func(t *testing.T) {
-		s, _ := run(t)
+		s, _ := run(t, fast)
 		assert.Zero(t, s.reads.Load(), "attempts read their delivery back")
 		assert.Zero(t, s.heldBytes.Load(), "budget released")
 	})
 	t.Run("over budget", func(t *testing.T) {
 		defer func(b int64) { maxHeldBytes = b }(maxHeldBytes)
 		maxHeldBytes = 0
-		s, _ := run(t)
+		s, _ := run(t, fast)
 		assert.EqualValues(t, 3, s.reads.Load())
 	})
 	t.Run("beyond horizon", func(t *testing.T) {
 		defer func(h time.Duration) { holdHorizon = h }(holdHorizon)
 		holdHorizon = 10 * time.Millisecond
-		s, _ := run(t)
-		assert.EqualValues(t, 2, s.reads.Load(), "the first attempt (due now) is held, the retries (due in 50 and 100 ms) are not")
+		s, _ := run(t, []time.Duration{300 * time.Millisecond, 300 * time.Millisecond})
+		assert.EqualValues(t, 2, s.reads.Load(), "the first attempt (due now) is held, the retries (due in 300 ms) are not")
 	})
+}
+
+// holdWriter keeps the sender's group-commit writer busy, so that no
+// outcome can be stored, until the returned release is called (also when the
+// test ends, before the sender is closed).
+func holdWriter(t *testing.T, s *Sender) (release func()) {
+	t.Helper()
+	ch, holding := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	go func() {
+		_ = s.commit(func(*badger.Txn) error { close(holding); <-ch; return nil })
+	}()
+	<-holding
+	return release
+}
+
+// pendingTo opens a sender with opts, registers a webhook for message.sent
+// at a TLS endpoint answering with script and publishes n events, without
+// starting deliveries.
+func pendingTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder) {
+	t.Helper()
+	rec := newRecorder(script)
+	srv := httptest.NewTLSServer(rec)
+	t.Cleanup(srv.Close)
+	s := openTest(t, "", srv, opts)
+	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	for i := range n {
+		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		require.NoError(t, err)
+	}
+	return s, rec
 }
 
 // TestSlotFreedBeforeOutcomeCommit: a webhook's concurrency slot is freed
 // when its request is over, so that with concurrency 1 the next delivery to
-// it goes out while the first one's outcome is still waiting for its commit.
+// it goes out while the first one's outcome is still waiting for its commit;
+// attempts waiting for their commit are bounded too (2 × concurrency).
 func TestSlotFreedBeforeOutcomeCommit(t *testing.T) {
-	rec := newRecorder(nil)
-	srv := httptest.NewTLSServer(rec)
-	defer srv.Close()
-	s := openTest(t, "", srv, Options{Concurrency: 1})
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	for i := range 2 {
-		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
-		require.NoError(t, err)
-	}
-	// Hold the writer: no outcome can be committed until release.
-	release, holding := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before Close, on failure too
-	go func() {
-		_ = s.commit(func(*badger.Txn) error { close(holding); <-release; return nil })
-	}()
-	<-holding
+	s, rec := pendingTo(t, nil, Options{Concurrency: 1}, 4)
+	release := holdWriter(t, s)
 	s.Start()
-	rec.wait(t, 2, 5*time.Second) // both requests while the first outcome waits
+	rec.wait(t, 2, 5*time.Second) // two requests while the first outcome waits
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, rec.requests(), 2, "no third request while two outcomes wait for the writer")
 	assert.Zero(t, s.Stats().Delivered, "no outcome committed yet")
-	once.Do(func() { close(release) })
-	eventually(t, 5*time.Second, func() bool { return s.Stats().Delivered == 2 }, "both delivered")
+	release()
+	eventually(t, 5*time.Second, func() bool { return s.Stats().Delivered == 4 }, "all delivered")
+	assert.Len(t, rec.requests(), 4)
+}
+
+// TestGoneHoldsTheSlot: after a 410 nothing more is sent to the endpoint,
+// even while the answer is waiting for its commit; the other deliveries fail
+// as "webhook disabled" without a request.
+func TestGoneHoldsTheSlot(t *testing.T) {
+	s, rec := pendingTo(t, func(int, http.ResponseWriter) int { return http.StatusGone }, Options{Concurrency: 1}, 3)
+	release := holdWriter(t, s)
+	s.Start()
+	rec.wait(t, 1, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	assert.Len(t, rec.requests(), 1, "a request after the 410, before the webhook was disabled")
+	release()
+	eventually(t, 5*time.Second, func() bool { return s.Stats().Failed == 3 }, "all failed")
+	assert.Len(t, rec.requests(), 1)
+	failed, _, err := s.FailedPage("", 10)
+	require.NoError(t, err)
+	var reasons []string
+	for _, d := range failed {
+		reasons = append(reasons, d.Reason)
+	}
+	assert.ElementsMatch(t, []string{"endpoint answered 410 Gone", "webhook disabled", "webhook disabled"}, reasons)
+}
+
+// TestStaleScheduleEntryNotResent: a schedule entry left behind for a
+// delivery already delivered is dropped on the next start, without a request
+// and without releasing the envelope again (another delivery of the event
+// still needs it).
+func TestStaleScheduleEntryNotResent(t *testing.T) {
+	recA := newRecorder(nil)
+	recB := newRecorder(func(int, http.ResponseWriter) int { return http.StatusInternalServerError })
+	srvA, srvB := httptest.NewTLSServer(recA), httptest.NewTLSServer(recB)
+	defer srvA.Close()
+	defer srvB.Close()
+	roots := srvA.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	roots.AddCert(srvB.Certificate())
+	opts := Options{RootCAs: roots, AllowPrivate: true, Schedule: []time.Duration{time.Hour}}
+	dir := t.TempDir()
+	s := openTest(t, dir, nil, opts)
+	s.Start()
+	whA, err := s.CreateWebhook(srvA.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	_, err = s.CreateWebhook(srvB.URL, []string{"message.sent"})
+	require.NoError(t, err)
+	evt, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m1"}`))
+	require.NoError(t, err)
+	recA.wait(t, 1, 5*time.Second)
+	recB.wait(t, 1, 5*time.Second)
+	eventually(t, 2*time.Second, func() bool { st := s.Stats(); return st.Delivered == 1 && st.Pending == 1 }, "A delivered, B waiting an hour")
+	idA := recA.requests()[0].header.Get("webhook-id")
+	stale := time.Now().Add(-time.Minute)
+	require.NoError(t, s.commit(func(txn *badger.Txn) error { return txn.Set(scheduleKey(stale, idA), []byte(whA.ID)) }))
+	require.NoError(t, s.Close())
+
+	s2 := openTest(t, dir, nil, opts)
+	require.Equal(t, 2, s2.Stats().Pending, "B's retry and the stale entry are loaded")
+	s2.Start()
+	eventually(t, 2*time.Second, func() bool { st := s2.Stats(); return st.Pending == 1 && st.InFlight == 0 }, "stale entry handled")
+	time.Sleep(100 * time.Millisecond)
+	assert.Len(t, recA.requests(), 1, "a delivered delivery was sent again")
+	d, err := s2.GetDelivery(idA)
+	require.NoError(t, err)
+	assert.Equal(t, DeliveryDelivered, d.Status)
+	assert.NoError(t, s2.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(scheduleKey(stale, idA))
+		assert.ErrorIs(t, err, badger.ErrKeyNotFound, "the stale entry is deleted")
+		_, err = getBytes(txn, eventKey(evt))
+		assert.NoError(t, err, "the envelope B still needs is kept")
+		return nil
+	}))
 }

@@ -3,9 +3,11 @@
 // signed, scheduled, durable delivery through an SSRF-safe HTTP client.
 //
 // Everything is kept in one Badger database (see keys.go for the layout);
-// every state change is one synchronous transaction. The in-memory queues
-// only index what Badger holds, and are rebuilt from it by Open, so pending
-// deliveries survive restarts, including kill -9.
+// every state change is committed synchronously (concurrent ones share a
+// group commit) before it is acted on. The in-memory queues index what Badger
+// holds (with copies of soon-due deliveries, see heldDelivery) and are
+// rebuilt from it by Open, so pending deliveries survive restarts, including
+// kill -9.
 //
 // The package knows nothing of Caddy; caddymodule wires it into the
 // webhook_sender app and the webhook_sender_api handler.
@@ -45,8 +47,9 @@ type Options struct {
 	// Timeout bounds one attempt, connection, request and response body
 	// included. Default: 10s.
 	Timeout time.Duration
-	// Concurrency is how many attempts may be in flight to one webhook at
-	// once. Default: 4.
+	// Concurrency is how many requests may be in flight to one webhook at
+	// once; as many more attempts may be waiting for their outcome to be
+	// stored. Default: 4.
 	Concurrency int
 	// AllowPrivate lets destinations resolve to loopback, private,
 	// link-local and other internal addresses. Default: refused.
@@ -185,7 +188,7 @@ func (s *Sender) load() error {
 				it.Close()
 				return err
 			}
-			s.enqueueLocked(string(whID), item{due: due, id: id})
+			s.enqueueLocked(string(whID), newItem(due, id))
 		}
 		it.Close()
 
@@ -553,7 +556,7 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 	}
 	items := make([]item, len(targets))
 	for i := range ds {
-		items[i] = s.hold(cfg, item{due: *ds[i].NextAttemptAt, id: ds[i].ID}, &ds[i], body)
+		items[i] = s.hold(cfg, newItem(*ds[i].NextAttemptAt, ds[i].ID), &ds[i], body)
 	}
 	s.mu.Lock()
 	for i, whID := range targets {
@@ -673,7 +676,7 @@ func (s *Sender) ReplayMany(ids []string) []error {
 	for i, err := range errs {
 		if err == nil {
 			s.failed--
-			s.enqueueLocked(whIDs[i], item{due: now, id: ids[i]})
+			s.enqueueLocked(whIDs[i], newItem(now, ids[i]))
 		}
 	}
 	s.mu.Unlock()
