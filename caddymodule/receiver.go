@@ -185,9 +185,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	for i, f := range r.UpstreamTrustedCA {
-		r.UpstreamTrustedCA[i] = expand(f)
-	}
 	if len(r.UpstreamTrustedCA) > 0 && !strings.HasPrefix(strings.ToLower(r.Upstream), "https://") {
 		return fmt.Errorf("upstream_trusted_ca applies to an https upstream, and the upstream is %s", redactURL(r.Upstream))
 	}

@@ -159,8 +159,8 @@ func (a *SenderApp) Validate() error {
 }
 
 // loadTrustedCAs returns the system roots plus the certificates in the PEM
-// files, or nil (the system roots) when there are no files.
-// option names the setting in errors.
+// files (paths may hold {env.NAME} placeholders), or nil (the system roots)
+// when there are no files. option names the setting in errors.
 func loadTrustedCAs(option string, files []string) (*x509.CertPool, error) {
 	if len(files) == 0 {
 		return nil, nil
@@ -170,6 +170,7 @@ func loadTrustedCAs(option string, files []string) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	for _, f := range files {
+		f = expand(f)
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", option, err)

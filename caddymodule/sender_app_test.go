@@ -60,7 +60,7 @@ func senderCall(t *testing.T, method, url, key, body string) (int, map[string]an
 
 // TestSenderInProcess runs the app and the handler in an in-process Caddy:
 // register through the API, publish, receive a signed delivery over TLS
-// (trusted_ca, allow_private), then reload and check the shared storage.
+// (trusted_ca from an {env.*} path, allow_private), then reload and check the shared storage.
 func TestSenderInProcess(t *testing.T) {
 	var mu sync.Mutex
 	var got []*http.Request
@@ -78,6 +78,7 @@ func TestSenderInProcess(t *testing.T) {
 	caFile := filepath.Join(dir, "ca.pem")
 	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: dest.Certificate().Raw}), 0o600))
 	t.Setenv("TEST_WEBHOOK_SENDER_KEY", "sk_live_test")
+	t.Setenv("TEST_WEBHOOK_SENDER_CA", caFile) // trusted_ca paths take placeholders too
 	port := strconv.Itoa(freePort(t))
 	config := func(timeout string) string {
 		return `{
@@ -90,7 +91,7 @@ func TestSenderInProcess(t *testing.T) {
 		retry 50ms 100ms
 		timeout ` + timeout + `
 		allow_private
-		trusted_ca ` + caFile + `
+		trusted_ca {env.TEST_WEBHOOK_SENDER_CA}
 	}
 }
 http://127.0.0.1:` + port + ` {
