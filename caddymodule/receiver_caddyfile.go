@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"math"
 	"strconv"
 	"time"
 
@@ -105,29 +106,17 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			cd := caddy.Duration(dur)
 			r.Tolerance = &cd
 		case "max_body":
-			v, err := oneArg(d)
+			n, err := sizeArg(d, false)
 			if err != nil {
 				return err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 {
-				return d.Errf("max_body: %q is not a positive size (e.g. 1MiB, 512KB)", v)
-			}
-			r.MaxBody = int64(n)
+			r.MaxBody = n
 		case "min_free_space":
-			v, err := oneArg(d)
+			n, err := sizeArg(d, true)
 			if err != nil {
 				return err
 			}
-			if v == "off" || v == "-1" {
-				r.MinFreeSpace = -1
-				break
-			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 {
-				return d.Errf("min_free_space: %q is not a positive size (e.g. 128MiB) or off", v)
-			}
-			r.MinFreeSpace = int64(n)
+			r.MinFreeSpace = n
 		case "ack_timeout":
 			dur, err := durationArg(d, false)
 			if err != nil {
@@ -268,6 +257,27 @@ func durationsArg(d *caddyfile.Dispenser) ([]caddy.Duration, error) {
 		out = append(out, caddy.Duration(dur))
 	}
 	return out, nil
+}
+
+// sizeArg reads one positive byte size (1MiB, 512KB, …); when offOK, "off"
+// or "-1" give -1.
+func sizeArg(d *caddyfile.Dispenser, offOK bool) (int64, error) {
+	opt := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	if offOK && (v == "off" || v == "-1") {
+		return -1, nil
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		if offOK {
+			return 0, d.Errf("%s: %q is not a positive size (e.g. 128MiB) or off", opt, v)
+		}
+		return 0, d.Errf("%s: %q is not a positive size (e.g. 1MiB, 512KB)", opt, v)
+	}
+	return int64(n), nil
 }
 
 // positiveIntArg reads one whole number of at least 1.
