@@ -754,3 +754,11 @@ func TestCommitFailure(t *testing.T) {
 	require.NoError(t, wait(func(done func(error)) { s.Delivered(keep, done) }))
 	assert.Equal(t, int64(10), s.Stats().Queued)
 }
+
+// TestDefaultMinFreeSpace: the reserve is 128 MiB, or 128 × the largest
+// body when that is larger (the README's default).
+func TestDefaultMinFreeSpace(t *testing.T) {
+	assert.EqualValues(t, 128<<20, openTest(t, t.TempDir()).space.min)
+	big := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueSize = 2 << 20 })
+	assert.EqualValues(t, 256<<20, big.space.min)
+}

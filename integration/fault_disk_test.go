@@ -47,7 +47,7 @@ func TestFaultDiskFullNoCrashLoop(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
 	// 160 MiB: the store keeps a free-space reserve (128 MiB by default, see
-	// dedupe/freespace.go) below which it refuses new envelopes, so a 16 MiB
+	// dedupe.Open in dedupe/store.go) below which it refuses new envelopes, so a 16 MiB
 	// file system would refuse everything from the start.
 	mnt := mountSmallTmpfs(t, "160m")
 	k := newSink(t)

@@ -300,14 +300,7 @@ func TestReceiverStatuses(t *testing.T) {
 				if ct := r.header.Get("Content-Type"); !strings.Contains(ct, "json") {
 					t.Errorf("400 Content-Type = %q, want JSON", ct)
 				}
-				low := strings.ToLower(string(r.body))
-				named := false
-				for _, w := range c.words {
-					named = named || strings.Contains(low, w)
-				}
-				if !named {
-					t.Errorf("400 body %q names none of %q", r.body, c.words)
-				}
+				checkInvalidEnvelope(t, r, c.words)
 			})
 		}
 	})
@@ -404,8 +397,20 @@ func TestReceiverStatuses(t *testing.T) {
 	})
 
 	t.Run("nothing rejected was forwarded; accepted ones exactly once", func(t *testing.T) {
-		// retry is 100ms: give stray forwards and duplicates time to show up.
-		time.Sleep(1500 * time.Millisecond)
+		// First every accepted one arrives (polled: the suite runs other
+		// tests in parallel), then stray forwards and duplicates get time to
+		// show up (retry is 100ms).
+		if !up.waitUntil(15*time.Second, func(rs []recorded) bool {
+			for _, id := range forwardedOnce {
+				if countBodiesWith(rs, id) == 0 {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Errorf("not every accepted envelope was forwarded within 15 s")
+		}
+		time.Sleep(500 * time.Millisecond)
 		all := up.requests()
 		for _, id := range mustNotForward {
 			if n := countBodiesWith(all, id); n != 0 {

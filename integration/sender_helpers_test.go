@@ -71,8 +71,11 @@ func startSenderE2E(t *testing.T, o senderOpts) (*server, *apiClient) {
 			"APIKEY": key, "RETRY": o.retry, "TIMEOUT": o.timeout, "CA": o.ca, "PRIVATE": priv,
 		})
 		c := &apiClient{t: t, s: s, key: key}
-		if c.ownsPorts() || try == 3 {
+		if c.ownsPorts() {
 			return s, c
+		}
+		if try == 3 {
+			t.Fatalf("another process answers on port %d or %d (SO_REUSEPORT) after 3 starts on fresh ports", s.port, s.adminPort)
 		}
 		t.Logf("another process answers on port %d or %d as well (SO_REUSEPORT): starting again on other ports", s.port, s.adminPort)
 		s.killIfRunning()
@@ -362,6 +365,25 @@ type apiErr struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// checkInvalidEnvelope checks that a 400 is {"error":{"code":
+// "invalid_envelope","message":…}} and that its message (not the code, which
+// every envelope error shares) names one of words.
+func checkInvalidEnvelope(t *testing.T, r response, words []string) {
+	t.Helper()
+	var e apiErr
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error.Code != "invalid_envelope" {
+		t.Errorf("400 body is not {\"error\":{\"code\":\"invalid_envelope\",…}}: %q", r.body)
+		return
+	}
+	msg := strings.ToLower(e.Error.Message)
+	for _, w := range words {
+		if strings.Contains(msg, w) {
+			return
+		}
+	}
+	t.Errorf("400 message %q names none of %q", e.Error.Message, words)
 }
 
 // ---------------------------------------------------------------- certificates
