@@ -10,6 +10,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/internal/badgerlog"
 )
 
 // Options configure a Store.
@@ -212,7 +214,7 @@ func badgerOptions(o Options) badger.Options {
 	// it at 1 MiB and at its maximum batch size.
 	threshold := min(int64(1<<20), mt*15/100)
 	opt := badger.DefaultOptions(o.Dir).
-		WithLogger(newBadgerLogger(o.Logger)).
+		WithLogger(badgerlog.New(o.Logger)).
 		WithSyncWrites(o.SyncWrites).
 		WithMemTableSize(mt).
 		WithNumMemtables(2).

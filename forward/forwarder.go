@@ -133,14 +133,13 @@ func newTransport(roots *x509.CertPool) *http.Transport {
 			Timeout:   10 * time.Second,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 512,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}
-	if roots != nil {
-		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		MaxIdleConns:           512,
+		MaxIdleConnsPerHost:    512,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ForceAttemptHTTP2:      true,
+		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		MaxResponseHeaderBytes: 64 << 10, // the answer's headers: only its status and Retry-After matter
 	}
 	return transport
 }
@@ -252,8 +251,8 @@ func (f *Forwarder) run() {
 		// otherwise hand back a stale copy of one just booked.
 		f.clearBooked()
 		progressed := false
-		budget, probe := f.freshBudget()
-		t0 := now() // one instant for reading what is due and for deciding how long to sleep
+		t0 := now() // one instant for the budget, what is due and how long to sleep
+		budget, probe := f.freshBudget(t0)
 
 		// Due retries first. While the upstream is failing only a probe
 		// goes, and a due retry is the first choice for it.
@@ -306,23 +305,10 @@ func (f *Forwarder) run() {
 			continue
 		}
 
-		// Sleep until something can go: while the upstream is failing, the
-		// next probe slot; else the next retry not already in flight (those
-		// wake the loop when they are booked). Both are measured from t0,
-		// the instant Due was read at, so a retry that fell due since is not
-		// slept past. New arrivals and bookings wake the loop too.
-		wait := time.Minute
-		untilProbe, waitingToProbe := f.untilProbe()
-		switch {
-		case waitingToProbe && untilProbe > 0: // failing: the next probe slot
-			wait = untilProbe
-		case !waitingToProbe && !f.healthy(): // failing, a probe in flight: its booking wakes us
-		default: // healthy, or a probe may go now: the next retry due
-			if t, ok := f.store.NextDueExcept(f.isInflight); ok {
-				wait = min(wait, t.Sub(t0))
-			}
-		}
-		wait = max(wait, time.Millisecond)
+		untilProbe, waitingToProbe := f.untilProbe(t0)
+		wait := sleepFor(t0, untilProbe, waitingToProbe, f.healthy(), func() (time.Time, bool) {
+			return f.store.NextDueExcept(f.isInflight)
+		})
 		timer.Reset(wait)
 		select {
 		case <-f.stop:
@@ -338,6 +324,26 @@ func (f *Forwarder) run() {
 			}
 		}
 	}
+}
+
+// sleepFor is how long the loop sleeps when nothing could go, measured from
+// t0, the instant the budget and the due retries were read at (so a retry
+// that fell due since is not slept past): while the upstream is failing, until
+// the next probe slot, or, with a probe in flight, until its booking wakes the
+// loop; otherwise until the next retry not in flight (nextDue). At least 1 ms,
+// at most a minute. New arrivals and bookings wake the loop too.
+func sleepFor(t0 time.Time, untilProbe time.Duration, waitingToProbe, healthy bool, nextDue func() (time.Time, bool)) time.Duration {
+	wait := time.Minute
+	switch {
+	case waitingToProbe && untilProbe > 0: // failing: the next probe slot
+		wait = untilProbe
+	case !waitingToProbe && !healthy: // failing, a probe in flight
+	default: // healthy, or a probe may go now: the next retry due
+		if t, ok := nextDue(); ok {
+			wait = min(wait, t.Sub(t0))
+		}
+	}
+	return max(wait, time.Millisecond)
 }
 
 // readFailed logs a store read error and backs off a little.
@@ -432,7 +438,6 @@ func (f *Forwarder) attempt(m *dedupe.Message, probe bool) {
 			f.logger.Error("recording forwarding outcome",
 				zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(berr))
 		}
-		f.kick()
 	}
 
 	m.Attempts = number

@@ -474,3 +474,37 @@ func TestForwarderTimeout(t *testing.T) {
 	require.Len(t, due, 1)
 	assert.Contains(t, due[0].LastError, "deadline exceeded")
 }
+
+// TestSleepFor: how long the loop sleeps when nothing could go.
+func TestSleepFor(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	due := func(d time.Duration) func() (time.Time, bool) {
+		return func() (time.Time, bool) { return t0.Add(d), true }
+	}
+	none := func() (time.Time, bool) { return time.Time{}, false }
+	never := func() (time.Time, bool) {
+		t.Error("next retry read while a probe is in flight")
+		return time.Time{}, false
+	}
+	cases := []struct {
+		name           string
+		untilProbe     time.Duration
+		waitingToProbe bool
+		healthy        bool
+		nextDue        func() (time.Time, bool)
+		want           time.Duration
+	}{
+		{"healthy, nothing due", 0, false, true, none, time.Minute},
+		{"healthy, a retry in 2s", 0, false, true, due(2 * time.Second), 2 * time.Second},
+		{"healthy, a retry fell due since t0", 0, false, true, due(-5 * time.Millisecond), time.Millisecond},
+		{"healthy, a retry in an hour", 0, false, true, due(time.Hour), time.Minute},
+		{"failing, next probe in 3s", 3 * time.Second, true, false, never, 3 * time.Second},
+		{"failing, probe in flight", 0, false, false, never, time.Minute},
+		{"failing, a probe may go now: the next retry", 0, true, false, due(40 * time.Millisecond), 40 * time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.want, sleepFor(t0, c.untilProbe, c.waitingToProbe, c.healthy, c.nextDue))
+		})
+	}
+}

@@ -91,16 +91,16 @@ func (f *Forwarder) recordHealth(ok, probe bool, status int, err error, cfg *Con
 	h.probeAt = t.Add(d)
 }
 
-// freshBudget is how many envelopes the loop may dispatch now, and whether
+// freshBudget is how many envelopes the loop may dispatch at t, and whether
 // the one allowed is a probe (the upstream is failing).
-func (f *Forwarder) freshBudget() (int, bool) {
+func (f *Forwarder) freshBudget(t time.Time) (int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	h := &f.health
 	if h.state == StateHealthy {
 		return readBatch, false
 	}
-	if h.probing || now().Before(h.probeAt) {
+	if h.probing || t.Before(h.probeAt) {
 		return 0, false
 	}
 	return 1, true
@@ -113,13 +113,13 @@ func (f *Forwarder) healthy() bool {
 	return f.health.state == StateHealthy
 }
 
-// untilProbe is how long until the next probe may go, when one is pending.
-func (f *Forwarder) untilProbe() (time.Duration, bool) {
+// untilProbe is how long after t the next probe may go, when one is pending.
+func (f *Forwarder) untilProbe(t time.Time) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	h := &f.health
 	if h.state == StateHealthy || h.probing {
 		return 0, false
 	}
-	return h.probeAt.Sub(now()), true
+	return h.probeAt.Sub(t), true
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/internal/badgerlog"
 )
 
 // openDB opens the Badger database in dir with options sized for a webhook
@@ -26,18 +28,9 @@ func openDB(dir string, logger *zap.Logger) (*badger.DB, error) {
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
 		WithMetricsEnabled(false).
-		WithLogger(badgerLogger{logger.Sugar()})
+		WithLogger(badgerlog.New(logger))
 	return badger.Open(opts)
 }
-
-// badgerLogger adapts zap to badger.Logger; Badger's chatty info messages go
-// to debug.
-type badgerLogger struct{ l *zap.SugaredLogger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf(f, a...) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf(f, a...) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf(f, a...) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debugf(f, a...) }
 
 // getJSON reads key into v; it returns ErrNotFound if key is absent.
 func getJSON(txn *badger.Txn, key []byte, v any) error {
