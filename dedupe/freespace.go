@@ -30,7 +30,7 @@ func (f *freeSpace) check() (addErr, allErr error) {
 		return nil, nil
 	}
 	t := time.Now()
-	if f.last < 0 || f.last < 2*f.min || t.Sub(f.checked) >= freeSpaceCheckEvery {
+	if f.last < 2*f.min || t.Sub(f.checked) >= freeSpaceCheckEvery {
 		f.last, f.checked = freeBytes(f.dir), t
 	}
 	if f.last < 0 || f.last >= f.min {

@@ -173,7 +173,14 @@ func Open(o Options) (*Store, error) {
 	if o.MinFreeSpace == 0 {
 		o.MinFreeSpace = max(128<<20, 16*memTableSize(o))
 	}
-	if err := checkSpaceToOpen(o.Dir, o.MinFreeSpace); err != nil {
+	// Opening replays the memtable WALs through their memory mappings; on
+	// tmpfs (and other filesystems that allocate on a read fault) touching a
+	// sparse part of a mapping with no space left raises SIGBUS and kills the
+	// process. So a store is not opened below the level at which no mutation
+	// is allowed anyway (half the reserve): a restart on a full disk returns
+	// an error instead of crashing in badger.Open.
+	space := freeSpace{dir: o.Dir, min: o.MinFreeSpace, last: -1}
+	if _, err := space.check(); err != nil {
 		return nil, err
 	}
 	db, err := badger.Open(badgerOptions(o))
@@ -194,7 +201,7 @@ func Open(o Options) (*Store, error) {
 		quit:        make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		gcDone:      make(chan struct{}),
-		space:       freeSpace{dir: o.Dir, min: o.MinFreeSpace, last: -1},
+		space:       space,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
