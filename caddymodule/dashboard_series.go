@@ -50,9 +50,7 @@ type sampler struct {
 }
 
 func startSampler(interval time.Duration, n int) *sampler {
-	receiverMetricsOnce.Do(func() { receiverMetricsVal = newReceiverMetrics() })
-	senderMetricsOnce.Do(func() { senderMetricsVal = newSenderMetrics() })
-	rm, sm := receiverMetricsVal, senderMetricsVal
+	rm, sm := theReceiverMetrics(), theSenderMetrics()
 	// A private registry over the same collectors: Gather gives their
 	// current values without touching the config's registry.
 	reg := prometheus.NewRegistry()

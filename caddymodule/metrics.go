@@ -28,10 +28,9 @@ type receiverMetrics struct {
 	collectorSet []prometheus.Collector
 }
 
-var (
-	receiverMetricsOnce sync.Once
-	receiverMetricsVal  *receiverMetrics
-)
+// theReceiverMetrics are the process's receiver metrics, made once and
+// registered with every config's registry.
+var theReceiverMetrics = sync.OnceValue(newReceiverMetrics)
 
 func newReceiverMetrics() *receiverMetrics {
 	const ns, sub = "caddy", "webhook"
@@ -70,9 +69,9 @@ func newReceiverMetrics() *receiverMetrics {
 // provisionReceiverMetrics registers the collectors into the config's
 // registry, tolerating a registration made by an earlier config.
 func provisionReceiverMetrics(ctx caddy.Context) *receiverMetrics {
-	receiverMetricsOnce.Do(func() { receiverMetricsVal = newReceiverMetrics() })
-	registerCollectors(ctx, receiverMetricsVal.collectorSet)
-	return receiverMetricsVal
+	m := theReceiverMetrics()
+	registerCollectors(ctx, m.collectorSet)
+	return m
 }
 
 // registerCollectors registers collectors (made once per process) into the

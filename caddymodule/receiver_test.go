@@ -44,11 +44,17 @@ func TestReceiverMetrics(t *testing.T) {
 	defer up.Close()
 	port := freePort(t)
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	// The collectors are the process's: a name of its own keeps this run's
+	// counts apart from other runs' (go test -count=N).
+	name := "met" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],
-		"routes":[{"handle":[{"handler":"webhook_receiver","upstream":%q,"secret":[%q],"storage":%q,"name":"met"}]}]}}}}}`,
-		port, up.URL, secret, t.TempDir())
+		"routes":[{"handle":[{"handler":"webhook_receiver","upstream":%q,"secret":[%q],"storage":%q,"name":%q}]}]}}}}}`,
+		port, up.URL, secret, t.TempDir(), name)
 	require.NoError(t, caddy.Load([]byte(cfg), true))
 	defer func() { _ = caddy.Stop() }()
+	// The dashboard's sampler reads the same collectors by name.
+	smp := startSampler(time.Hour, 4)
+	defer smp.Destruct()
 
 	body := []byte(`{"event":"reply.received","timestamp":"2026-11-26T10:15:00Z","data":{"replyId":"rpl_met"}}`)
 	post := func(signed bool) int {
@@ -74,13 +80,27 @@ func TestReceiverMetrics(t *testing.T) {
 	require.Equal(t, http.StatusOK, post(true)) // duplicate
 	require.Equal(t, http.StatusUnauthorized, post(false))
 
-	m := receiverMetricsVal
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "reply.received", OutcomeAccepted)))
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "reply.received", OutcomeDuplicate)))
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues("met", "none", OutcomeUnauthorized)))
+	m := theReceiverMetrics()
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues(name, "reply.received", OutcomeAccepted)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues(name, "reply.received", OutcomeDuplicate)))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.received.WithLabelValues(name, "none", OutcomeUnauthorized)))
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(m.attempts.WithLabelValues("met", "reply.received", forward.ResultDelivered)) == 1
+		return testutil.ToFloat64(m.attempts.WithLabelValues(name, "reply.received", forward.ResultDelivered)) == 1
 	}, 5*time.Second, 10*time.Millisecond)
+
+	// The sparklines see the same between two samples: 3 received, 1
+	// accepted with its ack time, 1 delivered in 1 attempt (as rates over
+	// the same span, so compared with each other).
+	smp.take(time.Now().Add(time.Second))
+	l := smp.series().Receivers[name]
+	require.NotEmpty(t, l.T, "no series for the receiver")
+	last := len(l.T) - 1
+	rate := l.AcceptedPerSecond[last]
+	assert.Greater(t, rate, 0.0, "accepted per second")
+	assert.InEpsilon(t, 3*rate, l.ReceivedPerSecond[last], 0.01) // rates are rounded
+	assert.NotNil(t, l.AckMs[last])
+	assert.InEpsilon(t, rate, l.DeliveredPerSecond[last], 0.01)
+	assert.InEpsilon(t, rate, l.AttemptsPerSecond[last], 0.01)
 
 	// The ack histogram saw the three answers; the queue gauge reports the receiver.
 	reg := prometheus.NewPedanticRegistry()
@@ -95,7 +115,7 @@ func TestReceiverMetrics(t *testing.T) {
 			for _, l := range mt.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["receiver"] != "met" {
+			if labels["receiver"] != name {
 				continue
 			}
 			switch f.GetName() {

@@ -20,10 +20,9 @@ type senderMetrics struct {
 	collectors []prometheus.Collector
 }
 
-var (
-	senderMetricsOnce sync.Once
-	senderMetricsVal  *senderMetrics
-)
+// theSenderMetrics are the process's sender metrics, made once and
+// registered with every config's registry.
+var theSenderMetrics = sync.OnceValue(newSenderMetrics)
 
 func newSenderMetrics() *senderMetrics {
 	const ns, sub = "caddy", "webhook_sender"
@@ -50,9 +49,9 @@ func newSenderMetrics() *senderMetrics {
 // provisionSenderMetrics registers the collectors into the config's
 // registry, tolerating a registration made by an earlier config.
 func provisionSenderMetrics(ctx caddy.Context) *senderMetrics {
-	senderMetricsOnce.Do(func() { senderMetricsVal = newSenderMetrics() })
-	registerCollectors(ctx, senderMetricsVal.collectors)
-	return senderMetricsVal
+	m := theSenderMetrics()
+	registerCollectors(ctx, m.collectors)
+	return m
 }
 
 // observe records one attempt; it is the sender's OnAttempt hook.
