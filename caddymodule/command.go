@@ -74,8 +74,10 @@ func buildWebhookCommand(cmd *cobra.Command) {
 	status := &cobra.Command{
 		Use:   "status [receiver]",
 		Short: "Shows the receivers' queues and upstream health, and the sender's counts",
-		Args:  cobra.MaximumNArgs(1),
-		RunE:  runStatus,
+		Long: "Shows the receivers' queues and upstream health (one receiver's in detail if named), and the sender's counts.\n" +
+			"With --json it prints the receivers' JSON only; `caddy webhook sender status --json` prints the sender's.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: runStatus,
 	}
 
 	dead := &cobra.Command{Use: "dead", Short: "Lists, shows, replays and purges a receiver's dead letters"}
