@@ -40,7 +40,9 @@ type runtimeOptions struct {
 type runtime struct {
 	name       string
 	dir        string
-	syncWrites bool
+	syncWrites bool  // as the store was opened with
+	maxBody    int64 // as the store was opened with
+	minFree    int64 // as the store was opened with
 	store      *dedupe.Store
 	logger     *zap.Logger
 	metrics    *receiverMetrics
@@ -64,7 +66,7 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 			SyncWrites:   o.syncWrites,
 			MaxValueSize: o.maxBody,
 			MinFreeSpace: o.minFree,
-			Logger:       o.logger.Named("badger"),
+			Logger:       o.logger.Named("store"),
 		})
 		if err != nil {
 			return nil, err
@@ -73,6 +75,8 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 			name:       o.name,
 			dir:        o.dir,
 			syncWrites: o.syncWrites,
+			maxBody:    o.maxBody,
+			minFree:    o.minFree,
 			store:      store,
 			logger:     o.logger,
 			metrics:    o.metrics,
@@ -87,12 +91,27 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 		_, _ = runtimes.Delete(o.dir)
 		return nil, fmt.Errorf("storage %s is in use by receiver %q: renaming a receiver that keeps its storage takes a restart", o.dir, rt.name)
 	}
-	if loaded && rt.syncWrites != o.syncWrites {
-		o.logger.Warn("sync_writes changed for an open storage directory; the new value takes effect when Caddy restarts",
-			zap.Bool("in_force", rt.syncWrites), zap.Bool("configured", o.syncWrites))
+	if loaded {
+		// The store's own options are fixed while it is open.
+		if rt.syncWrites != o.syncWrites {
+			warnStoreOption(o.logger, "sync_writes", rt.syncWrites, o.syncWrites)
+		}
+		if rt.maxBody != o.maxBody {
+			warnStoreOption(o.logger, "max_body", rt.maxBody, o.maxBody)
+		}
+		if rt.minFree != o.minFree {
+			warnStoreOption(o.logger, "min_free_space", rt.minFree, o.minFree)
+		}
 	}
 	receivers.Store(o.name, rt)
 	return rt, nil
+}
+
+// warnStoreOption says that an option of an open store changed in a reload
+// and takes effect only when Caddy restarts.
+func warnStoreOption(l *zap.Logger, option string, inForce, configured any) {
+	l.Warn(option+" changed for an open storage directory; the new value takes effect when Caddy restarts",
+		zap.Any("in_force", inForce), zap.Any("configured", configured))
 }
 
 // register adds a handler's forwarding config; the newest one is in force.

@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/leadterra/caddy-webhooks/forward"
 )
@@ -64,4 +66,38 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 	assert.NotSame(t, oldRT, again)
 	_, err = runtimes.Delete(dir)
 	require.NoError(t, err)
+}
+
+// TestRuntimeWarnsOfFixedStoreOptions: a reload that changes an option the
+// open store was made with (sync_writes, max_body, min_free_space) keeps the
+// store and says, for each, that the new value needs a restart.
+func TestRuntimeWarnsOfFixedStoreOptions(t *testing.T) {
+	dir := t.TempDir()
+	core, logs := observer.New(zap.WarnLevel)
+	opts := runtimeOptions{name: "fixed", dir: dir, syncWrites: true, maxBody: 1 << 20, minFree: 128 << 20,
+		logger: zap.New(core), metrics: newReceiverMetrics()}
+	first, err := acquireRuntime(opts)
+	require.NoError(t, err)
+	same, err := acquireRuntime(opts)
+	require.NoError(t, err)
+	require.Same(t, first, same)
+	assert.Zero(t, logs.Len(), "nothing changed, nothing said")
+
+	changed := opts
+	changed.syncWrites, changed.maxBody, changed.minFree = false, 2<<20, -1
+	again, err := acquireRuntime(changed)
+	require.NoError(t, err)
+	require.Same(t, first, again, "the open store is kept")
+	var said []string
+	for _, e := range logs.All() {
+		said = append(said, e.Message)
+	}
+	assert.Len(t, said, 3)
+	for _, opt := range []string{"sync_writes", "max_body", "min_free_space"} {
+		assert.Contains(t, strings.Join(said, "\n"), opt+" changed for an open storage directory")
+	}
+	for range 3 {
+		_, err = runtimes.Delete(dir)
+		require.NoError(t, err)
+	}
 }
