@@ -459,8 +459,12 @@ func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, rea
 	s.mu.Lock()
 	s.failed++
 	if disabled != nil {
-		if _, ok := s.webhooks[disabled.ID]; ok {
-			s.webhooks[disabled.ID] = disabled
+		if w, ok := s.webhooks[disabled.ID]; ok {
+			// A copy of the in-memory one (it keeps the parsed key, which
+			// the stored JSON has not), with the new status.
+			c := *w
+			c.Status, c.DisabledAt, c.DisabledReason = disabled.Status, disabled.DisabledAt, disabled.DisabledReason
+			s.webhooks[disabled.ID] = &c
 		}
 	}
 	s.mu.Unlock()

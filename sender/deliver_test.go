@@ -15,6 +15,8 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // fast is a scaled-down retry schedule.
@@ -173,6 +175,11 @@ func TestDelivery410Disables(t *testing.T) {
 	assert.ErrorIs(t, s.Replay(failed[0].ID), ErrWebhookDisabled)
 	w, _ := s.GetWebhook(wh.ID)
 	assert.Contains(t, w.DisabledReason, "410")
+	// The in-memory registration keeps its parsed signing key.
+	s.mu.Lock()
+	_, err = webhook.Sign(s.webhooks[wh.ID].key, "msg_1", 1, []byte("{}"))
+	s.mu.Unlock()
+	assert.NoError(t, err, "the disabled webhook lost its signing key")
 }
 
 func TestDeliveryRetryAfter(t *testing.T) {
@@ -498,30 +505,12 @@ func holdWriter(t *testing.T, s *Sender) (release func()) {
 	return release
 }
 
-// pendingTo opens a sender with opts, registers a webhook for message.sent
-// at a TLS endpoint answering with script and publishes n events, without
-// starting deliveries.
-func pendingTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder) {
-	t.Helper()
-	rec := newRecorder(script)
-	srv := httptest.NewTLSServer(rec)
-	t.Cleanup(srv.Close)
-	s := openTest(t, "", srv, opts)
-	_, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
-	require.NoError(t, err)
-	for i := range n {
-		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
-		require.NoError(t, err)
-	}
-	return s, rec
-}
-
 // TestSlotFreedBeforeOutcomeCommit: a webhook's concurrency slot is freed
 // when its request is over, so that with concurrency 1 the next delivery to
 // it goes out while the first one's outcome is still waiting for its commit;
 // attempts waiting for their commit are bounded too (2 × concurrency).
 func TestSlotFreedBeforeOutcomeCommit(t *testing.T) {
-	s, rec := pendingTo(t, nil, Options{Concurrency: 1}, 4)
+	s, rec, _ := pendingTo(t, nil, Options{Concurrency: 1}, 4)
 	release := holdWriter(t, s)
 	s.Start()
 	rec.wait(t, 2, 5*time.Second) // two requests while the first outcome waits
@@ -537,7 +526,7 @@ func TestSlotFreedBeforeOutcomeCommit(t *testing.T) {
 // even while the answer is waiting for its commit; the other deliveries fail
 // as "webhook disabled" without a request.
 func TestGoneHoldsTheSlot(t *testing.T) {
-	s, rec := pendingTo(t, func(int, http.ResponseWriter) int { return http.StatusGone }, Options{Concurrency: 1}, 3)
+	s, rec, _ := pendingTo(t, func(int, http.ResponseWriter) int { return http.StatusGone }, Options{Concurrency: 1}, 3)
 	release := holdWriter(t, s)
 	s.Start()
 	rec.wait(t, 1, 5*time.Second)

@@ -1,8 +1,6 @@
 package sender
 
 import (
-	"github.com/leadterra/caddy-webhooks/webhook"
-
 	"context"
 	"crypto/x509"
 	"errors"
@@ -19,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // fakeDNS is a UDP DNS server answering A queries with answers[i] for the
@@ -150,6 +150,7 @@ func TestInternalAddressForms(t *testing.T) {
 		assert.ErrorIs(t, s.ValidateURL(u), ErrInvalid, u)
 	}
 	disguised := []string{"2130706433", "127.1", "0x7f.1", "0177.0.0.1", "017700000001", "0x7f000001", "127.0.1"}
+	var checked atomic.Int32 // names that reached the address check
 	for _, host := range disguised {
 		t.Run(host, func(t *testing.T) {
 			u := "https://" + host + ":" + port + "/"
@@ -165,20 +166,27 @@ func TestInternalAddressForms(t *testing.T) {
 				resp.Body.Close()
 				t.Errorf("%s: delivered", u)
 			}
-			// The production dialer: Go's resolver refuses these names as
-			// such ("no such host"), a libc one maps them to 127.0.0.1, which
-			// the address check refuses.
-			c, err := newDialer(false).DialContext(context.Background(), "tcp", host+":"+port)
+			// The production dialer with a DNS server that maps the name to
+			// 127.0.0.1: the address check refuses it. Go's resolver never
+			// looks up an all-numeric name ("no such host"); a libc one maps
+			// it to 127.0.0.1 itself, which the same check refuses
+			// (TestDialControl).
+			d := newDialer(false)
+			d.Resolver = startFakeDNS(t, netip.MustParseAddr("127.0.0.1")).resolver()
+			c, err := d.DialContext(context.Background(), "tcp", host+":"+port)
 			if c != nil {
 				c.Close()
 			}
 			var dnsErr *net.DNSError
-			if !errors.As(err, &dnsErr) {
-				assert.ErrorIs(t, err, ErrForbiddenAddress)
+			if strings.Trim(host, "0123456789.") == "" && errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+				return
 			}
+			require.ErrorIs(t, err, ErrForbiddenAddress)
+			checked.Add(1)
 		})
 	}
 	assert.Zero(t, accepted.Load(), "loopback reached")
+	assert.Positive(t, checked.Load(), "no disguised name reached the dialer's address check")
 }
 
 // TestRedirectToInternalNotFollowed: a destination answering 301/302/307/308
@@ -360,15 +368,15 @@ func poolOf(srv *httptest.Server) *x509.CertPool {
 	return p
 }
 
-// testSecretKey is SPEC §2's public test-vector secret.
-func testSecretKey(*testing.T) string { return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }
+// testSecret is SPEC §2's public test-vector secret, testWebhook's signing secret.
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // testWebhook is a registration to url signing with the test secret.
 func testWebhook(t *testing.T, url string) *Webhook {
 	t.Helper()
-	key, err := webhook.ParseKey(testSecretKey(t))
+	key, err := webhook.ParseKey(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Webhook{URL: url, Secret: testSecretKey(t), key: key}
+	return &Webhook{URL: url, Secret: testSecret, key: key}
 }

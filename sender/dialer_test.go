@@ -13,8 +13,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 func TestIsForbiddenIP(t *testing.T) {
@@ -151,9 +149,7 @@ func TestTransportErrorHidesURL(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	key, err := webhook.ParseKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-	require.NoError(t, err)
-	wh := &Webhook{URL: "https://" + addr + "/hook?token=s3cr3t-token", key: key}
+	wh := testWebhook(t, "https://"+addr+"/hook?token=s3cr3t-token")
 	cfg := Options{AllowPrivate: true, Timeout: 5 * time.Second}.withDefaults()
 	res := post(context.Background(), cfg, wh, "msg_1", []byte(`{}`))
 	assert.Equal(t, 0, res.attempt.StatusCode)

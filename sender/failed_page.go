@@ -49,6 +49,15 @@ func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next str
 			if !ok {
 				continue
 			}
+			if len(page) == limit {
+				// Another page exists if this entry's delivery does.
+				_, err := txn.Get(deliveryKey(id))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue // purged meanwhile
+				}
+				more = err == nil
+				return err
+			}
 			var d Delivery
 			err := getJSON(txn, deliveryKey(id), &d)
 			if errors.Is(err, ErrNotFound) {
@@ -56,10 +65,6 @@ func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next str
 			}
 			if err != nil {
 				return err
-			}
-			if len(page) == limit {
-				more = true
-				return nil
 			}
 			page = append(page, d)
 			lastKey = it.Item().KeyCopy(nil)

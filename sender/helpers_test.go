@@ -121,21 +121,29 @@ func newClient(allowPrivate bool, roots *x509.CertPool, perHost int) *http.Clien
 	}
 }
 
-// deliverTo starts a sender with opts delivering to a TLS endpoint that
-// answers with script (nil: 204), registers one webhook for message.sent
-// there and publishes n events {"messageId":"m1"} … {"messageId":"m<n>"}.
-func deliverTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder, Webhook) {
+// pendingTo opens a sender with opts, registers one webhook for
+// message.sent at a TLS endpoint that answers with script (nil: 204) and
+// publishes n events {"messageId":"m1"} … {"messageId":"m<n>"}, without
+// starting deliveries.
+func pendingTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder, Webhook) {
 	t.Helper()
 	rec := newRecorder(script)
 	srv := httptest.NewTLSServer(rec)
 	t.Cleanup(srv.Close)
 	s := openTest(t, "", srv, opts)
-	s.Start()
 	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
 	require.NoError(t, err)
 	for i := 1; i <= n; i++ {
 		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
 		require.NoError(t, err)
 	}
+	return s, rec, wh
+}
+
+// deliverTo is pendingTo with deliveries started.
+func deliverTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts Options, n int) (*Sender, *recorder, Webhook) {
+	t.Helper()
+	s, rec, wh := pendingTo(t, script, opts, n)
+	s.Start()
 	return s, rec, wh
 }

@@ -394,7 +394,7 @@ func (s *Sender) CreateWebhook(rawURL string, events []string) (Webhook, error) 
 		return Webhook{}, err
 	}
 	defer s.release()
-	if err := update(s.db, func(txn *badger.Txn) error { return setJSON(txn, webhookKey(w.ID), w, 0) }); err != nil {
+	if err := s.commit(func(txn *badger.Txn) error { return setJSON(txn, webhookKey(w.ID), w, 0) }); err != nil {
 		return Webhook{}, fmt.Errorf("storing webhook: %w", err)
 	}
 	s.mu.Lock()
@@ -440,10 +440,10 @@ func (s *Sender) DeleteWebhook(id string) error {
 		return err
 	}
 	defer s.release()
-	err := update(s.db, func(txn *badger.Txn) error {
+	err := s.commit(func(txn *badger.Txn) error {
 		if _, err := txn.Get(webhookKey(id)); err != nil {
 			if errors.Is(err, badger.ErrKeyNotFound) {
-				return ErrNotFound
+				return leave(ErrNotFound)
 			}
 			return err
 		}
@@ -488,13 +488,13 @@ func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data
 	if err != nil {
 		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
 	}
+	if len(body) > MaxEnvelopeSize {
+		return "", 0, fmt.Errorf("%w: the envelope is %d bytes, the limit is %d", ErrTooLarge, len(body), MaxEnvelopeSize)
+	}
 	// What our own receiver would refuse (duplicate keys, non-object data,
 	// nesting past 64, invalid UTF-8) is refused here, not retried for hours.
 	if _, err := webhook.ParseEnvelope(body, webhook.ParseOptions{}); err != nil {
 		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
-	}
-	if len(body) > MaxEnvelopeSize {
-		return "", 0, fmt.Errorf("%w: the envelope is %d bytes, the limit is %d", ErrTooLarge, len(body), MaxEnvelopeSize)
 	}
 
 	s.mu.Lock()
