@@ -3,14 +3,11 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -87,14 +84,7 @@ func newSenderDest(t *testing.T, failFirst int) *senderDest {
 }
 
 // caFile writes the destination's certificate as a PEM file.
-func (d *senderDest) caFile(t *testing.T) string {
-	path := filepath.Join(t.TempDir(), "dest-ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d.srv.Certificate().Raw})
-	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
+func (d *senderDest) caFile(t *testing.T) string { return writeCertPEM(t, d.srv) }
 
 // senderAPI calls the sender API with the key.
 func senderAPI(c *http.Client, s *server, key, method, path string, v any) (response, error) {

@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -631,18 +630,14 @@ type upstream struct {
 func newUpstream(t *testing.T) *upstream { return newUpstreamOn(t, 0) }
 
 // newTLSUpstream starts a recording upstream answering 200 over https with a
-// certificate from httptest's own CA, which it writes as PEM to caFile.
-func newTLSUpstream(t *testing.T, caFile string) *upstream {
+// certificate from httptest's own CA (writeCertPEM writes it for Caddy).
+func newTLSUpstream(t *testing.T) *upstream {
 	t.Helper()
 	up := &upstream{t: t, closing: make(chan struct{}), perKey: map[string]int{}, scheme: "https"}
 	up.srv = httptest.NewUnstartedServer(http.HandlerFunc(up.serve))
 	up.srv.StartTLS()
 	up.port = up.srv.Listener.Addr().(*net.TCPAddr).Port
 	t.Cleanup(up.close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.srv.Certificate().Raw})
-	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	return up
 }
 

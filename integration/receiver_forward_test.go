@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,8 +248,8 @@ func TestUpstreamSecret(t *testing.T) {
 // private CA gets its envelope once upstream_trusted_ca names that CA.
 func TestUpstreamTrustedCA(t *testing.T) {
 	t.Parallel()
-	caFile := filepath.Join(t.TempDir(), "upstream-ca.pem")
-	up := newTLSUpstream(t, caFile)
+	up := newTLSUpstream(t)
+	caFile := writeCertPEM(t, up.srv)
 	s := startReceiver(t, up, testSecret, "retry 100ms", "upstream_trusted_ca "+caFile)
 	rid := newReplyID()
 	body := replyEnvelope(rid)
@@ -265,7 +264,7 @@ func TestUpstreamTrustedCA(t *testing.T) {
 // certificate is refused: the envelope is kept and retried, never sent.
 func TestUpstreamUntrustedCA(t *testing.T) {
 	t.Parallel()
-	up := newTLSUpstream(t, filepath.Join(t.TempDir(), "upstream-ca.pem"))
+	up := newTLSUpstream(t)
 	s := startReceiver(t, up, testSecret, "retry 100ms")
 	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(newReplyID())))
 	var st adminReceiverStatus

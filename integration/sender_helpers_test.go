@@ -227,10 +227,14 @@ func (d *httpsDest) waitHits(t *testing.T, n int, timeout time.Duration) []hit {
 
 // caFile writes the destination's certificate (httptest's, valid for
 // 127.0.0.1) as a PEM file for trusted_ca.
-func (d *httpsDest) caFile(t *testing.T) string {
+func (d *httpsDest) caFile(t *testing.T) string { return writeCertPEM(t, d.srv) }
+
+// writeCertPEM writes a TLS test server's certificate (httptest's, valid for
+// 127.0.0.1) as a PEM file in a temporary directory and returns its path.
+func writeCertPEM(t *testing.T, srv *httptest.Server) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "dest-ca.pem")
-	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d.srv.Certificate().Raw})
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
