@@ -167,6 +167,38 @@ type adminReceiverStatus struct {
 	} `json:"upstream_health"`
 }
 
+// empty reports whether the receiver holds nothing: queued, retrying, in
+// flight or dead.
+func (st adminReceiverStatus) empty() bool {
+	return st.Queued == 0 && st.Retrying == 0 && st.InFlight == 0 && st.Dead == 0
+}
+
+// receiverStatus reads GET /webhooks/receivers/{name} from the admin API.
+func receiverStatus(s *server, name string) (adminReceiverStatus, error) {
+	var st adminReceiverStatus
+	r, err := doRequest(httpClient, http.MethodGet, s.adminURL()+"/webhooks/receivers/"+name, nil, nil)
+	if err != nil {
+		return st, err
+	}
+	if r.status != http.StatusOK {
+		return st, fmt.Errorf("GET admin /webhooks/receivers/%s: %s", name, r)
+	}
+	if err := json.Unmarshal(r.body, &st); err != nil {
+		return st, fmt.Errorf("receiver status: %v: %s", err, r.body)
+	}
+	return st, nil
+}
+
+// mustReceiverStatus is receiverStatus, failing the test on an error.
+func mustReceiverStatus(t testing.TB, s *server, name string) adminReceiverStatus {
+	t.Helper()
+	st, err := receiverStatus(s, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // webhook runs `caddy webhook args… --address <admin>` and returns its
 // output and exit status.
 func (s *server) webhook(t *testing.T, args ...string) (stdout, stderr string, code int) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"image/png"
 	"net/http"
@@ -99,20 +98,6 @@ func hashPassword(t *testing.T, pw string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// dashReceiver reads receiver name's status from the admin API.
-func dashReceiver(t *testing.T, s *server, name string) adminReceiverStatus {
-	t.Helper()
-	r, err := doRequest(httpClient, http.MethodGet, s.adminURL()+"/webhooks/receivers/"+name, nil, nil)
-	if err != nil || r.status != http.StatusOK {
-		t.Fatalf("GET admin /webhooks/receivers/%s: %v %s", name, err, r)
-	}
-	var st adminReceiverStatus
-	if err := json.Unmarshal(r.body, &st); err != nil {
-		t.Fatalf("receiver status: %v: %s", err, r.body)
-	}
-	return st
-}
-
 // TestDashboard drives the webhook_dashboard page in headless Chromium
 // against the built binary: a dead letter made by a failing upstream is
 // shown, Replay puts it back in the queue, the page updates, and the fixed
@@ -147,7 +132,7 @@ func TestDashboard(t *testing.T) {
 	rid := newReplyID()
 	requireAccepted(t, deliver(t, s.url("/webhooks/leadterra"), testSecret, replyEnvelope(rid)))
 	if err := eventually(10*time.Second, func() error {
-		if st := dashReceiver(t, s, "dash"); st.Dead != 1 || st.Queued+st.Retrying != 0 {
+		if st := mustReceiverStatus(t, s, "dash"); st.Dead != 1 || st.Queued+st.Retrying != 0 {
 			return fmt.Errorf("status %+v", st)
 		}
 		return nil
@@ -171,7 +156,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("%s POST replay: want 403, got %v %v", name, r, err)
 		}
 	}
-	if st := dashReceiver(t, s, "dash"); st.Dead != 1 {
+	if st := mustReceiverStatus(t, s, "dash"); st.Dead != 1 {
 		t.Fatalf("a refused replay changed the dead letters: %+v", st)
 	}
 	// The JSON endpoints answer with the admin API's shapes.
@@ -272,7 +257,7 @@ func TestDashboard(t *testing.T) {
 	if last := got[len(got)-1]; last.Status != http.StatusOK || !bytes.Equal(last.Body, replyEnvelope(rid)) {
 		t.Errorf("replayed forward: status %d, body %q", last.Status, last.Body)
 	}
-	if st := dashReceiver(t, s, "dash"); st.Dead != 0 || st.Queued+st.Retrying+int64(st.InFlight) != 0 {
+	if st := mustReceiverStatus(t, s, "dash"); st.Dead != 0 || st.Queued+st.Retrying+int64(st.InFlight) != 0 {
 		t.Errorf("status after replay: %+v", st)
 	}
 

@@ -197,8 +197,8 @@ func TestFaultReceiverKill9Loop(t *testing.T) {
 		"repeats %d (window b: %d, other kills: %d; per kill %v)",
 		len(kills), modeB, len(acked), len(unknown), countProcessed(processed, unknown), len(halfSent),
 		dups, dupsB, dupsA, perKill)
-	if c := faultCounts(s, "rcv"); c == nil || !queueEmpty(c) {
-		t.Errorf("receiver not drained at the end: %v", c)
+	if st, err := receiverStatus(s, "rcv"); err != nil || !st.empty() {
+		t.Errorf("receiver not drained at the end: %+v %v", st, err)
 	}
 }
 

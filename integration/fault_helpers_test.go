@@ -7,7 +7,6 @@ package integration
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -249,38 +248,6 @@ func readStatus(c net.Conn, timeout time.Duration) (int, http.Header, []byte, er
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, resp.Header, b, nil
-}
-
-// ---------------------------------------------------------------- admin
-
-// faultCounts returns the numeric fields of GET /webhooks/receivers/<name>,
-// or nil when the admin API does not answer 200.
-func faultCounts(s *server, name string) map[string]float64 {
-	resp, err := httpClient.Get(s.adminURL() + "/webhooks/receivers/" + name)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil
-	}
-	var m map[string]any
-	if json.NewDecoder(resp.Body).Decode(&m) != nil {
-		return nil
-	}
-	out := map[string]float64{}
-	for k, v := range m {
-		if f, ok := v.(float64); ok {
-			out[k] = f
-		}
-	}
-	return out
-}
-
-// queueEmpty reports whether the receiver holds nothing: queued, retrying,
-// in flight and dead all 0.
-func queueEmpty(c map[string]float64) bool {
-	return c != nil && c["queued"] == 0 && c["retrying"] == 0 && c["in_flight"] == 0 && c["dead"] == 0
 }
 
 // ---------------------------------------------------------------- process

@@ -177,8 +177,8 @@ func TestFaultSoak(t *testing.T) {
 		}
 	}
 	// Storage.
-	if c := faultCounts(s, "rcv"); c == nil || !queueEmpty(c) {
-		t.Errorf("receiver not drained: %v", c)
+	if st, err := receiverStatus(s, "rcv"); err != nil || !st.empty() {
+		t.Errorf("receiver not drained: %+v %v", st, err)
 	}
 	du, err := diskUsage(store)
 	if err != nil {

@@ -269,13 +269,8 @@ func TestUpstreamUntrustedCA(t *testing.T) {
 	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(newReplyID())))
 	var st adminReceiverStatus
 	err := eventually(10*time.Second, func() error {
-		resp, err := http.Get(s.adminURL() + "/webhooks/receivers/rcv")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		st = adminReceiverStatus{}
-		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		var err error
+		if st, err = receiverStatus(s, "rcv"); err != nil {
 			return err
 		}
 		if st.Retrying != 1 {
@@ -347,8 +342,8 @@ func TestDeadLetter(t *testing.T) {
 	if d.Attempts != n {
 		t.Errorf("dead letter counts %d attempts, the upstream saw %d", d.Attempts, n)
 	}
-	if counts := receiverCounts(t, s, "rcv"); counts["dead"] != 1 || counts["queued"] != 0 || counts["retrying"] != 0 {
-		t.Errorf("receiver counts %v, want dead 1, queued 0, retrying 0", counts)
+	if st := mustReceiverStatus(t, s, "rcv"); st.Dead != 1 || st.Queued != 0 || st.Retrying != 0 {
+		t.Errorf("receiver counts %+v, want dead 1, queued 0, retrying 0", st)
 	}
 
 	// Replay once the upstream is back: forwarded again, body unchanged, no longer dead.
@@ -367,8 +362,8 @@ func TestDeadLetter(t *testing.T) {
 		t.Errorf("replayed forward: status %d, body %q", last.Status, last.Body)
 	}
 	if err := eventually(5*time.Second, func() error {
-		if c := receiverCounts(t, s, "rcv"); c["dead"] != 0 || c["queued"] != 0 || c["retrying"] != 0 {
-			return fmt.Errorf("counts after replay %v, want all 0", c)
+		if st := mustReceiverStatus(t, s, "rcv"); st.Dead != 0 || st.Queued != 0 || st.Retrying != 0 {
+			return fmt.Errorf("counts after replay %+v, want all 0", st)
 		}
 		return nil
 	}); err != nil {
@@ -386,24 +381,4 @@ func adminGet(t testing.TB, s *server, path string) (int, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
-}
-
-// receiverCounts returns the numeric fields of GET /webhooks/receivers/{name}.
-func receiverCounts(t testing.TB, s *server, name string) map[string]float64 {
-	t.Helper()
-	status, b := adminGet(t, s, "/webhooks/receivers/"+name)
-	if status != http.StatusOK {
-		t.Fatalf("GET /webhooks/receivers/%s: %d %s", name, status, b)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("receiver status: %v: %s", err, b)
-	}
-	out := map[string]float64{}
-	for k, v := range m {
-		if f, ok := v.(float64); ok {
-			out[k] = f
-		}
-	}
-	return out
 }
