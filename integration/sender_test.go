@@ -900,7 +900,47 @@ func TestFullLoopExample(t *testing.T) {
 			t.Errorf("Caddy's log shows %s", what)
 		}
 	}
+	checkDocumentedMetrics(t, s)
 	t.Logf("full loop: 25 publications, 20 events at the app once each; %d deliveries retried after 401, %d duplicates", retried, dup)
+}
+
+// checkDocumentedMetrics scrapes the admin endpoint's /metrics and checks
+// that the series README "Metrics" documents are there, with the outcomes a
+// full loop (401s, duplicates, deliveries, retries) produces.
+func checkDocumentedMetrics(t *testing.T, s *server) {
+	t.Helper()
+	r, err := doRequest(httpClient, http.MethodGet, s.adminURL()+"/metrics", nil, nil)
+	if err != nil || r.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %v %s", err, r)
+	}
+	body := string(r.body)
+	for _, want := range []string{
+		`caddy_webhook_received_total{event="reply.received",outcome="accepted",receiver=`,
+		`caddy_webhook_received_total{event="reply.received",outcome="duplicate",receiver=`,
+		`caddy_webhook_received_total{event="none",outcome="unauthorized",receiver=`,
+		`caddy_webhook_ack_duration_seconds_bucket{outcome="accepted",receiver=`,
+		`caddy_webhook_forward_attempts_total{event="reply.received",receiver=`,
+		`caddy_webhook_forward_duration_seconds_bucket{receiver=`,
+		`caddy_webhook_queue_depth{receiver=`,
+		`caddy_webhook_sender_attempts_total{event="reply.received",result="delivered"}`,
+		`caddy_webhook_sender_attempts_total{event="reply.received",result="retry"}`,
+		`caddy_webhook_sender_attempt_duration_seconds_bucket{`,
+		"\ncaddy_webhook_sender_pending ",
+		"\ncaddy_webhook_sender_in_flight ",
+		"\ncaddy_webhook_sender_failed ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	for _, state := range []string{"queued", "retrying", "dead", "in_flight"} {
+		if !strings.Contains(body, `state="`+state+`"`) {
+			t.Errorf("caddy_webhook_queue_depth has no state %q", state)
+		}
+	}
+	if !strings.Contains(body, `result="delivered"`) {
+		t.Errorf("no forward attempt delivered in /metrics")
+	}
 }
 
 // TestSenderGracefulStopMidAttempt: POST /stop while an attempt is in flight
