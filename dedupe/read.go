@@ -124,13 +124,9 @@ func (s *Store) Due(now time.Time, limit int) ([]*Message, error) {
 	})
 }
 
-// NextDue returns the earliest retry time in r/; false if r/ is empty (or
-// the store is closed).
-func (s *Store) NextDue() (time.Time, bool) { return s.NextDueExcept(nil) }
-
 // NextDueExcept returns the earliest retry time in r/ among the messages
-// for which skip (may be nil) is false, reading keys only; false if there is
-// none. The forwarder skips the ones it has in flight.
+// for which skip (may be nil: all) is false, reading keys only; false if
+// there is none (or the store is closed). The forwarder skips the ones it has in flight.
 func (s *Store) NextDueExcept(skip func(seq uint64) bool) (time.Time, bool) {
 	var due int64
 	var ok bool

@@ -250,7 +250,7 @@ func TestRescheduleDue(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, ready, "rescheduled messages left q/")
 
-	next, ok := s.NextDue()
+	next, ok := s.NextDueExcept(nil)
 	require.True(t, ok)
 	assert.True(t, next.Equal(dues[1]), "NextDue = %v", next)
 
@@ -562,7 +562,7 @@ func TestClosed(t *testing.T) {
 	assert.ErrorIs(t, err, ErrClosed)
 	_, err = s.Replay(context.Background(), nil)
 	assert.ErrorIs(t, err, ErrClosed)
-	_, ok := s.NextDue()
+	_, ok := s.NextDueExcept(nil)
 	assert.False(t, ok)
 	_ = s.Stats()
 }
