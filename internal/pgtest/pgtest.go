@@ -92,10 +92,10 @@ type Server struct {
 	cred    *syscall.Credential
 	logPath string
 
-	mu      sync.Mutex
-	proc    *exec.Cmd
-	exited  chan struct{} // closed when proc has exited
-	dbs     atomic.Int64
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	exited chan struct{} // closed when proc has exited
+	dbs    atomic.Int64
 }
 
 var (
