@@ -1,0 +1,123 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/queue"
+)
+
+// isOutage reports whether err says that the server cannot be reached or
+// is not serving (as opposed to refusing one statement).
+func isOutage(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"): // connection exception
+			return true
+		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03": // shutdown, starting up
+			return true
+		case pgErr.Code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller's deadline: the listener judges the server
+	}
+	return true // network, TLS, protocol: the connection failed
+}
+
+// isRetryable: the batch can run again without risk (nothing reached the
+// server), or the server asked for it (deadlock, serialization failure).
+func isRetryable(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// health logs an outage once when it starts and once when it ends.
+type health struct {
+	log    *zap.Logger
+	server string
+	down   atomic.Bool
+
+	mu    sync.Mutex
+	since time.Time
+}
+
+// failed records that a call or the listener found the server unreachable.
+func (h *health) failed(err error) {
+	if !isOutage(err) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down.Load() {
+		return
+	}
+	h.since = time.Now()
+	h.down.Store(true)
+	h.log.Error("postgresql unavailable: accepting and forwarding fail until it is back",
+		zap.String("server", h.server), zap.Error(err))
+}
+
+// ok records a successful round trip.
+func (h *health) ok() {
+	if !h.down.Load() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.down.Load() {
+		return
+	}
+	h.down.Store(false)
+	h.log.Info("postgresql available again",
+		zap.String("server", h.server), zap.Duration("down_for", time.Since(h.since).Round(time.Millisecond)))
+}
+
+// Down reports whether the server is currently known to be unreachable.
+func (h *health) Down() bool { return h.down.Load() }
+
+// scrubDSN removes the password of dsn (URL or key=value form) from s.
+func scrubDSN(s, dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			s = strings.ReplaceAll(s, pw, "xxxxx")
+			if esc := url.QueryEscape(pw); esc != pw {
+				s = strings.ReplaceAll(s, esc, "xxxxx")
+			}
+		}
+	}
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "password="); ok && v != "" {
+			s = strings.ReplaceAll(s, strings.Trim(v, "'"), "xxxxx")
+		}
+	}
+	if u, err := url.Parse(dsn); err == nil {
+		if pw := u.Query().Get("password"); pw != "" {
+			s = strings.ReplaceAll(s, pw, "xxxxx")
+		}
+	}
+	return s
+}
+
+// errorf wraps err as a storage failure of op.
+func unavailable(op string, err error) error {
+	return queue.Unavailable(fmt.Errorf("pgstore: %s: %w", op, err))
+}

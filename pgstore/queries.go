@@ -1,0 +1,215 @@
+package pgstore
+
+// Every statement the store runs, in one place. pgx prepares each one once
+// per connection (its statement cache) and reuses the plan.
+//
+// Times compared with due and key expiries are the store's clock ($now,
+// the caller's: retries are scheduled by the forwarders' clocks); lease
+// expiries use the database's clock_timestamp(), the one clock every replica
+// shares.
+
+// msgCols are the columns scanMessage reads, in its order.
+const msgCols = `seq, state, lane, due, lease, attempts, last_status, last_error, dead_at, corrupt,
+	accepted_at, key, event, meta, body, checksum`
+
+const (
+	// sqlUpsertReceiver returns the id of the receiver name, creating it.
+	sqlUpsertReceiver = `INSERT INTO webhook_receivers (name) VALUES ($1)
+ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+RETURNING id`
+
+	// sqlLaneLock serialises, per lane, the transactions that decide which
+	// message is a lane's head: Accept and Replay (is there an older one?)
+	// and Settle (promote the next one). Taken before anything else of the
+	// transaction, in (receiver, hash) order, so they cannot deadlock.
+	sqlLaneLock = `SELECT pg_advisory_xact_lock($1::integer, $2::integer)`
+
+	// sqlAcceptKeyed stores a message under a dedupe key that is absent or
+	// expired ($3 expiry, NULL = never; $4 now), in one statement: no row
+	// comes back when the key is remembered (a duplicate). A message of a
+	// lane ($5) that already has messages not delivered or dead waits.
+	sqlAcceptKeyed = `WITH k AS (
+	INSERT INTO webhook_keys AS k (receiver, key, seq, expires_at)
+	VALUES ($1, $2, nextval('webhook_seq'), $3)
+	ON CONFLICT (receiver, key) DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at
+		WHERE k.expires_at IS NOT NULL AND k.expires_at <= $4
+	RETURNING seq
+)
+INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
+SELECT $1, k.seq,
+	CASE WHEN $5::bytea IS NOT NULL AND EXISTS (
+		SELECT 1 FROM webhook_messages w WHERE w.receiver = $1 AND w.lane = $5 AND w.state <> 2
+	) THEN 3 ELSE 0 END,
+	$5, $6, $2, $7, $8, $9, $10
+FROM k
+RETURNING seq`
+
+	// sqlKeySeq reads the seq a key points to (a duplicate's first
+	// acceptance). A statement of its own, after sqlAcceptKeyed: it sees
+	// what a concurrent transaction committed under that key meanwhile.
+	sqlKeySeq = `SELECT seq FROM webhook_keys WHERE receiver = $1 AND key = $2`
+
+	// sqlAcceptUnkeyed stores a message without a dedupe key.
+	sqlAcceptUnkeyed = `INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
+SELECT $1, nextval('webhook_seq'),
+	CASE WHEN $2::bytea IS NOT NULL AND EXISTS (
+		SELECT 1 FROM webhook_messages w WHERE w.receiver = $1 AND w.lane = $2 AND w.state <> 2
+	) THEN 3 ELSE 0 END,
+	$2, $3, NULL, $4, $5, $6, $7
+RETURNING seq`
+
+	// sqlLease leases up to $3 messages for $5 µs under token $4: retries
+	// due by $2 (earliest first), then ready messages by seq, skipping rows
+	// that another replica is leasing right now, nothing while paused.
+	sqlLease = `WITH p AS (
+	SELECT paused FROM webhook_receivers WHERE id = $1
+), r AS (
+	SELECT seq, 0 AS k, due FROM webhook_messages
+	WHERE receiver = $1 AND state = 1 AND due <= $2
+		AND (lease_until IS NULL OR lease_until <= clock_timestamp())
+		AND NOT coalesce((SELECT paused FROM p), false)
+	ORDER BY due, seq LIMIT $3
+	FOR UPDATE SKIP LOCKED
+), f AS (
+	SELECT seq, 1 AS k, NULL::timestamptz AS due FROM webhook_messages
+	WHERE receiver = $1 AND state = 0
+		AND (lease_until IS NULL OR lease_until <= clock_timestamp())
+		AND NOT coalesce((SELECT paused FROM p), false)
+	ORDER BY seq LIMIT $3
+	FOR UPDATE SKIP LOCKED
+), c AS (
+	SELECT seq FROM (SELECT * FROM r UNION ALL SELECT * FROM f) u
+	ORDER BY k, due, seq LIMIT $3
+)
+UPDATE webhook_messages m
+SET lease = $4, lease_until = clock_timestamp() + $5 * interval '1 microsecond'
+FROM c
+WHERE m.receiver = $1 AND m.seq = c.seq
+RETURNING ` + `m.seq, m.state, m.lane, m.due, m.lease, m.attempts, m.last_status, m.last_error, m.dead_at, m.corrupt,
+	m.accepted_at, m.key, m.event, m.meta, m.body, m.checksum`
+
+	// sqlAsync makes the rest of the transaction's commit asynchronous
+	// (leases and releases: losing one in a database crash only makes a
+	// message available again).
+	sqlAsync = `SELECT set_config('synchronous_commit', 'off', true)`
+
+	// sqlSettleRetry records a failed attempt to retry at $4, if the lease
+	// $3 still holds the message.
+	sqlSettleRetry = `UPDATE webhook_messages
+SET state = 1, due = $4, attempts = $5, last_status = $6, last_error = $7, lease = NULL, lease_until = NULL
+WHERE receiver = $1 AND seq = $2 AND lease = $3
+RETURNING seq`
+
+	// sqlSettleDone deletes (delivered) or dead-letters ($4: dead) the
+	// message leased under $3, and promotes the next message of its lane:
+	// returns (settled, promoted). The statement's snapshot does not see its
+	// own change, hence "w.seq <> $2".
+	sqlSettleDone = `WITH d AS (
+	DELETE FROM webhook_messages WHERE NOT $4::boolean AND receiver = $1 AND seq = $2 AND lease = $3
+	RETURNING lane
+), x AS (
+	UPDATE webhook_messages
+	SET state = 2, due = NULL, dead_at = $5, attempts = $6, last_status = $7, last_error = $8,
+		corrupt = corrupt OR $9, lease = NULL, lease_until = NULL
+	WHERE $4::boolean AND receiver = $1 AND seq = $2 AND lease = $3
+	RETURNING lane
+), s AS (
+	SELECT lane FROM d UNION ALL SELECT lane FROM x
+), h AS (
+	SELECT w.seq FROM webhook_messages w JOIN s ON w.lane = s.lane
+	WHERE w.receiver = $1 AND w.state <> 2 AND w.seq <> $2
+	ORDER BY w.seq LIMIT 1
+), p AS (
+	UPDATE webhook_messages m SET state = 0
+	FROM h WHERE m.receiver = $1 AND m.seq = h.seq AND m.state = 3
+	RETURNING m.seq
+)
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)`
+
+	// sqlRelease ends the leases ($2 seqs, $3 tokens) without an attempt.
+	sqlRelease = `UPDATE webhook_messages m SET lease = NULL, lease_until = NULL
+FROM unnest($2::bigint[], $3::bigint[]) AS r(seq, lease)
+WHERE m.receiver = $1 AND m.seq = r.seq AND m.lease = r.lease`
+
+	// sqlReleaseTokens ends every lease taken under the tokens $2 (a store
+	// closing).
+	sqlReleaseTokens = `UPDATE webhook_messages SET lease = NULL, lease_until = NULL
+WHERE receiver = $1 AND lease = ANY($2::bigint[])`
+
+	// sqlNextDue: the earliest retry not leased.
+	sqlNextDue = `SELECT min(due) FROM webhook_messages
+WHERE receiver = $1 AND state = 1 AND (lease_until IS NULL OR lease_until <= clock_timestamp())`
+
+	// sqlStats counts every state ($2 now for the leases).
+	sqlStats = `SELECT
+	count(*) FILTER (WHERE state IN (0, 3) AND NOT leased),
+	count(*) FILTER (WHERE state = 1 AND NOT leased),
+	count(*) FILTER (WHERE leased),
+	count(*) FILTER (WHERE state = 2),
+	min(accepted_at) FILTER (WHERE state <> 2),
+	(SELECT paused FROM webhook_receivers WHERE id = $1)
+FROM (
+	SELECT state, accepted_at, state <> 2 AND coalesce(lease_until > clock_timestamp(), false) AS leased
+	FROM webhook_messages WHERE receiver = $1
+) m`
+
+	sqlPaused    = `SELECT paused FROM webhook_receivers WHERE id = $1`
+	sqlSetPaused = `UPDATE webhook_receivers SET paused = $2 WHERE id = $1`
+
+	// sqlDeadLetters pages dead letters newest first ($2 = 0: from the newest).
+	sqlDeadLetters = `SELECT ` + msgCols + ` FROM webhook_messages
+WHERE receiver = $1 AND state = 2 AND ($2 = 0 OR seq < $2)
+ORDER BY seq DESC LIMIT $3`
+
+	sqlDeadLetter = `SELECT ` + msgCols + ` FROM webhook_messages
+WHERE receiver = $1 AND state = 2 AND seq = $2`
+
+	// deadFilter is the Selector as SQL: $2 seqs (NULL: any), $3 event
+	// (NULL: any), $4 since and $5 until (NULL: open); $6 the seq to start
+	// after (paging).
+	deadFilter = `receiver = $1 AND state = 2 AND seq > $6
+	AND ($2::bigint[] IS NULL OR seq = ANY($2::bigint[]))
+	AND ($3::bytea IS NULL OR event = $3::bytea)
+	AND ($4::timestamptz IS NULL OR accepted_at >= $4::timestamptz)
+	AND ($5::timestamptz IS NULL OR accepted_at < $5::timestamptz)`
+
+	// sqlReplaySelect locks the next page ($7 rows) of chosen dead letters.
+	sqlReplaySelect = `SELECT ` + msgCols + ` FROM webhook_messages
+WHERE ` + deadFilter + `
+ORDER BY seq LIMIT $7
+FOR UPDATE`
+
+	// sqlReplayInsert queues a replayed copy ($2 lane, $3 accepted_at, $4
+	// key, $5 event, $6 meta, $7 body, $8 checksum) under a new seq.
+	sqlReplayInsert = `INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
+SELECT $1, nextval('webhook_seq'),
+	CASE WHEN $2::bytea IS NOT NULL AND EXISTS (
+		SELECT 1 FROM webhook_messages w WHERE w.receiver = $1 AND w.lane = $2 AND w.state <> 2
+	) THEN 3 ELSE 0 END,
+	$2, $3, $4, $5, $6, $7, $8`
+
+	sqlDeleteDead = `DELETE FROM webhook_messages WHERE receiver = $1 AND seq = $2 AND state = 2`
+
+	// sqlPurge deletes the next page ($7 rows) of chosen dead letters,
+	// returning the last seq deleted and how many.
+	sqlPurge = `WITH c AS (
+	SELECT seq FROM webhook_messages WHERE ` + deadFilter + `
+	ORDER BY seq LIMIT $7
+	FOR UPDATE
+), d AS (
+	DELETE FROM webhook_messages m USING c WHERE m.receiver = $1 AND m.seq = c.seq
+	RETURNING m.seq
+)
+SELECT count(*), coalesce(max(seq), 0) FROM d`
+
+	// sqlNotify wakes the forwarders of receivers $1 on every replica.
+	sqlNotify = `SELECT pg_notify('` + notifyChannel + `', r::text) FROM unnest($1::integer[]) AS r`
+
+	// sqlSweepKeys deletes up to $2 dedupe keys expired by $1.
+	sqlSweepKeys = `DELETE FROM webhook_keys WHERE ctid = ANY(ARRAY(
+	SELECT ctid FROM webhook_keys WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+)) AND expires_at <= $1`
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel; the payload is a receiver id.
+const notifyChannel = "webhook_queue"
