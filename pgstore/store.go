@@ -387,19 +387,19 @@ func (s *Store) Close() error {
 // store's lane order relies on it).
 func scanMessage(row pgx.Row) (*queue.Message, int16, error) {
 	var (
-		m                  queue.Message
-		seq                int64
-		state              int16
-		lane, key          []byte
-		due, deadAt        *time.Time
-		lease              *int64
-		attempts, status   int32
-		lastErr            []byte
-		corrupt            bool
-		e                  envelope
-		sum                int32
-		event, meta, body  []byte
-		acceptedAt         time.Time
+		m                 queue.Message
+		seq               int64
+		state             int16
+		lane, key         []byte
+		due, deadAt       *time.Time
+		lease             *int64
+		attempts, status  int32
+		lastErr           []byte
+		corrupt           bool
+		e                 envelope
+		sum               int32
+		event, meta, body []byte
+		acceptedAt        time.Time
 	)
 	if err := row.Scan(&seq, &state, &lane, &due, &lease, &attempts, &status, &lastErr, &deadAt, &corrupt,
 		&acceptedAt, &key, &event, &meta, &body, &sum); err != nil {
