@@ -12,18 +12,13 @@ import (
 // The schema, one migration per version. Migrations only ever get appended:
 // a database at version N runs migrations[N:] on Open.
 //
-// webhook_receivers  one row per receiver name: its id (the namespace of its
-//
-//	rows), the pause state and the rate limiter's state.
-//
-// webhook_keys       dedupe keys: (receiver, key) is unique, with the seq of
-//
-//	the first acceptance and the key's expiry (NULL: never).
-//
-// webhook_messages   envelopes and their forwarding state (see the states
-//
-//	below); seqs come from one sequence shared by every
-//	receiver, so they grow in acceptance order.
+//   - webhook_receivers: one row per receiver name, with its id (the
+//     namespace of its rows), the pause state and the rate limiter's state.
+//   - webhook_keys: dedupe keys; (receiver, key) is unique, with the seq of
+//     the first acceptance and the key's expiry (NULL: never).
+//   - webhook_messages: envelopes and their forwarding state (see the states
+//     below); seqs come from one sequence shared by every receiver, so they
+//     grow in acceptance order.
 //
 // Every text that comes from the network (keys, events, lanes, ids, headers,
 // bodies, errors) is bytea: the store keeps bytes, whatever their encoding.
