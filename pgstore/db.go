@@ -131,7 +131,7 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: parsing the dsn: %s", scrubDSN(err.Error(), dsn))
+		return nil, scrubbed("pgstore: parsing the dsn", err, dsn)
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -149,12 +149,12 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: opening the pool: %s", scrubDSN(err.Error(), dsn))
+		return nil, scrubbed("pgstore: opening the pool", err, dsn)
 	}
 	from, err := migrate(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: preparing the schema of %s: %s", server, scrubDSN(err.Error(), dsn))
+		return nil, scrubbed("pgstore: preparing the schema of "+server, err, dsn)
 	}
 	if from < SchemaVersion {
 		log.Info("migrated the schema", zap.Int("from_version", from), zap.Int("to_version", SchemaVersion))

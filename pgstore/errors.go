@@ -117,7 +117,16 @@ func scrubDSN(s, dsn string) string {
 	return s
 }
 
-// errorf wraps err as a storage failure of op.
+// scrubbed wraps err under prefix, unless its text holds the DSN's password:
+// then only the scrubbed text is kept.
+func scrubbed(prefix string, err error, dsn string) error {
+	if msg := err.Error(); scrubDSN(msg, dsn) != msg {
+		return fmt.Errorf("%s: %s", prefix, scrubDSN(msg, dsn))
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// unavailable wraps err as a storage failure of op.
 func unavailable(op string, err error) error {
 	return queue.Unavailable(fmt.Errorf("pgstore: %s: %w", op, err))
 }
