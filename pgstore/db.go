@@ -166,7 +166,7 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 		cfg:       cfg,
 		log:       log,
 		o:         o,
-		health:    health{log: log, server: server},
+		health:    health{log: log, onDown: pool.Reset},
 		ctx:       bg,
 		cancel:    cancel,
 		wake:      make(chan struct{}, 1),
@@ -228,12 +228,13 @@ func (db *DB) Receiver(ctx context.Context, name string) (*Store, error) {
 		return nil, queue.Closed
 	}
 	var id int32
+	gen := db.health.begin()
 	err := db.pool.QueryRow(ctx, sqlUpsertReceiver, name).Scan(&id)
 	if err != nil {
 		db.health.failed(err)
 		return nil, unavailable(fmt.Sprintf("registering receiver %q", name), err)
 	}
-	db.health.ok()
+	db.health.ok(gen)
 	s := newStore(db, id, name)
 	db.rmu.Lock()
 	if db.receivers[id] == nil {
@@ -355,6 +356,7 @@ func (db *DB) listen() {
 
 // listenOnce connects, LISTENs and dispatches until the connection fails.
 func (db *DB) listenOnce() error {
+	gen := db.health.begin()
 	cctx, cancel := context.WithTimeout(db.ctx, db.cfg.ConnConfig.ConnectTimeout+time.Second)
 	conn, err := pgx.ConnectConfig(cctx, db.cfg.ConnConfig.Copy())
 	cancel()
@@ -366,7 +368,7 @@ func (db *DB) listenOnce() error {
 		return err
 	}
 	db.listening.Store(true)
-	db.health.ok()
+	db.health.ok(gen)
 	db.signalAll() // notifications may have been missed while down
 	for {
 		wctx, cancel := context.WithTimeout(db.ctx, 10*time.Second)
@@ -382,13 +384,14 @@ func (db *DB) listenOnce() error {
 		case wctx.Err() != nil:
 			// Quiet for a while: check that the server is still there (a
 			// network that drops packets does not close the connection).
+			gen := db.health.begin()
 			pctx, cancel := context.WithTimeout(db.ctx, 5*time.Second)
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {
 				return err
 			}
-			db.health.ok()
+			db.health.ok(gen)
 		default:
 			return err
 		}

@@ -18,7 +18,7 @@ const replayPage = 500
 
 // DeadLetters implements queue.Store.
 func (s *Store) DeadLetters(ctx context.Context, before uint64, limit int) ([]*queue.Message, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -42,26 +42,26 @@ func (s *Store) DeadLetters(ctx context.Context, before uint64, limit int) ([]*q
 	if err := rows.Err(); err != nil {
 		return nil, s.fail(ctx, "listing dead letters", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	return out, nil
 }
 
 // DeadLetter implements queue.Store.
 func (s *Store) DeadLetter(ctx context.Context, seq uint64) (*queue.Message, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
 	m, _, err := scanMessage(s.db.pool.QueryRow(ctx, sqlDeadLetter, s.id, int64(seq)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		s.db.health.ok()
+		s.db.health.ok(gen)
 		return nil, fmt.Errorf("%w: no dead letter %d", queue.ErrNotFound, seq)
 	}
 	if err != nil {
 		return nil, s.fail(ctx, "reading a dead letter", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	return m, nil
 }
 
@@ -93,7 +93,7 @@ func filterArgs(sel queue.Selector) []any {
 // seqs (waiting behind their lane if it has messages in flight) and deleted.
 // Corrupt ones stay.
 func (s *Store) Replay(ctx context.Context, sel queue.Selector) (int, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -117,7 +117,7 @@ func (s *Store) Replay(ctx context.Context, sel queue.Selector) (int, error) {
 		}
 		after = last
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	return total, nil
 }
 
@@ -193,7 +193,7 @@ func (s *Store) replayPage(ctx context.Context, sel queue.Selector, after int64)
 
 // Purge implements queue.Store, page by page (one transaction each).
 func (s *Store) Purge(ctx context.Context, sel queue.Selector) (int, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -216,6 +216,6 @@ func (s *Store) Purge(ctx context.Context, sel queue.Selector) (int, error) {
 		}
 		after = last
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	return total, nil
 }

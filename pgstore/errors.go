@@ -51,20 +51,33 @@ func isRetryable(err error) bool {
 }
 
 // health logs an outage once when it starts and once when it ends.
+//
+// Every failure that says the server is out of reach starts a new
+// generation; a success counts as the recovery only if its call began in
+// the current generation (a call that was already on its way when the
+// server went down does not end the outage it started in).
 type health struct {
-	log    *zap.Logger
-	server string
-	down   atomic.Bool
+	log *zap.Logger
+	// onDown runs when an outage starts: the pool drops its connections,
+	// which a restarted server would not know (each would fail once).
+	onDown func()
+
+	gen  atomic.Uint64
+	down atomic.Bool
 
 	mu    sync.Mutex
 	since time.Time
 }
+
+// begin returns the generation a call starts in.
+func (h *health) begin() uint64 { return h.gen.Load() }
 
 // failed records that a call or the listener found the server unreachable.
 func (h *health) failed(err error) {
 	if !isOutage(err) {
 		return
 	}
+	h.gen.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down.Load() {
@@ -72,23 +85,24 @@ func (h *health) failed(err error) {
 	}
 	h.since = time.Now()
 	h.down.Store(true)
-	h.log.Error("postgresql unavailable: accepting and forwarding fail until it is back",
-		zap.String("server", h.server), zap.Error(err))
+	h.log.Error("postgresql unavailable: accepting and forwarding fail until it is back", zap.Error(err))
+	if h.onDown != nil {
+		h.onDown()
+	}
 }
 
-// ok records a successful round trip.
-func (h *health) ok() {
-	if !h.down.Load() {
+// ok records a successful round trip of a call that began in generation gen.
+func (h *health) ok(gen uint64) {
+	if !h.down.Load() || h.gen.Load() != gen {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.down.Load() {
+	if !h.down.Load() || h.gen.Load() != gen {
 		return
 	}
 	h.down.Store(false)
-	h.log.Info("postgresql available again",
-		zap.String("server", h.server), zap.Duration("down_for", time.Since(h.since).Round(time.Millisecond)))
+	h.log.Info("postgresql available again", zap.Duration("down_for", time.Since(h.since).Round(time.Millisecond)))
 }
 
 // Down reports whether the server is currently known to be unreachable.

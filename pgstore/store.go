@@ -63,14 +63,16 @@ func (s *Store) isClosed() bool {
 	return s.closed || s.db.closed.Load()
 }
 
-// call returns a context that ends with ctx or with the store, or Closed.
-func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc, error) {
+// call returns a context that ends with ctx or with the store, and the
+// health generation to report a success with; or Closed.
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc, uint64, error) {
 	if s.isClosed() {
-		return nil, nil, queue.Closed
+		return nil, nil, 0, queue.Closed
 	}
+	gen := s.db.health.begin()
 	cctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(s.ctx, func() { cancel(queue.Closed) })
-	return cctx, func() { stop(); cancel(nil) }, nil
+	return cctx, func() { stop(); cancel(nil) }, gen, nil
 }
 
 // fail turns the error of a round trip made for op into the store's error.
@@ -135,7 +137,7 @@ func (s *Store) Accept(ctx context.Context, m *queue.Message, ttl time.Duration)
 // Lease implements queue.Store. The messages come back in the order they
 // are handed out: due retries (earliest first), then ready ones by seq.
 func (s *Store) Lease(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +170,7 @@ func (s *Store) Lease(ctx context.Context, n int, hold time.Duration) ([]*queue.
 	if err := s.db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, s.fail(ctx, "leasing", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	s.pruneTokens(token, len(out) == 0)
 	order := make([]int, len(out))
 	for i := range order {
@@ -255,7 +257,7 @@ func (s *Store) Settle(ctx context.Context, m *queue.Message, oc queue.Outcome) 
 // Release implements queue.Store. Leases that were lost meanwhile are left
 // alone.
 func (s *Store) Release(ctx context.Context, ms []*queue.Message) error {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return err
 	}
@@ -274,14 +276,14 @@ func (s *Store) Release(ctx context.Context, ms []*queue.Message) error {
 	if err := s.db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return s.fail(ctx, "releasing", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	s.db.announce(s.id)
 	return nil
 }
 
 // NextDue implements queue.Store.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -290,7 +292,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if err := s.db.pool.QueryRow(ctx, sqlNextDue, s.id).Scan(&due); err != nil {
 		return time.Time{}, false, s.fail(ctx, "reading the next retry", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	if due == nil {
 		return time.Time{}, false, nil
 	}
@@ -300,7 +302,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // Stats implements queue.Store: counted in the database, so every replica
 // sees the same.
 func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return queue.Stats{}, err
 	}
@@ -312,7 +314,7 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 	if err != nil {
 		return queue.Stats{}, s.fail(ctx, "counting", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	if oldest != nil {
 		st.OldestAccepted = *oldest
 	}
@@ -322,7 +324,7 @@ func (s *Store) Stats(ctx context.Context) (queue.Stats, error) {
 
 // SetPaused implements queue.Store; a resume wakes every replica.
 func (s *Store) SetPaused(ctx context.Context, paused bool) error {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return err
 	}
@@ -330,7 +332,7 @@ func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	if _, err := s.db.pool.Exec(ctx, sqlSetPaused, s.id, paused); err != nil {
 		return s.fail(ctx, "setting the pause", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	if !paused {
 		s.db.announce(s.id)
 	}
@@ -339,7 +341,7 @@ func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 
 // Paused implements queue.Store.
 func (s *Store) Paused(ctx context.Context) (bool, error) {
-	ctx, done, err := s.call(ctx)
+	ctx, done, gen, err := s.call(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -348,7 +350,7 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 	if err := s.db.pool.QueryRow(ctx, sqlPaused, s.id).Scan(&paused); err != nil {
 		return false, s.fail(ctx, "reading the pause", err)
 	}
-	s.db.health.ok()
+	s.db.health.ok(gen)
 	return paused, nil
 }
 

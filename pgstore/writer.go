@@ -139,6 +139,7 @@ func (db *DB) writer() {
 // commit runs ops in one transaction and completes them.
 func (db *DB) commit(ops []*op) {
 	sortOps(ops)
+	gen := db.health.begin()
 	var err error
 	for try := 0; try < 2; try++ {
 		err = db.runBatch(ops)
@@ -158,7 +159,7 @@ func (db *DB) commit(ops []*op) {
 		}
 		return
 	}
-	db.health.ok()
+	db.health.ok(gen)
 	db.commits.Add(1)
 	announced := map[int32]bool{}
 	for _, o := range ops {
