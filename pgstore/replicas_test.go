@@ -298,4 +298,3 @@ func seqsOf(ms []*queue.Message) []uint64 {
 	}
 	return out
 }
-
