@@ -25,29 +25,60 @@ RETURNING id`
 	sqlLaneLock = `SELECT pg_advisory_xact_lock($1::integer, $2::integer)`
 
 	// sqlAcceptKeyed stores a message under a dedupe key that is absent or
-	// expired ($3 expiry, NULL = never; $4 now), in one statement: no row
-	// comes back when the key is remembered (a duplicate). A message of a
-	// lane ($5) that already has messages not delivered or dead waits.
-	sqlAcceptKeyed = `WITH k AS (
+	// expired ($3 expiry, NULL = never; $4 now), in one statement, and
+	// returns (seq, duplicate): a remembered key keeps its seq (the first
+	// acceptance's) and nothing is stored. ON CONFLICT sees what a concurrent
+	// transaction committed under the key, even after this statement began.
+	// A message of a lane ($5) that already has messages neither delivered
+	// nor dead waits.
+	sqlAcceptKeyed = `WITH n AS (
+	SELECT nextval('webhook_seq') AS seq
+), k AS (
 	INSERT INTO webhook_keys AS k (receiver, key, seq, expires_at)
-	VALUES ($1, $2, nextval('webhook_seq'), $3)
-	ON CONFLICT (receiver, key) DO UPDATE SET seq = EXCLUDED.seq, expires_at = EXCLUDED.expires_at
-		WHERE k.expires_at IS NOT NULL AND k.expires_at <= $4
+	VALUES ($1, $2, (SELECT seq FROM n), $3)
+	ON CONFLICT (receiver, key) DO UPDATE SET
+		seq = CASE WHEN k.expires_at <= $4 THEN EXCLUDED.seq ELSE k.seq END,
+		expires_at = CASE WHEN k.expires_at <= $4 THEN EXCLUDED.expires_at ELSE k.expires_at END
 	RETURNING seq
+), m AS (
+	INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
+	SELECT $1, n.seq,
+		CASE WHEN $5::bytea IS NOT NULL AND EXISTS (
+			SELECT 1 FROM webhook_messages w WHERE w.receiver = $1 AND w.lane = $5 AND w.state <> 2
+		) THEN 3 ELSE 0 END,
+		$5, $6, $2, $7, $8, $9, $10
+	FROM n JOIN k ON k.seq = n.seq
 )
-INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
-SELECT $1, k.seq,
-	CASE WHEN $5::bytea IS NOT NULL AND EXISTS (
-		SELECT 1 FROM webhook_messages w WHERE w.receiver = $1 AND w.lane = $5 AND w.state <> 2
-	) THEN 3 ELSE 0 END,
-	$5, $6, $2, $7, $8, $9, $10
-FROM k
-RETURNING seq`
+SELECT k.seq, k.seq <> n.seq FROM k, n`
 
-	// sqlKeySeq reads the seq a key points to (a duplicate's first
-	// acceptance). A statement of its own, after sqlAcceptKeyed: it sees
-	// what a concurrent transaction committed under that key meanwhile.
-	sqlKeySeq = `SELECT seq FROM webhook_keys WHERE receiver = $1 AND key = $2`
+	// sqlAcceptBulk stores the messages without a lane of a batch in one
+	// statement, in array order (their keys sorted, no key twice): $1..$8
+	// are arrays (receiver, key or NULL, key expiry or NULL, accepted_at,
+	// event, meta, body, checksum), $9 now. It returns, per message in order,
+	// the seq it was given and the seq its key points to (a different one:
+	// a duplicate, nothing stored).
+	sqlAcceptBulk = `WITH i AS (
+	SELECT u.*, nextval('webhook_seq') AS seq
+	FROM unnest($1::integer[], $2::bytea[], $3::timestamptz[], $4::timestamptz[],
+		$5::bytea[], $6::bytea[], $7::bytea[], $8::integer[])
+		WITH ORDINALITY AS u(receiver, key, expires_at, accepted_at, event, meta, body, checksum, ord)
+), k AS (
+	INSERT INTO webhook_keys AS k (receiver, key, seq, expires_at)
+	SELECT receiver, key, seq, expires_at FROM i WHERE key IS NOT NULL ORDER BY ord
+	ON CONFLICT (receiver, key) DO UPDATE SET
+		seq = CASE WHEN k.expires_at <= $9 THEN EXCLUDED.seq ELSE k.seq END,
+		expires_at = CASE WHEN k.expires_at <= $9 THEN EXCLUDED.expires_at ELSE k.expires_at END
+	RETURNING receiver, key, seq
+), m AS (
+	INSERT INTO webhook_messages (receiver, seq, state, accepted_at, key, event, meta, body, checksum)
+	SELECT i.receiver, i.seq, 0, i.accepted_at, i.key, i.event, i.meta, i.body, i.checksum
+	FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.key = i.key
+	WHERE i.key IS NULL OR k.seq = i.seq
+	ORDER BY i.ord
+)
+SELECT i.seq, coalesce(k.seq, i.seq)
+FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.key = i.key
+ORDER BY i.ord`
 
 	// sqlAcceptUnkeyed stores a message without a dedupe key.
 	sqlAcceptUnkeyed = `INSERT INTO webhook_messages (receiver, seq, state, lane, accepted_at, key, event, meta, body, checksum)
@@ -125,6 +156,14 @@ RETURNING seq`
 	RETURNING m.seq
 )
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)`
+
+	// sqlDeliveredBulk deletes the delivered messages without a lane of a
+	// batch ($1 receivers, $2 seqs, $3 lease tokens) still leased under
+	// those tokens, and returns their seqs.
+	sqlDeliveredBulk = `DELETE FROM webhook_messages m
+USING unnest($1::integer[], $2::bigint[], $3::bigint[]) AS r(receiver, seq, lease)
+WHERE m.receiver = r.receiver AND m.seq = r.seq AND m.lease = r.lease AND m.lane IS NULL
+RETURNING m.receiver, m.seq`
 
 	// sqlRelease ends the leases ($2 seqs, $3 tokens) without an attempt.
 	sqlRelease = `UPDATE webhook_messages m SET lease = NULL, lease_until = NULL

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"time"
@@ -23,6 +24,12 @@ import (
 // batch fails, every op in it fails with ErrUnavailable (the transaction
 // rolled back as a whole); a batch that never reached the server, or that
 // the server aborted for a deadlock, is sent once more.
+//
+// Statements. The messages without a lane of a batch are accepted by one
+// statement (unnest of arrays), and the delivered ones without a lane
+// deleted by one: a statement per message costs the server about twice the
+// CPU (BenchmarkAccept: 100 → 50-65 µs per accept). Messages of lanes get a
+// statement each, run in order: each sees the ones before it.
 //
 // Locks. A batch first takes the advisory locks of the lanes it touches, in
 // order, then inserts its keys in (receiver, key) order and settles in
@@ -53,6 +60,8 @@ type op struct {
 	outcome queue.Outcome
 	lastErr []byte
 	lane    []byte // the lane the caller's copy names (for its lock)
+
+	first *op // the batch's first accept of the same key (this one is its duplicate)
 
 	// results
 	resSeq   int64
@@ -199,17 +208,40 @@ func sortOps(ops []*op) {
 }
 
 // runBatch sends ops as one batch and reads their results into them.
+//
+// Accepts of one key in the batch after the first are not sent: they are
+// duplicates of the first (same seq). Messages without a lane are accepted
+// by one bulk statement, delivered ones without a lane deleted by another;
+// messages of lanes, retries and dead letters get a statement each.
 func (db *DB) runBatch(ops []*op) error {
-	for _, o := range ops {
-		o.resSeq, o.dup, o.settled, o.promoted = 0, false, false, false
-	}
 	b := &pgx.Batch{}
-
 	var locks []laneKey
+	var followers []*op // accepts of a key already in the batch: dups of its first
+	first := map[int32]map[string]*op{} // receiver, key -> its first accept
+	var bulk, delivered []*op
 	for _, o := range ops {
+		o.resSeq, o.dup, o.settled, o.promoted, o.first = 0, false, false, false, nil
+		switch {
+		case o.kind == opAccept && o.env.key != nil:
+			byKey := first[o.rid]
+			if byKey == nil {
+				byKey = map[string]*op{}
+				first[o.rid] = byKey
+			}
+			if f := byKey[string(o.env.key)]; f != nil {
+				o.first = f
+				followers = append(followers, o)
+				continue
+			}
+			byKey[string(o.env.key)] = o
+		}
 		switch {
 		case o.kind == opAccept && o.env.lane != nil:
 			locks = append(locks, laneLock(o.rid, o.env.lane))
+		case o.kind == opAccept:
+			bulk = append(bulk, o)
+		case o.kind == opSettle && o.verdict == queue.Delivered && o.lane == nil:
+			delivered = append(delivered, o)
 		case o.kind == opSettle && o.verdict != queue.Retry && o.lane != nil:
 			locks = append(locks, laneLock(o.rid, o.lane))
 		}
@@ -221,18 +253,98 @@ func (db *DB) runBatch(ops []*op) error {
 		b.Queue(sqlLaneLock, k.rid, k.hash)
 	}
 
+	t := now()
 	for _, o := range ops {
-		switch o.kind {
-		case opAccept:
+		switch {
+		case o.first != nil:
+		case o.kind == opAccept && o.env.lane != nil:
 			queueAccept(b, o)
-		case opSettle:
+		case o.kind == opSettle && !(o.verdict == queue.Delivered && o.lane == nil):
 			queueSettle(b, o)
 		}
+	}
+	if len(bulk) > 0 {
+		queueAcceptBulk(b, bulk, t)
+	}
+	if len(delivered) > 0 {
+		queueDeliveredBulk(b, delivered)
 	}
 
 	ctx, cancel := context.WithTimeout(db.ctx, db.o.WriteTimeout)
 	defer cancel()
-	return db.pool.SendBatch(ctx, b).Close()
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	for _, o := range followers {
+		o.resSeq, o.dup = o.first.resSeq, true
+	}
+	return nil
+}
+
+func queueAcceptBulk(b *pgx.Batch, ops []*op, t time.Time) {
+	n := len(ops)
+	var (
+		rids     = make([]int32, n)
+		keys     = make([][]byte, n)
+		expires  = make([]*time.Time, n)
+		at       = make([]time.Time, n)
+		events   = make([][]byte, n)
+		metas    = make([][]byte, n)
+		bodies   = make([][]byte, n)
+		checksum = make([]int32, n)
+	)
+	for i, o := range ops {
+		rids[i], keys[i], expires[i], at[i] = o.rid, o.env.key, o.expires, o.env.at
+		events[i], metas[i], bodies[i], checksum[i] = o.env.event, o.env.meta, o.env.body, o.sum
+	}
+	b.Queue(sqlAcceptBulk, rids, keys, expires, at, events, metas, bodies, checksum, t).
+		Query(func(rows pgx.Rows) error {
+			i := 0
+			for rows.Next() {
+				if i >= n {
+					return errors.New("pgstore: bulk accept returned too many rows")
+				}
+				var seq, keySeq int64
+				if err := rows.Scan(&seq, &keySeq); err != nil {
+					return err
+				}
+				ops[i].resSeq, ops[i].dup = keySeq, keySeq != seq
+				i++
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if i != n {
+				return fmt.Errorf("pgstore: bulk accept returned %d rows for %d messages", i, n)
+			}
+			return nil
+		})
+}
+
+func queueDeliveredBulk(b *pgx.Batch, ops []*op) {
+	n := len(ops)
+	rids, seqs, leases := make([]int32, n), make([]int64, n), make([]int64, n)
+	type ref struct {
+		rid int32
+		seq int64
+	}
+	byRef := make(map[ref]*op, n)
+	for i, o := range ops {
+		rids[i], seqs[i], leases[i] = o.rid, o.seq, o.lease
+		byRef[ref{o.rid, o.seq}] = o
+	}
+	b.Queue(sqlDeliveredBulk, rids, seqs, leases).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var r ref
+			if err := rows.Scan(&r.rid, &r.seq); err != nil {
+				return err
+			}
+			if o := byRef[r]; o != nil {
+				o.settled = true
+			}
+		}
+		return rows.Err()
+	})
 }
 
 func queueAccept(b *pgx.Batch, o *op) {
@@ -243,24 +355,7 @@ func queueAccept(b *pgx.Batch, o *op) {
 		return
 	}
 	b.Queue(sqlAcceptKeyed, o.rid, e.key, o.expires, o.now, e.lane, e.at, e.event, e.meta, e.body, o.sum).
-		QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&o.resSeq)
-			if errors.Is(err, pgx.ErrNoRows) {
-				o.dup = true
-				return nil
-			}
-			return err
-		})
-	b.Queue(sqlKeySeq, o.rid, e.key).QueryRow(func(row pgx.Row) error {
-		var seq int64
-		if err := row.Scan(&seq); err != nil {
-			return err
-		}
-		if o.dup {
-			o.resSeq = seq
-		}
-		return nil
-	})
+		QueryRow(func(row pgx.Row) error { return row.Scan(&o.resSeq, &o.dup) })
 }
 
 func queueSettle(b *pgx.Batch, o *op) {
