@@ -216,7 +216,7 @@ func sortOps(ops []*op) {
 func (db *DB) runBatch(ops []*op) error {
 	b := &pgx.Batch{}
 	var locks []laneKey
-	var followers []*op // accepts of a key already in the batch: dups of its first
+	var followers []*op                 // accepts of a key already in the batch: dups of its first
 	first := map[int32]map[string]*op{} // receiver, key -> its first accept
 	var bulk, delivered []*op
 	for _, o := range ops {
