@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,4 +75,91 @@ func BenchmarkAccept(b *testing.B) {
 			b.ReportMetric(float64(accepts)/float64(max(1, commits)), "accepts/commit")
 		})
 	}
+}
+
+// BenchmarkForward: the forwarding half of a message's life in the store:
+// leased in batches of up to 16 by 4 leasers, each settled (delivered) by
+// one of 32 workers, from a backlog accepted beforehand.
+//
+//	go test ./pgstore/ -run '^$' -bench BenchmarkForward -benchtime 20000x
+func BenchmarkForward(b *testing.B) {
+	dsn := pgtest.NewDatabase(b)
+	ctx := context.Background()
+	db, err := Open(ctx, dsn, Options{Logger: zap.NewNop(), MaxConns: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := db.Receiver(ctx, "forward")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := make([]byte, 600)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				m := &queue.Message{Key: fmt.Sprint("f", i), Event: "e", ContentType: "application/json", Body: body}
+				if _, _, err := s.Accept(ctx, m, time.Hour); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	work := make(chan *queue.Message, 64)
+	var settled atomic.Int64
+	commits0 := db.commits.Load()
+	server0, serverOK := serverCPU()
+	client0 := processCPU()
+	b.ResetTimer()
+	var leasers, workers sync.WaitGroup
+	for range 4 {
+		leasers.Add(1)
+		go func() {
+			defer leasers.Done()
+			for settled.Load() < int64(b.N) {
+				ms, err := s.Lease(ctx, 16, time.Minute)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if len(ms) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				for _, m := range ms {
+					work <- m
+				}
+			}
+		}()
+	}
+	for range 32 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for m := range work {
+				if err := s.Settle(ctx, m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200}); err != nil {
+					b.Error(err)
+				}
+				settled.Add(1)
+			}
+		}()
+	}
+	leasers.Wait()
+	close(work)
+	workers.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+	b.ReportMetric(float64(b.N)/float64(max(1, db.commits.Load()-commits0)), "settles/commit")
+	if server1, ok := serverCPU(); ok && serverOK {
+		b.ReportMetric(float64((server1-server0).Microseconds())/float64(b.N), "server-µs/message")
+	}
+	b.ReportMetric(float64((processCPU()-client0).Microseconds())/float64(b.N), "client-µs/message")
 }

@@ -3,6 +3,12 @@ package pgstore
 // Every statement the store runs, in one place. pgx prepares each one once
 // per connection (its statement cache) and reuses the plan.
 //
+// The statements are written so that their plan cannot depend on the
+// table's statistics, which for a queue are often off by orders of magnitude
+// (see Open: no sequential or bitmap scans): rows are found through an index
+// condition (a key, "= ANY (array)", a scalar subquery), never by a join
+// whose order the planner would choose from row estimates.
+//
 // Times compared with due and key expiries are the store's clock ($now,
 // the caller's: retries are scheduled by the forwarders' clocks); lease
 // expiries use the database's clock_timestamp(), the one clock every replica
@@ -114,8 +120,7 @@ RETURNING seq`
 )
 UPDATE webhook_messages m
 SET lease = $4, lease_until = clock_timestamp() + $5 * interval '1 microsecond'
-FROM c
-WHERE m.receiver = $1 AND m.seq = c.seq
+WHERE m.seq = ANY (ARRAY(SELECT seq FROM c)) AND m.receiver = $1
 RETURNING ` + `m.seq, m.state, m.lane, m.due, m.lease, m.attempts, m.last_status, m.last_error, m.dead_at, m.corrupt,
 	m.accepted_at, m.key, m.event, m.meta, m.body, m.checksum`
 
@@ -147,12 +152,12 @@ RETURNING seq`
 ), s AS (
 	SELECT lane FROM d UNION ALL SELECT lane FROM x
 ), h AS (
-	SELECT w.seq FROM webhook_messages w JOIN s ON w.lane = s.lane
-	WHERE w.receiver = $1 AND w.state <> 2 AND w.seq <> $2
+	SELECT w.seq FROM webhook_messages w
+	WHERE w.receiver = $1 AND w.lane = (SELECT lane FROM s) AND w.state <> 2 AND w.seq <> $2
 	ORDER BY w.seq LIMIT 1
 ), p AS (
 	UPDATE webhook_messages m SET state = 0
-	FROM h WHERE m.receiver = $1 AND m.seq = h.seq AND m.state = 3
+	WHERE m.receiver = $1 AND m.seq = (SELECT seq FROM h) AND m.state = 3
 	RETURNING m.seq
 )
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)`
@@ -160,15 +165,18 @@ SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)`
 	// sqlDeliveredBulk deletes the delivered messages without a lane of a
 	// batch ($1 receivers, $2 seqs, $3 lease tokens) still leased under
 	// those tokens, and returns their seqs.
+	// (Seqs are unique across receivers: the arrays are matched by seq.)
 	sqlDeliveredBulk = `DELETE FROM webhook_messages m
-USING unnest($1::integer[], $2::bigint[], $3::bigint[]) AS r(receiver, seq, lease)
-WHERE m.receiver = r.receiver AND m.seq = r.seq AND m.lease = r.lease AND m.lane IS NULL
+WHERE m.seq = ANY ($2::bigint[])
+	AND m.receiver = ($1::integer[])[array_position($2::bigint[], m.seq)]
+	AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]
+	AND m.lane IS NULL
 RETURNING m.receiver, m.seq`
 
 	// sqlRelease ends the leases ($2 seqs, $3 tokens) without an attempt.
 	sqlRelease = `UPDATE webhook_messages m SET lease = NULL, lease_until = NULL
-FROM unnest($2::bigint[], $3::bigint[]) AS r(seq, lease)
-WHERE m.receiver = $1 AND m.seq = r.seq AND m.lease = r.lease`
+WHERE m.seq = ANY ($2::bigint[]) AND m.receiver = $1
+	AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]`
 
 	// sqlReleaseTokens ends every lease taken under the tokens $2 (a store
 	// closing).
@@ -179,18 +187,21 @@ WHERE receiver = $1 AND lease = ANY($2::bigint[])`
 	sqlNextDue = `SELECT min(due) FROM webhook_messages
 WHERE receiver = $1 AND state = 1 AND (lease_until IS NULL OR lease_until <= clock_timestamp())`
 
-	// sqlStats counts every state ($2 now for the leases).
+	// sqlStats counts every state, each through its partial index.
 	sqlStats = `SELECT
-	count(*) FILTER (WHERE state IN (0, 3) AND NOT leased),
-	count(*) FILTER (WHERE state = 1 AND NOT leased),
-	count(*) FILTER (WHERE leased),
-	count(*) FILTER (WHERE state = 2),
-	min(accepted_at) FILTER (WHERE state <> 2),
-	(SELECT paused FROM webhook_receivers WHERE id = $1)
-FROM (
-	SELECT state, accepted_at, state <> 2 AND coalesce(lease_until > clock_timestamp(), false) AS leased
-	FROM webhook_messages WHERE receiver = $1
-) m`
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 0
+		AND (lease_until IS NULL OR lease_until <= clock_timestamp()))
+	+ (SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 3 AND lane IS NOT NULL),
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 1
+		AND (lease_until IS NULL OR lease_until <= clock_timestamp())),
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 0 AND lease_until > clock_timestamp())
+	+ (SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 1 AND lease_until > clock_timestamp()),
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 2),
+	least(
+		(SELECT min(accepted_at) FROM webhook_messages WHERE receiver = $1 AND state = 0),
+		(SELECT min(accepted_at) FROM webhook_messages WHERE receiver = $1 AND state = 1),
+		(SELECT min(accepted_at) FROM webhook_messages WHERE receiver = $1 AND state = 3 AND lane IS NOT NULL)),
+	(SELECT paused FROM webhook_receivers WHERE id = $1)`
 
 	sqlPaused    = `SELECT paused FROM webhook_receivers WHERE id = $1`
 	sqlSetPaused = `UPDATE webhook_receivers SET paused = $2 WHERE id = $1`
@@ -236,7 +247,7 @@ SELECT $1, nextval('webhook_seq'),
 	ORDER BY seq LIMIT $7
 	FOR UPDATE
 ), d AS (
-	DELETE FROM webhook_messages m USING c WHERE m.receiver = $1 AND m.seq = c.seq
+	DELETE FROM webhook_messages m WHERE m.seq = ANY (ARRAY(SELECT seq FROM c)) AND m.receiver = $1
 	RETURNING m.seq
 )
 SELECT count(*), coalesce(max(seq), 0) FROM d`

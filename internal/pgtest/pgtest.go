@@ -15,6 +15,8 @@
 //     which the test may Stop, Start again or Crash (outages, recovery).
 //
 // When the binaries are missing, both skip the test, or fail it when CI=true.
+// PGTEST_BINDIR names another directory of binaries; PGTEST_OPTIONS adds
+// server settings (space-separated name=value).
 //
 // PostgreSQL refuses to run as root: when the tests run as root, initdb and
 // postgres run as the "postgres" user (or "nobody"), and the data directory
@@ -247,11 +249,11 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"),
+	args := []string{
 		"-D", s.dataDir(),
 		"-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+s.dir,
+		"-c", "unix_socket_directories=" + s.dir,
 		"-c", "fsync=on",
 		"-c", "synchronous_commit=on",
 		"-c", "max_connections=300",
@@ -259,7 +261,13 @@ func (s *Server) start() error {
 		"-c", "max_wal_size=1GB",
 		"-c", "log_min_messages=warning",
 		"-c", "log_line_prefix=%m [%p] ",
-	)
+	}
+	// PGTEST_OPTIONS adds settings (space-separated name=value), for
+	// diagnosis: e.g. shared_preload_libraries=pg_stat_statements.
+	for _, opt := range strings.Fields(os.Getenv("PGTEST_OPTIONS")) {
+		args = append(args, "-c", opt)
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
