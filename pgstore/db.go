@@ -335,7 +335,7 @@ func (db *DB) notifier() {
 		cancel()
 		if err != nil {
 			// The other replicas' polls pick the work up.
-			db.health.failed(err)
+			db.health.failed(internal(err))
 		}
 	}
 }
@@ -350,7 +350,7 @@ func (db *DB) listen() {
 		if db.ctx.Err() != nil {
 			return
 		}
-		db.health.failed(err)
+		db.health.failed(internal(err))
 		select {
 		case <-db.ctx.Done():
 			return
@@ -380,7 +380,7 @@ func (db *DB) listenOnce() error {
 	db.health.ok(gen)
 	db.signalAll() // notifications may have been missed while down
 	for {
-		wctx, cancel := context.WithTimeout(db.ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(db.ctx, 5*time.Second)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
@@ -394,7 +394,7 @@ func (db *DB) listenOnce() error {
 			// Quiet for a while: check that the server is still there (a
 			// network that drops packets does not close the connection).
 			gen := db.health.begin()
-			pctx, cancel := context.WithTimeout(db.ctx, 5*time.Second)
+			pctx, cancel := context.WithTimeout(db.ctx, 3*time.Second)
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil {

@@ -16,10 +16,33 @@ import (
 	"github.com/leadterra/caddy-webhooks/queue"
 )
 
+// unanswered marks the failure of a round trip that the store bounded
+// itself (not its caller): its deadline passing means that the server did
+// not answer in time, an outage.
+type unanswered struct{ error }
+
+func (u unanswered) Unwrap() error { return u.error }
+
+// internal wraps the error of a round trip under one of the store's own
+// deadlines.
+func internal(err error) error {
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)) {
+		return unanswered{fmt.Errorf("no answer from the server in time: %w", err)}
+	}
+	return err
+}
+
 // isOutage reports whether err says that the server cannot be reached or
 // is not serving (as opposed to refusing one statement).
 func isOutage(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil {
+		return false
+	}
+	var u unanswered
+	if errors.As(err, &u) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var pgErr *pgconn.PgError

@@ -22,7 +22,7 @@ func (db *DB) janitor() {
 		}
 		n, err := db.sweep(db.ctx)
 		if err != nil && db.ctx.Err() == nil {
-			db.health.failed(err)
+			db.health.failed(internal(err))
 			db.log.Debug("deleting expired dedupe keys", zap.Int64("deleted", n), zap.Error(err))
 		}
 	}

@@ -221,3 +221,53 @@ func signalled(ch <-chan struct{}, d time.Duration) bool {
 		return false
 	}
 }
+
+// TestUnreachable: the server hangs (every process stopped: connections
+// stay open, nothing answers, as when a network drops packets): calls end
+// with their ctx (Accept with ctx.Err(), the others with ErrUnavailable),
+// the store notices the outage by itself and logs it once, and once the
+// server answers again everything works by itself.
+func TestUnreachable(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	db := openDB(t, dsn, func(o *Options) { o.Logger = zap.New(core); o.WriteTimeout = 3 * time.Second })
+	s := openReceiver(t, db, "r")
+	for i := range 5 {
+		accept(t, s, fmt.Sprint("before-", i))
+	}
+	srv.Freeze(t)
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+		want error
+	}{
+		{"Accept", func(ctx context.Context) error { _, _, err := s.Accept(ctx, testMsg("during"), time.Hour); return err }, context.DeadlineExceeded},
+		{"Lease", func(ctx context.Context) error { _, err := s.Lease(ctx, 10, time.Minute); return err }, queue.ErrUnavailable},
+		{"Stats", func(ctx context.Context) error { _, err := s.Stats(ctx); return err }, queue.ErrUnavailable},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			start := time.Now()
+			err := c.call(ctx)
+			require.ErrorIs(t, err, c.want)
+			require.Less(t, time.Since(start), 5*time.Second, "bounded by its ctx")
+		})
+	}
+	require.Eventually(t, db.Down, 30*time.Second, 50*time.Millisecond, "the store notices by itself")
+
+	srv.Thaw(t)
+	require.Eventually(t, func() bool {
+		_, _, err := s.Accept(testCtx(t), testMsg("after"), time.Hour)
+		return err == nil
+	}, 60*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return !db.Down() }, 30*time.Second, 50*time.Millisecond)
+	for i := range 5 {
+		_, dup := acceptDup(t, s, fmt.Sprint("before-", i))
+		require.True(t, dup, "acked before the outage, still there")
+	}
+	require.Equal(t, 1, logs.FilterMessageSnippet("postgresql unavailable").Len(), "the outage is logged once")
+	require.Equal(t, 1, logs.FilterMessage("postgresql available again").Len(), "the recovery is logged once")
+}

@@ -5,9 +5,15 @@ package pgstore
 //
 // The statements are written so that their plan cannot depend on the
 // table's statistics, which for a queue are often off by orders of magnitude
-// (see Open: no sequential or bitmap scans): rows are found through an index
-// condition (a key, "= ANY (array)", a scalar subquery), never by a join
-// whose order the planner would choose from row estimates.
+// (see Open: no sequential or bitmap scans): rows are found through the
+// index whose columns and predicate match the statement best (the key, or
+// the partial index of the state looked for), never by a join whose order
+// the planner would choose from row estimates. A statement that changes a
+// set of rows finds them first (locked, or by key one at a time through a
+// LATERAL subquery, which LIMIT 1 keeps the planner from turning into a
+// join) and then changes them by ctid (a TID scan), checking
+// again that each is still the row it meant: a row changed meanwhile is
+// left alone.
 //
 // Times compared with due and key expiries are the store's clock ($now,
 // the caller's: retries are scheduled by the forwarders' clocks); lease
@@ -101,26 +107,26 @@ RETURNING seq`
 	sqlLease = `WITH p AS (
 	SELECT paused FROM webhook_receivers WHERE id = $1
 ), r AS (
-	SELECT seq, 0 AS k, due FROM webhook_messages
+	SELECT ctid, seq, 0 AS k, due FROM webhook_messages
 	WHERE receiver = $1 AND state = 1 AND due <= $2
 		AND (lease_until IS NULL OR lease_until <= clock_timestamp())
 		AND NOT coalesce((SELECT paused FROM p), false)
 	ORDER BY due, seq LIMIT $3
 	FOR UPDATE SKIP LOCKED
 ), f AS (
-	SELECT seq, 1 AS k, NULL::timestamptz AS due FROM webhook_messages
+	SELECT ctid, seq, 1 AS k, NULL::timestamptz AS due FROM webhook_messages
 	WHERE receiver = $1 AND state = 0
 		AND (lease_until IS NULL OR lease_until <= clock_timestamp())
 		AND NOT coalesce((SELECT paused FROM p), false)
 	ORDER BY seq LIMIT $3
 	FOR UPDATE SKIP LOCKED
 ), c AS (
-	SELECT seq FROM (SELECT * FROM r UNION ALL SELECT * FROM f) u
+	SELECT ctid FROM (SELECT * FROM r UNION ALL SELECT * FROM f) u
 	ORDER BY k, due, seq LIMIT $3
 )
 UPDATE webhook_messages m
 SET lease = $4, lease_until = clock_timestamp() + $5 * interval '1 microsecond'
-WHERE m.seq = ANY (ARRAY(SELECT seq FROM c)) AND m.receiver = $1
+WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c)) AND m.receiver = $1
 RETURNING ` + `m.seq, m.state, m.lane, m.due, m.lease, m.attempts, m.last_status, m.last_error, m.dead_at, m.corrupt,
 	m.accepted_at, m.key, m.event, m.meta, m.body, m.checksum`
 
@@ -167,7 +173,13 @@ SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM p)`
 	// those tokens, and returns their seqs.
 	// (Seqs are unique across receivers: the arrays are matched by seq.)
 	sqlDeliveredBulk = `DELETE FROM webhook_messages m
-WHERE m.seq = ANY ($2::bigint[])
+WHERE m.ctid = ANY (ARRAY(
+		SELECT w.ctid FROM unnest($1::integer[], $2::bigint[], $3::bigint[]) AS r(receiver, seq, lease)
+		CROSS JOIN LATERAL (
+			SELECT ctid FROM webhook_messages w
+			WHERE w.receiver = r.receiver AND w.seq = r.seq AND w.lease = r.lease AND w.lane IS NULL
+			LIMIT 1
+		) w))
 	AND m.receiver = ($1::integer[])[array_position($2::bigint[], m.seq)]
 	AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]
 	AND m.lane IS NULL
@@ -175,13 +187,13 @@ RETURNING m.receiver, m.seq`
 
 	// sqlRelease ends the leases ($2 seqs, $3 tokens) without an attempt.
 	sqlRelease = `UPDATE webhook_messages m SET lease = NULL, lease_until = NULL
-WHERE m.seq = ANY ($2::bigint[]) AND m.receiver = $1
-	AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]`
-
-	// sqlReleaseTokens ends every lease taken under the tokens $2 (a store
-	// closing).
-	sqlReleaseTokens = `UPDATE webhook_messages SET lease = NULL, lease_until = NULL
-WHERE receiver = $1 AND lease = ANY($2::bigint[])`
+WHERE m.ctid = ANY (ARRAY(
+		SELECT w.ctid FROM unnest($2::bigint[], $3::bigint[]) AS r(seq, lease)
+		CROSS JOIN LATERAL (
+			SELECT ctid FROM webhook_messages w WHERE w.receiver = $1 AND w.seq = r.seq AND w.lease = r.lease
+			LIMIT 1
+		) w))
+	AND m.receiver = $1 AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]`
 
 	// sqlNextDue: the earliest retry not leased.
 	sqlNextDue = `SELECT min(due) FROM webhook_messages
@@ -243,11 +255,11 @@ SELECT $1, nextval('webhook_seq'),
 	// sqlPurge deletes the next page ($7 rows) of chosen dead letters,
 	// returning the last seq deleted and how many.
 	sqlPurge = `WITH c AS (
-	SELECT seq FROM webhook_messages WHERE ` + deadFilter + `
+	SELECT ctid FROM webhook_messages WHERE ` + deadFilter + `
 	ORDER BY seq LIMIT $7
 	FOR UPDATE
 ), d AS (
-	DELETE FROM webhook_messages m WHERE m.seq = ANY (ARRAY(SELECT seq FROM c)) AND m.receiver = $1
+	DELETE FROM webhook_messages m WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c)) AND m.receiver = $1 AND m.state = 2
 	RETURNING m.seq
 )
 SELECT count(*), coalesce(max(seq), 0) FROM d`

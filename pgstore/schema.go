@@ -18,9 +18,9 @@ import (
 //     the first acceptance and the key's expiry (NULL: never).
 //   - webhook_messages: envelopes and their forwarding state (see the states
 //     below); seqs come from one sequence shared by every receiver, so they
-//     grow in acceptance order and identify a message (the primary key)
-//     whatever its receiver. Every other index is partial, one per state that
-//     a statement looks for: what Lease scans holds only leasable rows.
+//     grow in acceptance order. Besides the primary key, every index is
+//     partial, one per state that a statement looks for: what Lease scans
+//     holds only leasable rows.
 //
 // Every text that comes from the network (keys, events, lanes, ids, headers,
 // bodies, errors) is bytea: the store keeps bytes, whatever their encoding.
@@ -63,7 +63,7 @@ CREATE TABLE webhook_messages (
 	meta        bytea NOT NULL,
 	body        bytea NOT NULL,
 	checksum    integer NOT NULL,
-	PRIMARY KEY (seq)
+	PRIMARY KEY (receiver, seq)
 ) WITH (fillfactor = 80);
 
 CREATE INDEX webhook_messages_ready ON webhook_messages (receiver, seq) WHERE state = 0;

@@ -29,7 +29,13 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
-	tokens map[int64]time.Time // leases taken here, until when (released by Close)
+	leased map[int64]heldLease // by seq: leases taken here and not settled or released yet
+}
+
+// heldLease is a lease handed out by this store (Close releases them).
+type heldLease struct {
+	token int64
+	until time.Time
 }
 
 func newStore(db *DB, id int32, name string) *Store {
@@ -38,7 +44,7 @@ func newStore(db *DB, id int32, name string) *Store {
 		db: db, id: id, name: name,
 		notify: make(chan struct{}, 1),
 		ctx:    ctx, cancel: cancel,
-		tokens: map[int64]time.Time{},
+		leased: map[int64]heldLease{},
 	}
 }
 
@@ -164,14 +170,11 @@ func (s *Store) Lease(ctx context.Context, n int, hold time.Duration) ([]*queue.
 		}
 		return rows.Err()
 	})
-	s.mu.Lock()
-	s.tokens[token] = time.Now().Add(hold)
-	s.mu.Unlock()
 	if err := s.db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, s.fail(ctx, "leasing", err)
 	}
 	s.db.health.ok(gen)
-	s.pruneTokens(token, len(out) == 0)
+	s.hold(out, token, hold)
 	order := make([]int, len(out))
 	for i := range order {
 		order[i] = i
@@ -200,20 +203,34 @@ func newToken() int64 {
 	return int64(rand.Uint64()>>1) | 1
 }
 
-// pruneTokens forgets expired lease tokens (and token, if it leased nothing).
-func (s *Store) pruneTokens(token int64, unused bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if unused {
-		delete(s.tokens, token)
-	}
-	if len(s.tokens) < 64 {
+// hold remembers the leases of ms (for Close), forgetting expired ones
+// when there are many.
+func (s *Store) hold(ms []*queue.Message, token int64, hold time.Duration) {
+	if len(ms) == 0 {
 		return
 	}
 	t := time.Now()
-	for tok, until := range s.tokens {
-		if until.Before(t) {
-			delete(s.tokens, tok)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.leased) >= 1024 {
+		for seq, h := range s.leased {
+			if h.until.Before(t) {
+				delete(s.leased, seq)
+			}
+		}
+	}
+	for _, m := range ms {
+		s.leased[int64(m.Seq)] = heldLease{token: token, until: t.Add(hold)}
+	}
+}
+
+// unhold forgets the leases of ms (settled or released).
+func (s *Store) unhold(ms ...*queue.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range ms {
+		if h, ok := s.leased[int64(m.Seq)]; ok && h.token == int64(m.Lease) {
+			delete(s.leased, int64(m.Seq))
 		}
 	}
 }
@@ -248,6 +265,7 @@ func (s *Store) Settle(ctx context.Context, m *queue.Message, oc queue.Outcome) 
 	if err := s.wait(ctx, o); err != nil {
 		return err
 	}
+	s.unhold(m)
 	if !o.settled {
 		return fmt.Errorf("%w: message %d is no longer leased under this lease", queue.ErrNotFound, m.Seq)
 	}
@@ -277,6 +295,7 @@ func (s *Store) Release(ctx context.Context, ms []*queue.Message) error {
 		return s.fail(ctx, "releasing", err)
 	}
 	s.db.health.ok(gen)
+	s.unhold(ms...)
 	s.db.announce(s.id)
 	return nil
 }
@@ -364,20 +383,20 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	tokens := make([]int64, 0, len(s.tokens))
+	var seqs, tokens []int64
 	t := time.Now()
-	for tok, until := range s.tokens {
-		if until.After(t) {
-			tokens = append(tokens, tok)
+	for seq, h := range s.leased {
+		if h.until.After(t) {
+			seqs, tokens = append(seqs, seq), append(tokens, h.token)
 		}
 	}
 	s.mu.Unlock()
 	s.cancel(queue.Closed)
 	s.db.unregister(s)
-	if len(tokens) > 0 && !s.db.closed.Load() {
+	if len(seqs) > 0 && !s.db.closed.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if _, err := s.db.pool.Exec(ctx, sqlReleaseTokens, s.id, tokens); err == nil {
+		if _, err := s.db.pool.Exec(ctx, sqlRelease, s.id, seqs, tokens); err == nil {
 			s.db.announce(s.id)
 		}
 	}

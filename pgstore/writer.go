@@ -160,6 +160,7 @@ func (db *DB) commit(ops []*op) {
 		if db.ctx.Err() != nil {
 			err = queue.Closed
 		} else {
+			err = internal(err)
 			db.health.failed(err)
 			err = unavailable("committing", err)
 		}

@@ -416,6 +416,70 @@ func (s *Server) Crash(t testing.TB) {
 	}
 }
 
+// Freeze stops every process of the server (SIGSTOP) without closing
+// anything: connections stay open and new ones are accepted by the kernel,
+// but nothing answers, like a database host that hangs or a network that
+// drops packets. Thaw resumes it.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	s.groupSignal(t, syscall.SIGSTOP)
+}
+
+// Thaw resumes a frozen server.
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	s.groupSignal(t, syscall.SIGCONT)
+}
+
+func (s *Server) groupSignal(t testing.TB, sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		t.Fatal("pgtest: server not running")
+	}
+	if err := signalAll(s.proc.Process.Pid, sig); err != nil {
+		t.Fatalf("pgtest: signalling the server: %v", err)
+	}
+}
+
+// signalAll sends sig to the postmaster pid and to every child of it (the
+// backends and auxiliary processes, which PostgreSQL puts in sessions of
+// their own: a signal to the postmaster's group misses them).
+func signalAll(pid int, sig syscall.Signal) error {
+	err := syscall.Kill(pid, sig)
+	for _, child := range children(pid) {
+		syscall.Kill(child, sig)
+	}
+	return err
+}
+
+// children returns the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			if child, err := strconv.Atoi(filepath.Base(filepath.Dir(path))); err == nil {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
+}
+
 // Start starts a stopped server again, on the same port and data, and waits
 // until it accepts connections.
 func (s *Server) Start(t testing.TB) {
@@ -432,34 +496,35 @@ func (s *Server) signal(sig syscall.Signal, group bool) error {
 		return errors.New("pgtest: server not running")
 	}
 	pid := s.proc.Process.Pid
+	kids := children(pid)
 	if group {
-		syscall.Kill(-pid, sig)
+		signalAll(pid, sig)
 	} else {
 		syscall.Kill(pid, sig)
 	}
 	select {
 	case <-s.exited:
 	case <-time.After(60 * time.Second):
-		syscall.Kill(-pid, syscall.SIGKILL)
+		signalAll(pid, syscall.SIGKILL)
 		<-s.exited
 	}
-	if group {
-		// Backends exit when the postmaster is gone; wait for the whole
-		// group so that a restart does not find the shared memory in use.
-		waitGroupGone(pid, 30*time.Second)
-	}
+	// Wait for every process of the server to be gone, so that a restart
+	// does not find its shared memory in use.
+	waitGone(kids, 30*time.Second)
 	s.proc = nil
 	return nil
 }
 
-// waitGroupGone waits until no process of group pgid is left.
-func waitGroupGone(pgid int, limit time.Duration) {
+// waitGone waits until none of pids is left.
+func waitGone(pids []int, limit time.Duration) {
 	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -469,6 +534,9 @@ func (s *Server) destroy() {
 	up := s.proc != nil
 	s.mu.Unlock()
 	if up {
+		s.mu.Lock()
+		signalAll(s.proc.Process.Pid, syscall.SIGCONT) // if frozen
+		s.mu.Unlock()
 		s.signal(syscall.SIGQUIT, true) // immediate shutdown: the data goes anyway
 	}
 	os.RemoveAll(s.dir)
