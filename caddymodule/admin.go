@@ -15,7 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-		"github.com/leadterra/caddy-webhooks/queue"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/sender"
 )
 

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 

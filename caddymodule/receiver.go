@@ -155,9 +155,9 @@ type Receiver struct {
 	syncWrites bool
 	fcfg       forward.Config
 	app        *ReceiversApp
-	primary    *Receiver                // the handler that owns the store (itself, or one with identical settings)
-	rt         atomic.Pointer[runtime]  // set while the config runs
-	ready      chan struct{}            // closed once start has run
+	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
+	rt         atomic.Pointer[runtime] // set while the config runs
+	ready      chan struct{}           // closed once start has run
 	regID      uint64
 	maxBody    int64
 	ackTimeout time.Duration
