@@ -35,6 +35,7 @@ const (
 	OutcomeTooLarge     = "too_large"
 	OutcomeTimeout      = "timeout"
 	OutcomeUnavailable  = "unavailable"
+	OutcomeBusy         = "busy"
 )
 
 // retryAfterSeconds is the Retry-After sent with a 503.
@@ -108,7 +109,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		case errors.Is(err, errBodyBudget):
 			w.Header().Set("Retry-After", retryAfterSeconds)
 			writeError(w, http.StatusServiceUnavailable, "busy", "too many request bodies in flight; retry later")
-			res.outcome = OutcomeUnavailable
+			res.outcome = OutcomeBusy
 			r.warnBusy()
 		case isTimeout(err):
 			writeError(w, http.StatusRequestTimeout, "timeout", "body not received within "+r.ackTimeout.String())

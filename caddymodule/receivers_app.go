@@ -41,7 +41,6 @@ type ReceiversApp struct {
 	order    []*Receiver
 	started  []*Receiver // whose runtime is acquired
 	budget   *bodyBudget
-	startErr error
 }
 
 // CaddyModule returns the Caddy module information.
@@ -63,7 +62,7 @@ func (a *ReceiversApp) Provision(ctx caddy.Context) error {
 	}
 	a.byName = make(map[string]*Receiver)
 	a.byStore = make(map[string]*Receiver)
-	a.budget = sharedBodyBudget(a.MaxBodyInFlight)
+	a.budget = theBodyBudget
 	return nil
 }
 
@@ -117,6 +116,7 @@ func sameReceiver(a, b *Receiver) bool {
 func (a *ReceiversApp) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.budget.setLimit(a.MaxBodyInFlight)
 	for _, r := range a.order {
 		if err := r.start(); err != nil {
 			a.stopLocked()
