@@ -34,13 +34,13 @@ type ReceiversApp struct {
 	// on the word of Content-Length. Default: 64 MiB.
 	MaxBodyInFlight int64 `json:"max_body_in_flight,omitempty"`
 
-	logger   *zap.Logger
-	mu       sync.Mutex
-	byName   map[string]*Receiver
-	byStore  map[string]*Receiver
-	order    []*Receiver
-	started  []*Receiver // whose runtime is acquired
-	budget   *bodyBudget
+	logger  *zap.Logger
+	mu      sync.Mutex
+	byName  map[string]*Receiver
+	byStore map[string]*Receiver
+	order   []*Receiver
+	started []*Receiver // whose runtime is acquired
+	budget  *bodyBudget
 }
 
 // CaddyModule returns the Caddy module information.
