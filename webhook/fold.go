@@ -1,0 +1,63 @@
+package webhook
+
+import (
+	"bytes"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Go's encoding/json matches an object key to a struct field exactly or,
+// failing that, case-insensitively, and the last matching key of an object
+// wins: for {"replyId":"a","ReplyId":"b"} an app reads "b". Keys that are
+// equal under that folding are therefore refused where the gateway reads a
+// value (see parser.dataKey and parser.memberNode).
+
+// appendFolded appends key folded as encoding/json folds object keys:
+// ASCII letters upper-cased, other runes mapped through
+// unicode.ToUpper(unicode.ToLower(r)) (so "K", "k" and the Kelvin sign
+// U+212A, or "s" and "ſ", fold alike).
+func appendFolded(dst, key []byte) []byte {
+	for i := 0; i < len(key); {
+		c := key[i]
+		if c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(key[i:])
+		dst = utf8.AppendRune(dst, unicode.ToUpper(unicode.ToLower(r)))
+		i += n
+	}
+	return dst
+}
+
+// foldEqual reports whether a and b are equal once folded (appendFolded).
+// Keys that differ in an ASCII byte other than by case return at once;
+// scratch is used for non-ASCII keys.
+func foldEqual(a, b []byte, scratch *[]byte) bool {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca|cb >= utf8.RuneSelf {
+			buf := appendFolded((*scratch)[:0], a[i:])
+			k := len(buf)
+			buf = appendFolded(buf, b[i:])
+			*scratch = buf
+			return bytes.Equal(buf[:k], buf[k:])
+		}
+		if ca != cb && upperASCII(ca) != upperASCII(cb) {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
+}
