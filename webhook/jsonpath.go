@@ -33,7 +33,8 @@ const (
 // pathSlot is what one parse found at one node.
 type pathSlot struct {
 	kind       uint8
-	start, end int // in parser.arena, for slotScalar
+	str        bool // slotScalar: a JSON string (else a number or a boolean)
+	start, end int  // in parser.arena, for slotScalar
 	// ambiguous: the object holding this node also has a key equal to the
 	// node's name once folded (e.g. "ReplyId" beside "replyId").
 	ambiguous bool
@@ -113,11 +114,12 @@ func (p *parser) memberNode(n int, key []byte) int {
 	return match
 }
 
-// setScalar records arena[start:end] as the scalar value of node (when >= 0).
-func (p *parser) setScalar(node, start, end int) {
+// setScalar records arena[start:end] as the scalar value of node (when
+// >= 0); str tells a JSON string from a number or a boolean.
+func (p *parser) setScalar(node, start, end int, str bool) {
 	if node >= 0 {
 		s := &p.slots[node]
-		s.kind, s.start, s.end = slotScalar, start, end
+		s.kind, s.start, s.end, s.str = slotScalar, start, end, str
 	}
 }
 

@@ -85,6 +85,7 @@ type parser struct {
 	// for each of their nodes.
 	paths   *pathSet
 	slots   []pathSlot
+	subject string // for ParseError: "" (the envelope) or what else is parsed
 	foldBuf []byte // scratch for folded keys
 	folds   map[string]int
 }
@@ -132,6 +133,7 @@ func (p *parser) reset(body []byte, maxDepth int, paths *pathSet) {
 	p.keys, p.keyBuf, p.arena, p.members = p.keys[:0], p.keyBuf[:0], p.arena[:0], p.members[:0]
 	p.haveEvent, p.haveTimestamp, p.haveData = false, false, false
 	p.paths = paths
+	p.subject = ""
 	p.slots = p.slots[:0]
 	if paths != nil {
 		p.slots = append(p.slots, make([]pathSlot, len(paths.nodes))...)
@@ -346,7 +348,7 @@ func (p *parser) topMember(key []byte, keyOffset, depth, node int) error {
 				return p.errAt(valueOffset, errShape, `"event" contains a control character`)
 			}
 		}
-		p.setScalar(node, p.eventStart, p.eventEnd)
+		p.setScalar(node, p.eventStart, p.eventEnd, true)
 		return nil
 	case string(key) == "timestamp":
 		p.haveTimestamp = true
@@ -361,7 +363,7 @@ func (p *parser) topMember(key []byte, keyOffset, depth, node int) error {
 		p.tsStart = len(p.arena)
 		p.arena = appendString(p.arena, p.data[start:end], escaped)
 		p.tsEnd = len(p.arena)
-		p.setScalar(node, p.tsStart, p.tsEnd)
+		p.setScalar(node, p.tsStart, p.tsEnd, true)
 		return nil
 	case string(key) == "data":
 		p.haveData = true
@@ -399,6 +401,7 @@ func (p *parser) dataMember(key []byte, depth, node int) error {
 	p.arena = append(p.arena, key...)
 	m.nameEnd = len(p.arena)
 	m.valueStart = m.nameEnd
+	valueOffset := p.pos
 	switch c := p.data[p.pos]; {
 	case c == '"':
 		start, end, escaped, err := p.scanString()
@@ -428,7 +431,7 @@ func (p *parser) dataMember(key []byte, depth, node int) error {
 	}
 	m.valueEnd = len(p.arena)
 	p.members = append(p.members, m)
-	p.setScalar(node, m.valueStart, m.valueEnd)
+	p.setScalar(node, m.valueStart, m.valueEnd, p.data[valueOffset] == '"')
 	return nil
 }
 
@@ -476,7 +479,7 @@ func (p *parser) parsePathValue(depth, node int) error {
 		}
 		at := len(p.arena)
 		p.arena = appendString(p.arena, p.data[start:end], escaped)
-		p.setScalar(node, at, len(p.arena))
+		p.setScalar(node, at, len(p.arena), true)
 		return nil
 	case c == '-' || isDigit(c):
 		start := p.pos
@@ -485,7 +488,7 @@ func (p *parser) parsePathValue(depth, node int) error {
 		}
 		at := len(p.arena)
 		p.arena = append(p.arena, p.data[start:p.pos]...)
-		p.setScalar(node, at, len(p.arena))
+		p.setScalar(node, at, len(p.arena), false)
 		return nil
 	case c == 't', c == 'f':
 		lit := "true"
@@ -497,7 +500,7 @@ func (p *parser) parsePathValue(depth, node int) error {
 		}
 		at := len(p.arena)
 		p.arena = append(p.arena, lit...)
-		p.setScalar(node, at, len(p.arena))
+		p.setScalar(node, at, len(p.arena), false)
 		return nil
 	case c == 'n':
 		p.slots[node].kind = slotOther
@@ -792,7 +795,7 @@ func (p *parser) keyBytes(r keyRef) []byte {
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func (p *parser) errAt(offset int, kind errKind, msg string) error {
-	return &ParseError{Offset: offset, Msg: msg, kind: kind}
+	return &ParseError{Offset: offset, Msg: msg, kind: kind, subject: p.subject}
 }
 
 func (p *parser) errEOF() error {
