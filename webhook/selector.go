@@ -137,6 +137,9 @@ func parseSelectors(option string, texts []string) ([]Selector, error) {
 
 // mustSelectors parses built-in selectors.
 func mustSelectors(texts ...string) []Selector {
+	if len(texts) == 0 {
+		return nil
+	}
 	sels, err := parseSelectors("built-in", texts)
 	if err != nil {
 		panic(err)

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
@@ -109,4 +111,53 @@ func TestSlackAgainstSlackGo(t *testing.T) {
 			assert.NoError(t, both.Verify(with(view(jsonCT), signed(now, s)), body, now))
 		}
 	})
+}
+
+// TestSlackInspect: the url_verification handshake is recognised (after
+// verification) and answered with its challenge; events dedupe on event_id
+// and are typed by event.type.
+func TestSlackInspect(t *testing.T) {
+	src := mustSource(t, SourceSlack, SourceConfig{Secrets: []string{slackSecret}, Tolerance: 5 * time.Minute})
+	challenge := `{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
+	tests := []struct {
+		name    string
+		body    string
+		want    Delivery
+		wantErr string
+	}{
+		{name: "url_verification", body: challenge, want: Delivery{Handshake: &Handshake{Status: 200, ContentType: "text/plain; charset=utf-8",
+			Body: []byte("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")}}},
+		{name: "event callback", body: slackEvent, want: Delivery{Event: "app_mention", Key: "slack-event:Ev08MFMKH6", ID: "Ev08MFMKH6"}},
+		{name: "type without event", body: `{"type":"app_rate_limited","team_id":"T1","minute_rate_limited":1518467820}`,
+			want: Delivery{Event: "app_rate_limited", Key: "sha256:" + sha256Hex(`{"type":"app_rate_limited","team_id":"T1","minute_rate_limited":1518467820}`)}},
+		{name: "challenge missing", body: `{"type":"url_verification"}`, wantErr: `invalid JSON body: url_verification: no "challenge" string`},
+		{name: "challenge not a string", body: `{"type":"url_verification","challenge":12}`, wantErr: `invalid JSON body: url_verification: no "challenge" string`},
+		{name: "challenge with a control character", body: `{"type":"url_verification","challenge":"a\nb"}`, wantErr: `invalid JSON body: url_verification: "challenge" contains a control character`},
+		{name: "challenge too long", body: `{"type":"url_verification","challenge":"` + strings.Repeat("c", 1025) + `"}`, wantErr: `invalid JSON body: url_verification: "challenge" is longer than 1024 bytes`},
+		{name: "ambiguous type", body: `{"type":"event_callback","Type":"url_verification","challenge":"x"}`, wantErr: `invalid JSON body: ambiguous "type": the key appears again with only the case differing`},
+		{name: "type not a string", body: `{"type":1,"challenge":"x"}`, want: Delivery{Event: "1", Key: "sha256:" + sha256Hex(`{"type":1,"challenge":"x"}`)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := src.Inspect(view(jsonCT), []byte(tt.body))
+			if tt.wantErr != "" {
+				assert.EqualError(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, d)
+		})
+	}
+	t.Run("the handshake is verified like any request", func(t *testing.T) {
+		now := time.Now()
+		h, err := src.Sign(view(""), []byte(challenge), now)
+		require.NoError(t, err)
+		assert.NoError(t, src.Verify(with(view(jsonCT), h), []byte(challenge), now))
+		assert.ErrorIs(t, src.Verify(view(jsonCT), []byte(challenge), now), ErrMissingHeaders)
+	})
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
