@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -395,7 +396,13 @@ func NewSource(name string, cfg SourceConfig) (*Source, error) {
 	for i := range s.eventType {
 		addSel(&s.eventType[i])
 	}
-	for _, sels := range s.rules {
+	events := make([]string, 0, len(s.rules))
+	for ev := range s.rules {
+		events = append(events, ev)
+	}
+	slices.Sort(events) // a stable order for Headers()
+	for _, ev := range events {
+		sels := s.rules[ev]
 		for i := range sels {
 			addSel(&sels[i])
 		}

@@ -43,8 +43,9 @@ func newShopifyVerifier(cfg SourceConfig) (requestVerifier, error) {
 }
 
 func (v *shopifyVerifier) verify(req RequestView, body []byte, _ time.Time) error {
+	// As @shopify/shopify-api: the events header when it has a value.
 	name := hdrShopifyHmac
-	if len(req.Header[hdrShopifyEventsHmac]) > 0 {
+	if v := req.Header[hdrShopifyEventsHmac]; len(v) > 0 && v[0] != "" {
 		name = hdrShopifyEventsHmac
 	}
 	header, err := singleHeader(req.Header, name, errShopifyMissing, errShopifyRepeated)

@@ -44,6 +44,7 @@ func TestShopifyVerify(t *testing.T) {
 		{name: "accepted (second secret)", req: view(jsonCT, HeaderShopifyHmac, sig)},
 		{name: "events delivery", req: view(jsonCT, HeaderShopifyEventsHmac, sig)},
 		{name: "events header preferred", req: view(jsonCT, HeaderShopifyEventsHmac, sig, HeaderShopifyHmac, "x")},
+		{name: "empty events header ignored", req: view(jsonCT, HeaderShopifyEventsHmac, "", HeaderShopifyHmac, sig)},
 		{name: "tampered body", req: view(jsonCT, HeaderShopifyHmac, sig), body: strings.Replace(shopifyOrder, "254.98", "0.01", 1), want: ErrNoMatchingSignature},
 		{name: "missing", req: view(jsonCT), want: ErrMissingHeaders},
 		{name: "twice", req: view(jsonCT, HeaderShopifyHmac, sig, HeaderShopifyHmac, sig), want: ErrRepeatedHeader},

@@ -35,7 +35,10 @@ const (
 	HeaderSvixSignature = "svix-signature"
 )
 
-var errStdRepeated = newVerifyError(ErrRepeatedHeader, "webhook-id, webhook-timestamp or webhook-signature given more than once")
+var (
+	errStdRepeated = newVerifyError(ErrRepeatedHeader, "webhook-id, webhook-timestamp or webhook-signature given more than once")
+	errSvixMissing = newVerifyError(ErrMissingHeaders, "missing svix-id, svix-timestamp or svix-signature header (nor all of webhook-id, webhook-timestamp and webhook-signature)")
+)
 
 // newStandardVerifier: whsec_ (and whsk_) secrets, whpk_ public keys, at
 // most two ed25519 keys in all.
@@ -125,7 +128,11 @@ func (sv *standardVerifier) verify(req RequestView, body []byte, now time.Time) 
 	id, ts, sig := h[sv.id], h[sv.ts], h[sv.sig]
 	// Svix's library reads svix-* and, when one of them is missing, webhook-*.
 	if sv.alt != nil && (len(id) == 0 || id[0] == "" || len(ts) == 0 || ts[0] == "" || len(sig) == 0 || sig[0] == "") {
-		return sv.alt.verify(req, body, now)
+		err := sv.alt.verify(req, body, now)
+		if err == ErrMissingHeaders {
+			return errSvixMissing
+		}
+		return err
 	}
 	if len(id) > 1 || len(ts) > 1 || len(sig) > 1 {
 		return sv.errRepeated

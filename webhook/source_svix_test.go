@@ -50,6 +50,11 @@ func TestSvixAgainstSvixLibrary(t *testing.T) {
 		{name: "timestamp in the future", h: svixSigned(t, vectorSecret, "msg_1", now.Add(6*time.Minute), svixBody, "svix"), want: ErrTimestampOutOfTolerance},
 		{name: "other secret", h: svixSigned(t, other, "msg_1", now, svixBody, "svix"), want: ErrNoMatchingSignature},
 		{name: "no headers", h: http.Header{}, want: ErrMissingHeaders},
+		{name: "svix-* incomplete, webhook-* used", h: func() http.Header {
+			h := svixSigned(t, vectorSecret, "msg_1", now, svixBody, "webhook")
+			h.Set("svix-id", "msg_1")
+			return h
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
