@@ -61,3 +61,28 @@ func upperASCII(c byte) byte {
 	}
 	return c
 }
+
+// foldSig is a cheap signature of key folded (appendFolded): its first and
+// last runes, folded. Keys equal once folded have equal signatures (folding
+// maps rune to rune), most other keys do not.
+func foldSig(key []byte) uint64 {
+	if len(key) == 0 {
+		return 0
+	}
+	first, last := rune(key[0]), rune(key[len(key)-1])
+	if first >= utf8.RuneSelf {
+		first, _ = utf8.DecodeRune(key)
+	}
+	if last >= utf8.RuneSelf {
+		last, _ = utf8.DecodeLastRune(key)
+	}
+	return uint64(foldRune(first))<<32 | uint64(foldRune(last))
+}
+
+// foldRune folds one rune as appendFolded does.
+func foldRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		return rune(upperASCII(byte(r)))
+	}
+	return unicode.ToUpper(unicode.ToLower(r))
+}

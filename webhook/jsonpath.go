@@ -142,24 +142,30 @@ func (p *parser) pathValue(node int) (value []byte, ok, ambiguous bool) {
 
 // dataKey checks the key ref of the "data" object (whose keys start at
 // keysStart in p.keys) against the keys before it: an exact repeat is a
-// duplicate, a key equal once folded is ambiguous. Small objects compare
-// pairwise, larger ones through a map of folded keys.
+// duplicate, a key equal once folded is ambiguous. Small objects compare a
+// cheap signature of each folded key pairwise (and the keys themselves only
+// when two signatures are equal), larger ones go through a map of folded keys.
 func (p *parser) dataKey(ref keyRef, keysStart, keyOffset int) error {
 	key := p.keyBytes(ref)
 	if p.folds == nil {
-		for _, other := range p.keys[keysStart:] {
-			o := p.keyBytes(other)
-			if foldEqual(key, o, &p.foldBuf) {
-				return p.errFolded(key, o, keyOffset)
+		sig := foldSig(key)
+		n := len(p.keys) - keysStart
+		for i, other := range p.foldSigs[:n] {
+			if other == sig {
+				if o := p.keyBytes(p.keys[keysStart+i]); foldEqual(key, o, &p.foldBuf) {
+					return p.errFolded(key, o, keyOffset)
+				}
 			}
 		}
 		p.keys = append(p.keys, ref)
-		if len(p.keys)-keysStart > smallObject {
-			p.folds = make(map[string]int, 2*smallObject)
-			for i, r := range p.keys[keysStart:] {
-				p.foldBuf = appendFolded(p.foldBuf[:0], p.keyBytes(r))
-				p.folds[string(p.foldBuf)] = keysStart + i
-			}
+		if n < smallObject {
+			p.foldSigs[n] = sig
+			return nil
+		}
+		p.folds = make(map[string]int, 2*smallObject)
+		for i, r := range p.keys[keysStart:] {
+			p.foldBuf = appendFolded(p.foldBuf[:0], p.keyBytes(r))
+			p.folds[string(p.foldBuf)] = keysStart + i
 		}
 		return nil
 	}

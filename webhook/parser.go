@@ -83,11 +83,12 @@ type parser struct {
 
 	// paths are the values to read (nil: none); slots hold what was found
 	// for each of their nodes.
-	paths   *pathSet
-	slots   []pathSlot
-	subject string // for ParseError: "" (the envelope) or what else is parsed
-	foldBuf []byte // scratch for folded keys
-	folds   map[string]int
+	paths    *pathSet
+	slots    []pathSlot
+	subject  string              // for ParseError: "" (the envelope) or what else is parsed
+	foldBuf  []byte              // scratch for folded keys
+	foldSigs [smallObject]uint64 // of the "data" object's keys, while it has few
+	folds    map[string]int      // of the "data" object's keys, past smallObject
 }
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
