@@ -10,7 +10,7 @@ import (
 
 // benchSources are the sources with a ~600-byte body of the provider's
 // shape, signed at now, as the receiver sees them.
-func benchSources(b *testing.B, now time.Time) []struct {
+func benchSources(b testing.TB, now time.Time) []struct {
 	name string
 	src  *Source
 	req  RequestView

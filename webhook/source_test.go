@@ -233,3 +233,40 @@ func TestSourceHeaders(t *testing.T) {
 }
 
 var _ = http.MethodPost
+
+// TestSourceConcurrent: one Source serves concurrent requests (run with -race).
+func TestSourceConcurrent(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, s := range benchSources(t, now) {
+		t.Run(s.name, func(t *testing.T) {
+			want, err := s.src.Inspect(s.req, s.body)
+			require.NoError(t, err)
+			want.Envelope = nil
+			done := make(chan struct{})
+			for g := 0; g < 4; g++ {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					for i := 0; i < 200; i++ {
+						if err := s.src.Verify(s.req, s.body, now); err != nil {
+							t.Error(err)
+							return
+						}
+						if err := s.src.Verify(s.req, append([]byte("x"), s.body...), now); !errors.Is(err, ErrNoMatchingSignature) {
+							t.Error("tampered body accepted:", err)
+							return
+						}
+						d, err := s.src.Inspect(s.req, s.body)
+						d.Envelope = nil
+						if err != nil || d.Key != want.Key || d.Event != want.Event || d.ID != want.ID {
+							t.Errorf("%+v %v", d, err)
+							return
+						}
+					}
+				}()
+			}
+			for g := 0; g < 4; g++ {
+				<-done
+			}
+		})
+	}
+}
