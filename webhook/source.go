@@ -32,6 +32,10 @@ const (
 	SourceHMAC = "hmac"
 )
 
+// MaxSecrets is the most secrets and public keys one source takes: a
+// request costs one MAC per secret, and a rotation needs two or three.
+const MaxSecrets = 8
+
 // SourceNames lists every source, default first. Treat it as read-only.
 var SourceNames = []string{SourceStandardWebhooks, SourceSvix, SourceStripe, SourceGitHub, SourceShopify, SourceSlack, SourceHMAC}
 
@@ -53,7 +57,8 @@ type RequestView struct {
 // after expanding placeholders; strings are used as given.
 type SourceConfig struct {
 	// Secrets are the signing secrets, several during a rotation (a request
-	// is accepted when any of its signatures matches any secret). Their form
+	// is accepted when any of its signatures matches any secret), at most
+	// MaxSecrets with PublicKeys. Their form
 	// depends on the source: standard_webhooks and svix take whsec_ (and
 	// standard_webhooks whsk_, whose public half checks v1a signatures);
 	// stripe the whsec_… string itself as the HMAC key; github, shopify and
@@ -312,6 +317,9 @@ func NewSource(name string, cfg SourceConfig) (*Source, error) {
 	}
 	if name != SourceStandardWebhooks && len(cfg.PublicKeys) > 0 {
 		return nil, fmt.Errorf("public_key: only for source standard_webhooks (v1a signatures), and the source is %s", name)
+	}
+	if n := len(cfg.Secrets) + len(cfg.PublicKeys); n > MaxSecrets {
+		return nil, fmt.Errorf("secret: %d secrets and keys, at most %d (each costs a signature check per request)", n, MaxSecrets)
 	}
 	if cfg.Tolerance < 0 {
 		return nil, fmt.Errorf("tolerance: %v is negative", cfg.Tolerance)

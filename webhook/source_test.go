@@ -35,6 +35,7 @@ func TestNewSourceErrors(t *testing.T) {
 			"public_key: 3 ed25519 keys, at most 2 are used (a request is checked against at most two signature and key pairs)"},
 		{"public key for stripe", SourceStripe, SourceConfig{Secrets: []string{"whsec_x"}, PublicKeys: []string{pk1.String()}}, "public_key: only for source standard_webhooks (v1a signatures), and the source is stripe"},
 		{"hmac options elsewhere", SourceGitHub, SourceConfig{Secrets: []string{"x"}, HMAC: HMACConfig{Header: "X-Sig"}}, "hmac: only for source hmac, and the source is github"},
+		{"nine secrets", SourceGitHub, SourceConfig{Secrets: strings.Split("a b c d e f g h i", " ")}, "secret: 9 secrets and keys, at most 8 (each costs a signature check per request)"},
 		{"negative tolerance", SourceGitHub, SourceConfig{Secrets: []string{"x"}, Tolerance: -time.Second}, "tolerance: -1s is negative"},
 		{"event_type for standard", "", SourceConfig{Secrets: []string{vectorSecret}, EventType: "json:type"}, `event_type: the standard_webhooks source reads the envelope's "event"`},
 		{"bad event_type", SourceStripe, SourceConfig{Secrets: []string{"whsec_x"}, EventType: "query:x"}, `event_type: invalid selector "query:x": unknown kind "query": want json:<path>, header:<Name>, form:<field> or a field name of data`},
