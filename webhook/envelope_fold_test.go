@@ -73,3 +73,21 @@ func TestParseEnvelopeRefusesCaseVariantsInData(t *testing.T) {
 		}
 	})
 }
+
+// TestParseEnvelopeFoldHashCollisions: in a large "data" object, keys whose
+// folded hashes collide (here all of them) are still told apart, and a
+// case variant among them is still found.
+func TestParseEnvelopeFoldHashCollisions(t *testing.T) {
+	orig := hashFolded
+	hashFolded = func([]byte) uint64 { return 42 }
+	t.Cleanup(func() { hashFolded = orig })
+	const head = `{"event":"reply.received","timestamp":"2026-11-26T10:15:00Z","data":`
+	_, err := ParseEnvelope([]byte(head+`{`+manyKeys(40, "")+`}}`), ParseOptions{})
+	assert.NoError(t, err, "40 distinct keys, one hash")
+	for _, extra := range []string{`"K30":1`, `"k30":1`, `"k\u0033\u0030":1`} {
+		_, err = ParseEnvelope([]byte(head+`{`+manyKeys(40, "")+`,`+extra+`}}`), ParseOptions{})
+		var pe *ParseError
+		require.True(t, errors.As(err, &pe), "%s: %v", extra, err)
+		assert.Contains(t, pe.Msg, `"k30"`, extra)
+	}
+}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"hash/maphash"
 	"strconv"
 )
 
@@ -144,7 +145,9 @@ func (p *parser) pathValue(node int) (value []byte, ok, ambiguous bool) {
 // keysStart in p.keys) against the keys before it: an exact repeat is a
 // duplicate, a key equal once folded is ambiguous. Small objects compare a
 // cheap signature of each folded key pairwise (and the keys themselves only
-// when two signatures are equal), larger ones go through a map of folded keys.
+// when two signatures are equal); larger ones index the keys by a seeded
+// hash of their folded form (no copy of the key is kept), checking the keys
+// themselves on a hit.
 func (p *parser) dataKey(ref keyRef, keysStart, keyOffset int) error {
 	key := p.keyBytes(ref)
 	if p.folds == nil {
@@ -162,21 +165,58 @@ func (p *parser) dataKey(ref keyRef, keysStart, keyOffset int) error {
 			p.foldSigs[n] = sig
 			return nil
 		}
-		p.folds = make(map[string]int, 2*smallObject)
-		for i, r := range p.keys[keysStart:] {
-			p.foldBuf = appendFolded(p.foldBuf[:0], p.keyBytes(r))
-			p.folds[string(p.foldBuf)] = keysStart + i
+		p.folds, p.collided = make(map[uint64]uint64, 2*smallObject), p.collided[:0]
+		for _, r := range p.keys[keysStart:] {
+			p.folds[p.foldedHash(p.keyBytes(r))] = packKeyRef(r)
 		}
 		return nil
 	}
-	p.foldBuf = appendFolded(p.foldBuf[:0], key)
-	if i, seen := p.folds[string(p.foldBuf)]; seen {
-		return p.errFolded(key, p.keyBytes(p.keys[i]), keyOffset)
+	// Past smallObject keys, the keys live in the map only (p.keys stops
+	// growing, as for other large objects).
+	h := p.foldedHash(key)
+	if packed, seen := p.folds[h]; seen {
+		if o := p.keyBytes(unpackKeyRef(packed)); foldEqual(key, o, &p.foldBuf) {
+			return p.errFolded(key, o, keyOffset)
+		}
+		// Two keys with one hash but different folded forms (2^-64 with a
+		// random seed): keep the new one aside, checked on every hit.
+		for _, c := range p.collided {
+			if o := p.keyBytes(unpackKeyRef(c)); foldEqual(key, o, &p.foldBuf) {
+				return p.errFolded(key, o, keyOffset)
+			}
+		}
+		p.collided = append(p.collided, packKeyRef(ref))
+		return nil
 	}
-	p.keys = append(p.keys, ref)
-	p.folds[string(p.foldBuf)] = len(p.keys) - 1
+	p.folds[h] = packKeyRef(ref)
 	return nil
 }
+
+// packKeyRef packs a keyRef into one word: start (32 bits), length (31
+// bits), inBuf (1 bit). Bodies are far below 4 GiB.
+func packKeyRef(r keyRef) uint64 {
+	v := uint64(uint32(r.start))<<32 | uint64(uint32(r.end-r.start))<<1
+	if r.inBuf {
+		v |= 1
+	}
+	return v
+}
+
+func unpackKeyRef(v uint64) keyRef {
+	start := int(v >> 32)
+	return keyRef{inBuf: v&1 == 1, start: start, end: start + int(uint32(v)>>1)}
+}
+
+// foldedHash hashes key folded (appendFolded), with a per-process seed.
+func (p *parser) foldedHash(key []byte) uint64 {
+	p.foldBuf = appendFolded(p.foldBuf[:0], key)
+	return hashFolded(p.foldBuf)
+}
+
+var foldSeed = maphash.MakeSeed()
+
+// hashFolded is the hash of foldedHash; tests make it collide.
+var hashFolded = func(b []byte) uint64 { return maphash.Bytes(foldSeed, b) }
 
 // errFolded reports key, equal to the earlier key other once folded, as a
 // duplicate (exactly equal) or as ambiguous.

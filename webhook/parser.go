@@ -88,7 +88,8 @@ type parser struct {
 	subject  string              // for ParseError: "" (the envelope) or what else is parsed
 	foldBuf  []byte              // scratch for folded keys
 	foldSigs [smallObject]uint64 // of the "data" object's keys, while it has few
-	folds    map[string]int      // of the "data" object's keys, past smallObject
+	folds    map[uint64]uint64   // of the "data" object's keys, past smallObject: folded hash → packed keyRef
+	collided []uint64            // packed keyRefs of "data" keys whose folded hash was taken
 }
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
