@@ -37,10 +37,12 @@ the webhook receivers and sender and to list, replay and purge what they could
 not deliver; sign and verify work offline, for debugging with curl.
 
   caddy webhook status [receiver]
+  caddy webhook pause <receiver>
+  caddy webhook resume <receiver>
   caddy webhook dead list <receiver> [--limit N] [--before SEQ]
   caddy webhook dead show <receiver> <seq>
-  caddy webhook dead replay <receiver> (--seq N… | --event TYPE | --all)
-  caddy webhook dead purge <receiver> (--seq N… | --event TYPE | --all)
+  caddy webhook dead replay <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
+  caddy webhook dead purge <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
   caddy webhook sender status
   caddy webhook sender failed [--limit N] [--cursor C]
   caddy webhook sender replay (--id ID… | --all)
@@ -141,26 +143,59 @@ func buildWebhookCommand(cmd *cobra.Command) {
 	verify.Flags().String("body-file", "", "File holding the body received (- for stdin)")
 	verify.Flags().Duration("tolerance", DefaultTolerance, "How far the timestamp may be from now (0 = do not check)")
 
-	cmd.AddCommand(status, dead, snd, sign, verify)
+	cmd.AddCommand(status, pauseCommand("pause"), pauseCommand("resume"), dead, snd, sign, verify)
 }
 
 // deadChange is `dead replay` or `dead purge`.
 func deadChange(action string) *cobra.Command {
 	verb := map[string]string{"replay": "Replays", "purge": "Purges"}[action]
 	c := &cobra.Command{
-		Use:   action + " <receiver> (--seq N… | --event TYPE | --all)",
+		Use:   action + " <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)",
 		Short: verb + " dead letters",
-		Args:  cobra.ExactArgs(1),
+		Long: verb + " dead letters: those listed with --seq, or of an event type (--event), or accepted in a time range\n" +
+			"(--since T inclusive, --until T exclusive, RFC 3339 times), or --all. Filters given together must all match.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDeadChange(cmd, args, action)
 		},
 	}
 	c.Flags().StringSlice("seq", nil, "Dead letter seq (repeatable, or comma-separated)")
-	c.Flags().String("event", "", "Every dead letter of this event type")
+	c.Flags().String("event", "", "Dead letters of this event type")
+	c.Flags().String("since", "", "Dead letters accepted at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z)")
+	c.Flags().String("until", "", "Dead letters accepted before this time (RFC 3339)")
 	c.Flags().Bool("all", false, "Every dead letter")
-	c.MarkFlagsOneRequired("seq", "event", "all")
-	c.MarkFlagsMutuallyExclusive("seq", "event", "all")
+	c.MarkFlagsOneRequired("seq", "event", "since", "until", "all")
 	return c
+}
+
+// pauseCommand is `pause` or `resume`.
+func pauseCommand(action string) *cobra.Command {
+	short := map[string]string{
+		"pause":  "Pauses a receiver's forwarding (accepting goes on; stored, so it holds across restarts and reloads)",
+		"resume": "Resumes a receiver's forwarding",
+	}[action]
+	return &cobra.Command{
+		Use:   action + " <receiver>",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAdminClient(cmd)
+			if err != nil {
+				return err
+			}
+			var rs ReceiverStatus
+			uri := "/webhooks/receivers/" + url.PathEscape(args[0]) + "/" + action
+			if printed, err := c.send(cmd, http.MethodPost, uri, map[string]any{}, &rs); printed || err != nil {
+				return err
+			}
+			state := "forwarding"
+			if rs.Paused {
+				state = "paused: accepting, not forwarding"
+			}
+			fmt.Fprintf(termOut(cmd), "receiver %s: %s (%d queued, %d retrying)\n", rs.Name, state, rs.Queued, rs.Retrying)
+			return nil
+		},
+	}
 }
 
 // senderChange is `sender replay` or `sender purge`.
@@ -266,19 +301,34 @@ func (c *adminClient) call(method, uri string, body any) ([]byte, error) {
 		return nil, fmt.Errorf("reading the admin API's answer: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
+		msg := errorMessage(b)
 		if resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "404 page not found") {
 			msg = "this Caddy has no webhook admin API (admin.api.webhooks is not in the binary)"
 		}
 		return nil, &apiStatusError{status: resp.StatusCode, message: msg}
 	}
 	return b, nil
+}
+
+// errorMessage is the message of an error answer: ours are
+// {"error":{"code":…,"message":…}}, Caddy's own admin errors {"error":"…"}.
+func errorMessage(b []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil {
+		var ours struct {
+			Message string `json:"message"`
+		}
+		var caddys string
+		switch {
+		case json.Unmarshal(e.Error, &ours) == nil && ours.Message != "":
+			return ours.Message
+		case json.Unmarshal(e.Error, &caddys) == nil && caddys != "":
+			return caddys
+		}
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // get fetches uri into v, or prints it when --json is set (v is then unset
@@ -298,7 +348,7 @@ func (c *adminClient) send(cmd *cobra.Command, method, uri string, body, v any) 
 			out.Reset()
 			out.Write(b)
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(out.String()))
+		fmt.Fprintln(termOut(cmd), strings.TrimSpace(out.String()))
 		return true, nil
 	}
 	if err := json.Unmarshal(b, v); err != nil {
@@ -306,6 +356,11 @@ func (c *adminClient) send(cmd *cobra.Command, method, uri string, body, v any) 
 	}
 	return false, nil
 }
+
+// termOut is the command's output for what the admin API answers: control
+// characters from event types, keys, errors or bodies (ESC, C1 controls such
+// as CSI) are printed escaped, never passed to the operator's terminal.
+func termOut(cmd *cobra.Command) io.Writer { return &termSafe{w: cmd.OutOrStdout()} }
 
 func asJSON(cmd *cobra.Command) bool {
 	v, _ := cmd.Flags().GetBool("json")
@@ -321,7 +376,7 @@ func runStatus(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(args) == 1 {
 		var rs ReceiverStatus
 		if printed, err := c.get(cmd, "/webhooks/receivers/"+url.PathEscape(args[0]), &rs); printed || err != nil {
@@ -360,8 +415,12 @@ func printReceivers(out io.Writer, list []ReceiverStatus) {
 	tw := newTable(out)
 	fmt.Fprintln(tw, "RECEIVER\tQUEUED\tRETRYING\tIN FLIGHT\tDEAD\tOLDEST\tUPSTREAM\tHEALTH")
 	for _, rs := range list {
+		health := healthSummary(rs.UpstreamHealth)
+		if rs.Paused {
+			health = "PAUSED, " + health
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", rs.Name, rs.Queued, rs.Retrying, rs.InFlight, rs.Dead,
-			age(rs.OldestQueuedAgeSeconds), orDash(rs.Upstream), healthSummary(rs.UpstreamHealth))
+			age(rs.OldestQueuedAgeSeconds), orDash(rs.Upstream), health)
 	}
 	tw.Flush()
 }
@@ -373,6 +432,7 @@ func printReceiver(out io.Writer, rs ReceiverStatus) {
 		{"receiver", rs.Name},
 		{"storage", rs.Storage},
 		{"upstream", orDash(rs.Upstream)},
+		{"forwarding", map[bool]string{true: "PAUSED (accepting, not forwarding)", false: "on"}[rs.Paused]},
 		{"queued", strconv.FormatInt(rs.Queued, 10)},
 		{"retrying", strconv.FormatInt(rs.Retrying, 10)},
 		{"in flight", strconv.Itoa(rs.InFlight)},
@@ -482,7 +542,7 @@ func runDeadList(cmd *cobra.Command, args []string) error {
 	if printed, err := c.get(cmd, deadURI(args[0])+"?"+q.Encode(), &page); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(page.Data) == 0 {
 		if before > 0 {
 			fmt.Fprintf(out, "no dead letters before seq %d in receiver %s\n", before, args[0])
@@ -517,7 +577,7 @@ func runDeadShow(cmd *cobra.Command, args []string) error {
 	if printed, err := c.get(cmd, deadURI(args[0])+"/"+strconv.FormatUint(seq, 10), &d); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	tw := newTable(out)
 	for _, row := range [][2]string{
 		{"seq", strconv.FormatUint(d.Seq, 10)},
@@ -565,18 +625,20 @@ func runDeadChange(cmd *cobra.Command, args []string, action string) error {
 		}
 		seqs = append(seqs, n)
 	}
-	event, _ := fl.GetString("event")
-	all, _ := fl.GetBool("all")
-	var sel map[string]any
-	switch {
-	case len(seqs) > 0:
-		sel = map[string]any{"seqs": seqs}
-	case event != "":
-		sel = map[string]any{"event": event}
-	case all:
-		sel = map[string]any{"all": true}
-	default:
-		return errors.New("give --seq, --event or --all")
+	sel := map[string]any{}
+	if len(seqs) > 0 {
+		sel["seqs"] = seqs
+	}
+	for _, name := range []string{"event", "since", "until"} {
+		if v, _ := fl.GetString(name); v != "" {
+			sel[name] = v
+		}
+	}
+	if all, _ := fl.GetBool("all"); all {
+		sel["all"] = true
+	}
+	if len(sel) == 0 {
+		return errors.New("give --seq, --event, --since, --until or --all")
 	}
 	c, err := newAdminClient(cmd)
 	if err != nil {
@@ -588,7 +650,7 @@ func runDeadChange(cmd *cobra.Command, args []string, action string) error {
 	}
 	verb := map[string]string{"replay": "replayed", "purge": "purged"}[action]
 	n := res[verb]
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	fmt.Fprintf(out, "%s %d dead letter%s of receiver %s\n", verb, n, plural(n), args[0])
 	if want := len(dedupSeqs(seqs)); want > n {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%d of the %d seqs given were not dead letters\n", want-n, want)
@@ -614,7 +676,7 @@ func runSenderStatus(cmd *cobra.Command, _ []string) error {
 	if printed, err := c.get(cmd, "/webhooks/sender", &st); printed || err != nil {
 		return err
 	}
-	printSender(cmd.OutOrStdout(), st)
+	printSender(termOut(cmd), st)
 	return nil
 }
 
@@ -633,7 +695,7 @@ func runSenderFailed(cmd *cobra.Command, _ []string) error {
 	if printed, err := c.get(cmd, "/webhooks/sender/failed?"+q.Encode(), &page); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(page.Data) == 0 {
 		fmt.Fprintln(out, "no failed deliveries")
 		return nil

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/sender"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
@@ -310,7 +313,7 @@ func TestStatusCommand(t *testing.T) {
 	assert.Regexp(t, `(?m)^receiver:\s+cli-status$`, r.stdout)
 	assert.Regexp(t, `(?m)^dead:\s+2$`, r.stdout)
 	assert.Regexp(t, `(?m)^queued:\s+1$`, r.stdout)
-	assert.Regexp(t, `(?m)^storage:\s+`+regexp.QuoteMeta(rt.dir)+`$`, r.stdout)
+	assert.Regexp(t, `(?m)^storage:\s+`+regexp.QuoteMeta(rt.storage.Dir)+`$`, r.stdout)
 
 	r = runCLI(t, "", "status", "cli-status", "--json", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
@@ -359,7 +362,7 @@ func TestDeadCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
 	assert.Len(t, page.Data, 3)
 
-	stored, err := rt.store.DeadLetter(seqs[1])
+	stored, err := rt.store.DeadLetter(context.Background(), seqs[1])
 	require.NoError(t, err)
 	r = runCLI(t, "", "dead", "show", "cli-dead", fmt.Sprint(seqs[1]), "--address", addr)
 	require.NoError(t, r.err, r.stderr)
@@ -368,7 +371,7 @@ func TestDeadCommands(t *testing.T) {
 
 	r = runCLI(t, "", "dead", "replay", "cli-dead", "--address", addr)
 	require.Error(t, r.err)
-	assert.Contains(t, r.stderr, "[seq event all]")
+	assert.Contains(t, r.stderr, "[seq event since until all]")
 
 	r = runCLI(t, "", "dead", "replay", "cli-dead", "--seq", "x", "--address", addr)
 	require.Error(t, r.err)
@@ -390,7 +393,7 @@ func TestDeadCommands(t *testing.T) {
 	r = runCLI(t, "", "dead", "list", "cli-dead", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
 	assert.Equal(t, "no dead letters in receiver cli-dead\n", r.stdout)
-	assert.EqualValues(t, 2, rt.store.Stats().Queued)
+	assert.EqualValues(t, 2, storeStats(t, rt).Queued)
 
 	r = runCLI(t, "", "dead", "list", "ghost", "--address", addr)
 	require.Error(t, r.err)
@@ -422,4 +425,86 @@ func TestSenderCommands(t *testing.T) {
 	r = runCLI(t, "", "sender", "failed", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
 	assert.Equal(t, "no failed deliveries\n", r.stdout)
+}
+
+// TestDeadCommandsEscapeControlCharacters (issue 11 item 10): event types,
+// keys, errors and bodies of dead letters reach the operator's terminal with
+// their control characters (ESC, CSI, C1) escaped, in tables, in `dead show`
+// and in --json output, which stays valid JSON.
+func TestDeadCommandsEscapeControlCharacters(t *testing.T) {
+	rt := testReceiver(t, "cli-escape")
+	const esc, csi = "\x1b[2J\x1b]0;pwned\x07", "\u009b31m"
+	m := &queue.Message{
+		Key: "k" + esc, Event: "evil" + esc + csi, ID: "id" + csi,
+		ContentType: "application/json",
+		Body:        []byte(`{"event":"x","timestamp":"2026-11-26T10:15:00Z","data":{"from":"` + csi + `"}}`),
+	}
+	_, _, err := rt.store.Accept(context.Background(), m, time.Hour)
+	require.NoError(t, err)
+	ms, err := rt.store.Lease(context.Background(), 1, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, rt.store.Settle(context.Background(), ms[0], queue.Outcome{Verdict: queue.Dead, Attempts: 1, Error: "boom" + esc}))
+	addr := adminServer(t, newTestAdmin())
+	raw := func(out string) bool { return strings.ContainsAny(out, "\x1b\x07\u009b") }
+	for _, args := range [][]string{
+		{"dead", "list", "cli-escape"},
+		{"dead", "show", "cli-escape", fmt.Sprint(ms[0].Seq)},
+		{"dead", "list", "cli-escape", "--json"},
+		{"dead", "show", "cli-escape", fmt.Sprint(ms[0].Seq), "--json"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runCLI(t, "", append(args, "--address", addr)...)
+			require.NoError(t, r.err, r.stderr)
+			assert.False(t, raw(r.stdout), "raw control characters printed: %q", r.stdout)
+			assert.Contains(t, r.stdout, `\u001b`)
+			assert.Contains(t, r.stdout, `\u009b`)
+			if slices.Contains(args, "--json") {
+				assert.True(t, json.Valid([]byte(r.stdout)), "still JSON: %s", r.stdout)
+			}
+		})
+	}
+}
+
+// TestPauseAndTimeRangeCommands (issue 15): `caddy webhook pause|resume`
+// change and show the stored state; `dead replay|purge --since/--until`
+// choose dead letters by time of acceptance.
+func TestPauseAndTimeRangeCommands(t *testing.T) {
+	rt := testReceiver(t, "cli-pause")
+	addr := adminServer(t, newTestAdmin())
+
+	r := runCLI(t, "", "pause", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "receiver cli-pause: paused: accepting, not forwarding (0 queued, 0 retrying)\n", r.stdout)
+	assert.True(t, storeStats(t, rt).Paused)
+	r = runCLI(t, "", "status", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Regexp(t, `(?m)^forwarding:\s+PAUSED`, r.stdout)
+	r = runCLI(t, "", "resume", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "receiver cli-pause: forwarding (0 queued, 0 retrying)\n", r.stdout)
+	assert.False(t, storeStats(t, rt).Paused)
+	r = runCLI(t, "", "pause", "nope", "--address", addr)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, `no webhook receiver named "nope"`)
+
+	// Three dead letters accepted an hour apart.
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		acceptMsg(t, rt, "reply.received", t0.Add(time.Duration(i)*time.Hour))
+	}
+	ms, err := rt.store.Lease(context.Background(), 3, time.Minute)
+	require.NoError(t, err)
+	for _, m := range ms {
+		require.NoError(t, rt.store.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Dead, Attempts: 1}))
+	}
+	r = runCLI(t, "", "dead", "purge", "cli-pause", "--since", "2026-11-26T11:00:00Z", "--until", "2026-11-26T12:00:00Z", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "purged 1 dead letter of receiver cli-pause\n", r.stdout)
+	r = runCLI(t, "", "dead", "replay", "cli-pause", "--until", "2026-11-26T11:00:00Z", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "replayed 1 dead letter of receiver cli-pause\n", r.stdout)
+	r = runCLI(t, "", "dead", "replay", "cli-pause", "--since", "yesterday", "--address", addr)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, `"since" is not an RFC 3339 time`)
+	assert.EqualValues(t, 1, storeStats(t, rt).Dead, "the last one is left")
 }

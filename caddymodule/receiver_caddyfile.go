@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/leadterra/caddy-webhooks/forward"
 )
 
 func init() {
@@ -38,8 +40,10 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		min_free_space       <size>|off
 //		dedupe_key           <event> <field…>   # repeatable
 //		dedupe_ttl           <duration>
+//		order_by             <event|*> <field…> # repeatable
+//		rate                 <n>/<s|m|h>
 //		unknown_events       forward|drop|reject
-//		storage              <dir>
+//		storage              <dir> | postgres { dsn <dsn> }
 //		name                 <name>
 //		sync_writes          [true|false]
 //		retry                <duration…>
@@ -55,7 +59,7 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
-	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "upstream_secret": true, "upstream_trusted_ca": true}
+	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "order_by": true, "upstream_secret": true, "upstream_trusted_ca": true}
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] && !repeatable[opt] {
@@ -135,6 +139,27 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("dedupe_key for %q given more than once", args[0])
 			}
 			r.DedupeKey[args[0]] = args[1:]
+		case "order_by":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("order_by needs an event type (or *) and at least one field")
+			}
+			if r.OrderBy == nil {
+				r.OrderBy = map[string][]string{}
+			}
+			if _, dup := r.OrderBy[args[0]]; dup {
+				return d.Errf("order_by for %q given more than once", args[0])
+			}
+			r.OrderBy[args[0]] = args[1:]
+		case "rate":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := forward.ParseRate(v); err != nil {
+				return d.Errf("%v", err)
+			}
+			r.Rate = v
 		case "dedupe_ttl":
 			dur, err := durationArg(d, false)
 			if err != nil {
@@ -153,11 +178,11 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			r.UnknownEvents = v
 		case "storage":
-			v, err := oneArg(d)
+			st, err := parseStorage(d)
 			if err != nil {
 				return err
 			}
-			r.Storage = v
+			r.Storage = st
 		case "name":
 			v, err := oneArg(d)
 			if err != nil {
@@ -296,3 +321,42 @@ func positiveIntArg(d *caddyfile.Dispenser) (int, error) {
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Receiver)(nil)
+
+// parseStorage reads `storage <dir>` or
+//
+//	storage postgres {
+//		dsn <connection string>
+//	}
+func parseStorage(d *caddyfile.Dispenser) (Storage, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return Storage{}, d.Errf("storage takes a directory, or postgres and a block")
+	}
+	nesting := d.Nesting()
+	if args[0] != BackendPostgres {
+		if d.NextBlock(nesting) {
+			return Storage{}, d.Errf("storage %s takes no block (a block goes with storage postgres)", args[0])
+		}
+		return Storage{Dir: args[0]}, nil
+	}
+	st := Storage{Backend: BackendPostgres}
+	for d.NextBlock(nesting) {
+		switch d.Val() {
+		case "dsn":
+			if st.DSN != "" {
+				return st, d.Errf("dsn given more than once")
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return st, err
+			}
+			st.DSN = v
+		default:
+			return st, d.Errf("storage postgres: unknown option %q (want dsn)", d.Val())
+		}
+	}
+	if st.DSN == "" {
+		return st, d.Errf("storage postgres needs a block with dsn (for a directory named postgres, write ./postgres)")
+	}
+	return st, nil
+}
