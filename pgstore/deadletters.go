@@ -175,7 +175,7 @@ func (s *Store) replayPage(ctx context.Context, sel queue.Selector, after int64)
 				continue
 			}
 			m := d.m
-			e := newEnvelope(m, m.Key, at)
+			e := newEnvelope(m, m.Key, m.Lane, at)
 			b.Queue(sqlReplayInsert, s.id, e.lane, e.at, e.key, e.event, e.meta, e.body, e.checksum())
 			b.Queue(sqlDeleteDead, s.id, int64(m.Seq))
 			n++

@@ -28,21 +28,24 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // envelope is a message's stored envelope.
 type envelope struct {
-	key   []byte // nil: no dedupe key
-	event []byte
-	lane  []byte // nil: no lane
-	meta  []byte
-	body  []byte
-	at    time.Time // accepted_at, microseconds (what timestamptz keeps)
+	key    []byte // nil: no dedupe key
+	kevent []byte // the event as the dedupe key holds it (queue.StoredKey)
+	event  []byte
+	lane   []byte // nil: no lane
+	meta   []byte
+	body   []byte
+	at     time.Time // accepted_at, microseconds (what timestamptz keeps)
 }
 
-// newEnvelope encodes m (its Key already in stored form) accepted at at.
-func newEnvelope(m *queue.Message, key string, at time.Time) envelope {
+// newEnvelope encodes m accepted at at, with its key and lane in their
+// stored forms (queue.StoredKey).
+func newEnvelope(m *queue.Message, key, lane string, at time.Time) envelope {
 	e := envelope{
-		event: []byte(m.Event),
-		meta:  encodeMeta(m),
-		body:  m.Body,
-		at:    at.Truncate(time.Microsecond),
+		event:  []byte(m.Event),
+		kevent: []byte(queue.StoredKey(m.Event)),
+		meta:   encodeMeta(m),
+		body:   m.Body,
+		at:     at.Truncate(time.Microsecond),
 	}
 	if e.body == nil {
 		e.body = []byte{}
@@ -50,8 +53,8 @@ func newEnvelope(m *queue.Message, key string, at time.Time) envelope {
 	if key != "" {
 		e.key = []byte(key)
 	}
-	if m.Lane != "" {
-		e.lane = []byte(m.Lane)
+	if lane != "" {
+		e.lane = []byte(lane)
 	}
 	return e
 }

@@ -83,7 +83,7 @@ func TestPlansWithStaleStatistics(t *testing.T) {
 		{"delivered in bulk", sqlDeliveredBulk, []any{rids, seqs, tokens}},
 		{"release", sqlRelease, []any{s.id, seqs, tokens}},
 		{"retry", sqlSettleRetry, []any{s.id, seqs[0], tokens[0], time.Now(), 1, 500, []byte{}}},
-		{"accept into a lane", sqlAcceptKeyed, []any{s.id, []byte("new"), nil, time.Now(), []byte("lane-3"), time.Now(), []byte("e"), []byte{1, 0, 0, 0}, []byte{}, int32(0)}},
+		{"accept into a lane", sqlAcceptKeyed, []any{s.id, []byte("new"), nil, time.Now(), []byte("lane-3"), time.Now(), []byte("e"), []byte{1, 0, 0, 0}, []byte{}, int32(0), []byte("e")}},
 		{"next due", sqlNextDue, []any{s.id}},
 		{"dead letters", sqlDeadLetters, []any{s.id, int64(0), 50}},
 		{"replay page", sqlReplaySelect, append(sel, int64(0), replayPage)},

@@ -36,8 +36,9 @@ RETURNING id`
 	// transaction, in (receiver, hash) order, so they cannot deadlock.
 	sqlLaneLock = `SELECT pg_advisory_xact_lock($1::integer, $2::integer)`
 
-	// sqlAcceptKeyed stores a message under a dedupe key that is absent or
-	// expired ($3 expiry, NULL = never; $4 now), in one statement, and
+	// sqlAcceptKeyed stores a message under a dedupe key ($11 the event in
+	// its stored form, $2 the key) that is absent or expired ($3 expiry,
+	// NULL = never; $4 now), in one statement, and
 	// returns (seq, duplicate): a remembered key keeps its seq (the first
 	// acceptance's) and nothing is stored. ON CONFLICT sees what a concurrent
 	// transaction committed under the key, even after this statement began.
@@ -46,9 +47,9 @@ RETURNING id`
 	sqlAcceptKeyed = `WITH n AS (
 	SELECT nextval('webhook_seq') AS seq
 ), k AS (
-	INSERT INTO webhook_keys AS k (receiver, key, seq, expires_at)
-	VALUES ($1, $2, (SELECT seq FROM n), $3)
-	ON CONFLICT (receiver, key) DO UPDATE SET
+	INSERT INTO webhook_keys AS k (receiver, event, key, seq, expires_at)
+	VALUES ($1, $11, $2, (SELECT seq FROM n), $3)
+	ON CONFLICT (receiver, event, key) DO UPDATE SET
 		seq = CASE WHEN k.expires_at <= $4 THEN EXCLUDED.seq ELSE k.seq END,
 		expires_at = CASE WHEN k.expires_at <= $4 THEN EXCLUDED.expires_at ELSE k.expires_at END
 	RETURNING seq
@@ -65,31 +66,32 @@ SELECT k.seq, k.seq <> n.seq FROM k, n`
 
 	// sqlAcceptBulk stores the messages without a lane of a batch in one
 	// statement, in array order (their keys sorted, no key twice): $1..$8
-	// are arrays (receiver, key or NULL, key expiry or NULL, accepted_at,
-	// event, meta, body, checksum), $9 now. It returns, per message in order,
+	// and $10 are arrays (receiver, key or NULL, key expiry or NULL,
+	// accepted_at, event, meta, body, checksum; the event of the key in its
+	// stored form), $9 now. It returns, per message in order,
 	// the seq it was given and the seq its key points to (a different one:
 	// a duplicate, nothing stored).
 	sqlAcceptBulk = `WITH i AS (
 	SELECT u.*, nextval('webhook_seq') AS seq
 	FROM unnest($1::integer[], $2::bytea[], $3::timestamptz[], $4::timestamptz[],
-		$5::bytea[], $6::bytea[], $7::bytea[], $8::integer[])
-		WITH ORDINALITY AS u(receiver, key, expires_at, accepted_at, event, meta, body, checksum, ord)
+		$5::bytea[], $6::bytea[], $7::bytea[], $8::integer[], $10::bytea[])
+		WITH ORDINALITY AS u(receiver, key, expires_at, accepted_at, event, meta, body, checksum, kevent, ord)
 ), k AS (
-	INSERT INTO webhook_keys AS k (receiver, key, seq, expires_at)
-	SELECT receiver, key, seq, expires_at FROM i WHERE key IS NOT NULL ORDER BY ord
-	ON CONFLICT (receiver, key) DO UPDATE SET
+	INSERT INTO webhook_keys AS k (receiver, event, key, seq, expires_at)
+	SELECT receiver, kevent, key, seq, expires_at FROM i WHERE key IS NOT NULL ORDER BY ord
+	ON CONFLICT (receiver, event, key) DO UPDATE SET
 		seq = CASE WHEN k.expires_at <= $9 THEN EXCLUDED.seq ELSE k.seq END,
 		expires_at = CASE WHEN k.expires_at <= $9 THEN EXCLUDED.expires_at ELSE k.expires_at END
-	RETURNING receiver, key, seq
+	RETURNING receiver, event, key, seq
 ), m AS (
 	INSERT INTO webhook_messages (receiver, seq, state, accepted_at, key, event, meta, body, checksum)
 	SELECT i.receiver, i.seq, 0, i.accepted_at, i.key, i.event, i.meta, i.body, i.checksum
-	FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.key = i.key
+	FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.event = i.kevent AND k.key = i.key
 	WHERE i.key IS NULL OR k.seq = i.seq
 	ORDER BY i.ord
 )
 SELECT i.seq, coalesce(k.seq, i.seq)
-FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.key = i.key
+FROM i LEFT JOIN k ON k.receiver = i.receiver AND k.event = i.kevent AND k.key = i.key
 ORDER BY i.ord`
 
 	// sqlAcceptUnkeyed stores a message without a dedupe key.
@@ -199,13 +201,12 @@ WHERE m.ctid = ANY (ARRAY(
 	sqlNextDue = `SELECT min(due) FROM webhook_messages
 WHERE receiver = $1 AND state = 1 AND (lease_until IS NULL OR lease_until <= clock_timestamp())`
 
-	// sqlStats counts every state, each through its partial index.
+	// sqlStats counts every state, each through its partial index; a leased
+	// message counts in its state and in the leased.
 	sqlStats = `SELECT
-	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 0
-		AND (lease_until IS NULL OR lease_until <= clock_timestamp()))
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 0)
 	+ (SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 3 AND lane IS NOT NULL),
-	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 1
-		AND (lease_until IS NULL OR lease_until <= clock_timestamp())),
+	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 1),
 	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 0 AND lease_until > clock_timestamp())
 	+ (SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 1 AND lease_until > clock_timestamp()),
 	(SELECT count(*) FROM webhook_messages WHERE receiver = $1 AND state = 2),
@@ -228,12 +229,14 @@ WHERE receiver = $1 AND state = 2 AND seq = $2`
 
 	// deadFilter is the Selector as SQL: $2 seqs (NULL: any), $3 event
 	// (NULL: any), $4 since and $5 until (NULL: open); $6 the seq to start
-	// after (paging).
+	// after (paging). The fields of a dead letter marked corrupt are
+	// unknown: no filter on them chooses it.
 	deadFilter = `receiver = $1 AND state = 2 AND seq > $6
 	AND ($2::bigint[] IS NULL OR seq = ANY($2::bigint[]))
 	AND ($3::bytea IS NULL OR event = $3::bytea)
 	AND ($4::timestamptz IS NULL OR accepted_at >= $4::timestamptz)
-	AND ($5::timestamptz IS NULL OR accepted_at < $5::timestamptz)`
+	AND ($5::timestamptz IS NULL OR accepted_at < $5::timestamptz)
+	AND (NOT corrupt OR $3::bytea IS NULL AND $4::timestamptz IS NULL AND $5::timestamptz IS NULL)`
 
 	// sqlReplaySelect locks the next page ($7 rows) of chosen dead letters.
 	sqlReplaySelect = `SELECT ` + msgCols + ` FROM webhook_messages

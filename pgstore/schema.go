@@ -14,8 +14,10 @@ import (
 //
 //   - webhook_receivers: one row per receiver name, with its id (the
 //     namespace of its rows), the pause state and the rate limiter's state.
-//   - webhook_keys: dedupe keys; (receiver, key) is unique, with the seq of
-//     the first acceptance and the key's expiry (NULL: never).
+//   - webhook_keys: dedupe keys; (receiver, event, key) is unique (a key is
+//     remembered per event type; an event or key longer than
+//     queue.MaxKeyLen in its queue.StoredKey form), with the seq of the
+//     first acceptance and the key's expiry (NULL: never).
 //   - webhook_messages: envelopes and their forwarding state (see the states
 //     below); seqs come from one sequence shared by every receiver, so they
 //     grow in acceptance order. Besides the primary key, every index is
@@ -37,10 +39,11 @@ CREATE SEQUENCE webhook_seq;
 
 CREATE TABLE webhook_keys (
 	receiver   integer NOT NULL,
+	event      bytea NOT NULL,
 	key        bytea NOT NULL,
 	seq        bigint NOT NULL,
 	expires_at timestamptz,
-	PRIMARY KEY (receiver, key)
+	PRIMARY KEY (receiver, event, key)
 );
 CREATE INDEX webhook_keys_expiry ON webhook_keys (expires_at) WHERE expires_at IS NOT NULL;
 

@@ -109,7 +109,9 @@ func (s *Store) wait(ctx context.Context, o *op) error {
 	}
 }
 
-// Accept implements queue.Store.
+// Accept implements queue.Store. A key is remembered per event type; a key,
+// event or lane longer than queue.MaxKeyLen is kept as its SHA-256
+// (queue.StoredKey): m.Key and m.Lane are set to their stored forms.
 func (s *Store) Accept(ctx context.Context, m *queue.Message, ttl time.Duration) (uint64, bool, error) {
 	if s.isClosed() {
 		return 0, false, queue.Closed
@@ -122,8 +124,8 @@ func (s *Store) Accept(ctx context.Context, m *queue.Message, ttl time.Duration)
 	if at.IsZero() {
 		at = t
 	}
-	key := queue.StoredKey(m.Key)
-	o := &op{kind: opAccept, rid: s.id, env: newEnvelope(m, key, at), now: t}
+	key, lane := queue.StoredKey(m.Key), queue.StoredKey(m.Lane)
+	o := &op{kind: opAccept, rid: s.id, env: newEnvelope(m, key, lane, at), now: t}
 	if o.env.size() > s.db.o.MaxMessageSize {
 		return 0, false, fmt.Errorf("%w: %d bytes stored, at most %d", queue.ErrTooLarge, o.env.size(), s.db.o.MaxMessageSize)
 	}
@@ -136,7 +138,7 @@ func (s *Store) Accept(ctx context.Context, m *queue.Message, ttl time.Duration)
 	if err := s.wait(ctx, o); err != nil {
 		return 0, false, err
 	}
-	m.Seq, m.Key = uint64(o.resSeq), key
+	m.Seq, m.Key, m.Lane = uint64(o.resSeq), key, lane
 	return uint64(o.resSeq), o.dup, nil
 }
 

@@ -184,7 +184,7 @@ func (db *DB) commit(ops []*op) {
 	}
 }
 
-// sortOps puts ops in lock order: accepts by (receiver, key), keyless last,
+// sortOps puts ops in lock order: accepts by (receiver, event, key), keyless last,
 // then settles by (receiver, seq). The sort is stable: two accepts of one
 // key keep their arrival order (the first is the one stored).
 func sortOps(ops []*op) {
@@ -204,7 +204,7 @@ func sortOps(ops []*op) {
 			}
 			return -1
 		}
-		return slices.Compare(a.env.key, b.env.key)
+		return cmp.Or(slices.Compare(a.env.kevent, b.env.kevent), slices.Compare(a.env.key, b.env.key))
 	})
 }
 
@@ -217,24 +217,24 @@ func sortOps(ops []*op) {
 func (db *DB) runBatch(ops []*op) error {
 	b := &pgx.Batch{}
 	var locks []laneKey
-	var followers []*op                 // accepts of a key already in the batch: dups of its first
-	first := map[int32]map[string]*op{} // receiver, key -> its first accept
+	var followers []*op // accepts of a key already in the batch: dups of its first
+	type dedupeID struct {
+		rid        int32
+		event, key string
+	}
+	first := map[dedupeID]*op{} // the first accept of each (receiver, event, key)
 	var bulk, delivered []*op
 	for _, o := range ops {
 		o.resSeq, o.dup, o.settled, o.promoted, o.first = 0, false, false, false, nil
 		switch {
 		case o.kind == opAccept && o.env.key != nil:
-			byKey := first[o.rid]
-			if byKey == nil {
-				byKey = map[string]*op{}
-				first[o.rid] = byKey
-			}
-			if f := byKey[string(o.env.key)]; f != nil {
+			id := dedupeID{o.rid, string(o.env.kevent), string(o.env.key)}
+			if f := first[id]; f != nil {
 				o.first = f
 				followers = append(followers, o)
 				continue
 			}
-			byKey[string(o.env.key)] = o
+			first[id] = o
 		}
 		switch {
 		case o.kind == opAccept && o.env.lane != nil:
@@ -293,12 +293,14 @@ func queueAcceptBulk(b *pgx.Batch, ops []*op, t time.Time) {
 		metas    = make([][]byte, n)
 		bodies   = make([][]byte, n)
 		checksum = make([]int32, n)
+		kevents  = make([][]byte, n)
 	)
 	for i, o := range ops {
 		rids[i], keys[i], expires[i], at[i] = o.rid, o.env.key, o.expires, o.env.at
 		events[i], metas[i], bodies[i], checksum[i] = o.env.event, o.env.meta, o.env.body, o.sum
+		kevents[i] = o.env.kevent
 	}
-	b.Queue(sqlAcceptBulk, rids, keys, expires, at, events, metas, bodies, checksum, t).
+	b.Queue(sqlAcceptBulk, rids, keys, expires, at, events, metas, bodies, checksum, t, kevents).
 		Query(func(rows pgx.Rows) error {
 			i := 0
 			for rows.Next() {
@@ -355,7 +357,7 @@ func queueAccept(b *pgx.Batch, o *op) {
 			QueryRow(func(row pgx.Row) error { return row.Scan(&o.resSeq) })
 		return
 	}
-	b.Queue(sqlAcceptKeyed, o.rid, e.key, o.expires, o.now, e.lane, e.at, e.event, e.meta, e.body, o.sum).
+	b.Queue(sqlAcceptKeyed, o.rid, e.key, o.expires, o.now, e.lane, e.at, e.event, e.meta, e.body, o.sum, e.kevent).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&o.resSeq, &o.dup) })
 }
 

@@ -42,7 +42,7 @@ func testAccept(t *testing.T, f Factory) {
 		}()},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			s := f.open(t)
 			want := *tt.m
 			seq := accept(t, s, tt.m)
@@ -58,7 +58,7 @@ func testAccept(t *testing.T, f Factory) {
 		})
 	}
 
-	t.Run("seqs grow, AcceptedAt defaults to now", func(t *testing.T) {
+	f.run(t, "seqs grow, AcceptedAt defaults to now", func(t *testing.T) {
 		s := f.open(t)
 		before := time.Now()
 		var last uint64
@@ -77,7 +77,9 @@ func testAccept(t *testing.T, f Factory) {
 }
 
 // testAcceptDuplicate: a remembered key is a duplicate carrying the first
-// acceptance's seq, and nothing more is stored; the key alone decides.
+// acceptance's seq, and nothing more is stored. A key is remembered per
+// event type: the dedupe identity is (Event, Key), as the receiver passes
+// the key it read for that event.
 func testAcceptDuplicate(t *testing.T, f Factory) {
 	type step struct {
 		key, event string
@@ -91,12 +93,17 @@ func testAcceptDuplicate(t *testing.T, f Factory) {
 	}{
 		{"redelivery", []step{{"rpl_1", "e", false, 0}, {"rpl_1", "e", true, 0}, {"rpl_1", "e", true, 0}}, 1},
 		{"different keys", []step{{"rpl_1", "e", false, 0}, {"rpl_2", "e", false, 1}, {"rpl_1", "e", true, 0}, {"rpl_2", "e", true, 1}}, 2},
-		{"the key alone decides, not the event", []step{{"k", "message.sent", false, 0}, {"k", "message.bounced", true, 0}}, 1},
+		{"same key, different events do not collide", []step{
+			{"k", "message.sent", false, 0}, {"k", "message.bounced", false, 1},
+			{"k", "message.sent", true, 0}, {"k", "message.bounced", true, 1},
+		}, 2},
+		{"event/key boundary does not collide", []step{{"bc", "a", false, 0}, {"c", "ab", false, 1}}, 2},
+		{"event/key boundary with a NUL does not collide", []step{{"c", "a\x00b", false, 0}, {"b\x00c", "a", false, 1}}, 2},
 		{"empty key is never a duplicate", []step{{"", "e", false, 0}, {"", "e", false, 1}, {"", "e", false, 2}}, 3},
 		{"keys differing in case or by a byte", []step{{"Key", "e", false, 0}, {"key", "e", false, 1}, {"key\x00", "e", false, 2}, {"key", "e", true, 1}}, 3},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			s := f.open(t)
 			seqs := make([]uint64, len(tt.steps))
 			for i, st := range tt.steps {
@@ -113,7 +120,7 @@ func testAcceptDuplicate(t *testing.T, f Factory) {
 		})
 	}
 
-	t.Run("after delivery the key is still remembered", func(t *testing.T) {
+	f.run(t, "after delivery the key is still remembered", func(t *testing.T) {
 		s := f.open(t)
 		seq := accept(t, s, msg("k", "e", ""))
 		settle(t, s, leaseOne(t, s, seq), queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200})
@@ -123,7 +130,7 @@ func testAcceptDuplicate(t *testing.T, f Factory) {
 		require.Equal(t, seq, got)
 	})
 
-	t.Run("across replicas", func(t *testing.T) {
+	f.run(t, "across replicas", func(t *testing.T) {
 		s := f.open(t)
 		r := f.replica(t, s)
 		if r == nil {
@@ -195,7 +202,7 @@ func testAcceptLongKeys(t *testing.T, f Factory) {
 	}
 	s := f.open(t)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			m := msg(tt.key, "e", "")
 			seq := accept(t, s, m)
 			require.Equal(t, queue.StoredKey(tt.key), m.Key, "m.Key in its stored form")
@@ -212,9 +219,33 @@ func testAcceptLongKeys(t *testing.T, f Factory) {
 			require.Equal(t, queue.StoredKey(tt.key), leased.Key)
 		})
 	}
-	t.Run("long keys differing in the last byte", func(t *testing.T) {
+	f.run(t, "long keys differing in the last byte", func(t *testing.T) {
 		other := long[:len(long)-1] + "j"
 		accept(t, s, msg(other, "e", ""))
+	})
+	f.run(t, "long events", func(t *testing.T) {
+		s := f.open(t)
+		event := strings.Repeat("e", queue.MaxKeyLen+100)
+		m := msg("k", event, "")
+		seq := accept(t, s, m)
+		_, dup, err := s.Accept(ctxOf(t), msg("k", event, ""), time.Hour)
+		require.NoError(t, err)
+		require.True(t, dup, "the same long event and key")
+		accept(t, s, msg("k", event[:len(event)-1]+"f", ""))
+		got := leaseOne(t, s, seq)
+		require.Equal(t, event, got.Event, "the event is kept whole")
+	})
+	f.run(t, "long lanes", func(t *testing.T) {
+		s := f.open(t)
+		lane := strings.Repeat("l", queue.MaxKeyLen+100)
+		first := accept(t, s, msg("l1", "e", lane))
+		second := accept(t, s, msg("l2", "e", lane))
+		other := accept(t, s, msg("l3", "e", lane[:len(lane)-1]+"m"))
+		ms := lease(t, s, 10, time.Hour)
+		require.Equal(t, []uint64{first, other}, seqsOf(ms), "one lane, and another")
+		require.Equal(t, queue.StoredKey(lane), ms[0].Lane, "a long lane in its stored form")
+		settle(t, s, ms[0], queue.Outcome{Verdict: queue.Delivered, Attempts: 1})
+		require.Equal(t, []uint64{second}, leaseSeqs(t, s, 10))
 	})
 }
 
@@ -279,7 +310,7 @@ func testAcceptContext(t *testing.T, f Factory) {
 		{"deadline passed", expired, context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			_, _, err := s.Accept(tt.ctx, msg("ctx-"+tt.name, "e", ""), time.Hour)
 			require.ErrorIs(t, err, tt.want)
 		})

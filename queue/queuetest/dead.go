@@ -36,14 +36,14 @@ func testDeadLetters(t *testing.T, f Factory) {
 		{"all", 0, 100, []uint64{seqs[4], seqs[3], seqs[2], seqs[1], seqs[0]}},
 	}
 	for _, p := range pages {
-		t.Run(p.name, func(t *testing.T) {
+		f.run(t, p.name, func(t *testing.T) {
 			ms, err := s.DeadLetters(ctx, p.before, p.limit)
 			require.NoError(t, err)
 			require.Equal(t, fmtSeqs(p.want), fmtSeqs(seqsOf(ms)))
 		})
 	}
 
-	t.Run("one", func(t *testing.T) {
+	f.run(t, "one", func(t *testing.T) {
 		d, err := s.DeadLetter(ctx, seqs[2])
 		require.NoError(t, err)
 		sameEnvelope(t, msg("d2", "test.event", ""), d)
@@ -53,7 +53,7 @@ func testDeadLetters(t *testing.T, f Factory) {
 		assert.False(t, d.DeadAt.IsZero())
 	})
 	for name, seq := range map[string]uint64{"queued": queued, "unknown": queued + 1000, "zero": 0} {
-		t.Run("not a dead letter: "+name, func(t *testing.T) {
+		f.run(t, "not a dead letter: "+name, func(t *testing.T) {
 			_, err := s.DeadLetter(ctx, seq)
 			require.ErrorIs(t, err, queue.ErrNotFound)
 		})
@@ -85,7 +85,8 @@ func newDeadSet(t *testing.T, f Factory) *deadSet {
 }
 
 // testReplayPurge: every Selector field, alone and combined, chooses the same
-// dead letters for Replay and Purge; corrupt ones are never replayed.
+// dead letters for Replay and Purge; corrupt ones are never replayed, and
+// only Seqs and All choose them (their event and time are unknown).
 func testReplayPurge(t *testing.T, f Factory) {
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	hour := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
@@ -116,21 +117,28 @@ func testReplayPurge(t *testing.T, f Factory) {
 		}, []int{0, 2}},
 	}
 	for _, tt := range tests {
-		t.Run("purge/"+tt.name, func(t *testing.T) {
+		f.run(t, "purge/"+tt.name, func(t *testing.T) {
 			ds := newDeadSet(t, f)
-			n, err := ds.s.Purge(ctxOf(t), tt.sel(ds))
+			sel := tt.sel(ds)
+			want := tt.want
+			if sel.Event != "" || !sel.Since.IsZero() || !sel.Until.IsZero() {
+				// the fields of a corrupt dead letter are unknown: no filter
+				// on them chooses it (Seqs and All do)
+				want = slices.DeleteFunc(slices.Clone(want), func(i int) bool { return i == 4 })
+			}
+			n, err := ds.s.Purge(ctxOf(t), sel)
 			require.NoError(t, err)
-			require.Equal(t, len(tt.want), n, "purged")
+			require.Equal(t, len(want), n, "purged")
 			var left []uint64
 			for i, seq := range ds.d {
-				if !slices.Contains(tt.want, i) {
+				if !slices.Contains(want, i) {
 					left = append(left, seq)
 				}
 			}
 			ds.checkDead(t, left)
 			require.Equal(t, counts{Queued: 1, Dead: int64(len(left))}, countsOf(t, ds.s))
 		})
-		t.Run("replay/"+tt.name, func(t *testing.T) {
+		f.run(t, "replay/"+tt.name, func(t *testing.T) {
 			ds := newDeadSet(t, f)
 			before := time.Now()
 			n, err := ds.s.Replay(ctxOf(t), tt.sel(ds))
@@ -211,7 +219,8 @@ func testReplayMessage(t *testing.T, f Factory) {
 }
 
 // testStats: the counts of every state, the oldest message not delivered or
-// dead, and the pause state.
+// dead, and the pause state. A leased message counts in its state (queued
+// or retrying) and in Leased.
 func testStats(t *testing.T, f Factory) {
 	s := f.open(t)
 	require.Equal(t, queue.Stats{}, stats(t, s), "empty store")
@@ -232,8 +241,8 @@ func testStats(t *testing.T, f Factory) {
 	settle(t, s, ms[1], queue.Outcome{Verdict: queue.Retry, Attempts: 1, Next: time.Now().Add(time.Hour)})
 	settle(t, s, ms[2], queue.Outcome{Verdict: queue.Dead, Attempts: 1})
 	st = stats(t, s)
-	require.Equal(t, counts{Queued: 2, Retrying: 1, Leased: 1, Dead: 1}, counts{st.Queued, st.Retrying, st.Leased, st.Dead},
-		"s4, s5 queued; s1 retrying; s3 leased; s2 dead")
+	require.Equal(t, counts{Queued: 3, Retrying: 1, Leased: 1, Dead: 1}, counts{st.Queued, st.Retrying, st.Leased, st.Dead},
+		"s3 (leased), s4, s5 queued; s1 retrying; s2 dead")
 	withinTime(t, f, t0.Add(time.Minute), st.OldestAccepted, "OldestAccepted: s1, retrying (s0 delivered)")
 	require.False(t, st.Paused)
 
@@ -317,7 +326,7 @@ func testCorrupt(t *testing.T, f Factory) {
 	n, err := s.Replay(ctx, queue.Selector{All: true})
 	require.NoError(t, err)
 	require.Zero(t, n, "corrupt dead letters are never replayed")
-	require.Equal(t, counts{Leased: 1, Dead: 2}, countsOf(t, s))
+	require.Equal(t, counts{Queued: 1, Leased: 1, Dead: 2}, countsOf(t, s))
 
 	settle(t, s, ms[0], queue.Outcome{Verdict: queue.Retry, Attempts: 1, Next: time.Now().Add(-time.Second)})
 	f.Corrupt(t, s, seqs[0])
@@ -358,7 +367,7 @@ func testClose(t *testing.T, f Factory) {
 		{"Paused", func() error { _, err := s.Paused(ctx); return err }},
 	}
 	for _, c := range calls {
-		t.Run(c.name, func(t *testing.T) {
+		f.run(t, c.name, func(t *testing.T) {
 			err := c.call()
 			require.ErrorIs(t, err, queue.ErrClosed)
 			require.ErrorIs(t, err, queue.ErrUnavailable)

@@ -24,7 +24,7 @@ func testLeaseOrder(t *testing.T, f Factory) {
 	settle(t, s, first[2], queue.Outcome{Verdict: queue.Retry, Attempts: 1, Next: now.Add(time.Hour), Status: 503})
 	m5 := accept(t, s, msg("m5", "test.event", ""))
 
-	t.Run("one at a time", func(t *testing.T) {
+	f.run(t, "one at a time", func(t *testing.T) {
 		want := []uint64{seqs[1], seqs[0], seqs[3], seqs[4], m5}
 		var got []*queue.Message
 		for range want {
@@ -33,7 +33,7 @@ func testLeaseOrder(t *testing.T, f Factory) {
 		require.Equal(t, fmtSeqs(want), fmtSeqs(seqsOf(got)), "due retries earliest first, then fresh by Seq; m2 not due")
 		require.NoError(t, s.Release(ctxOf(t), got))
 	})
-	t.Run("all at once, in that order", func(t *testing.T) {
+	f.run(t, "all at once, in that order", func(t *testing.T) {
 		got := leaseSeqs(t, s, 100)
 		require.Equal(t, fmtSeqs([]uint64{seqs[1], seqs[0], seqs[3], seqs[4], m5}), fmtSeqs(got))
 	})
@@ -46,7 +46,7 @@ func testLeaseOnce(t *testing.T, f Factory) {
 	require.Equal(t, seqs[:1], leaseSeqs(t, s, 1))
 	require.Equal(t, seqs[1:], leaseSeqs(t, s, 5))
 	require.Empty(t, leaseSeqs(t, s, 5), "everything is leased")
-	require.Equal(t, counts{Leased: 3}, countsOf(t, s))
+	require.Equal(t, counts{Queued: 3, Leased: 3}, countsOf(t, s), "leased messages count in their state too")
 
 	if r := f.replica(t, s); r != nil {
 		require.Empty(t, leaseSeqs(t, r, 5), "nor by another replica")
@@ -80,7 +80,7 @@ func testLeaseExpiry(t *testing.T, f Factory) {
 
 	err := s.Settle(ctxOf(t), held[0], queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200})
 	require.ErrorIs(t, err, queue.ErrNotFound, "the first forwarder lost its lease")
-	require.Equal(t, counts{Leased: 1}, countsOf(t, s), "nothing changed")
+	require.Equal(t, counts{Queued: 1, Leased: 1}, countsOf(t, s), "nothing changed")
 	require.NoError(t, s.Release(ctxOf(t), held), "releasing a lost lease is a no-op")
 	require.Empty(t, leaseSeqs(t, s, 5), "and frees nothing")
 	settle(t, r, taken[0], queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200})
@@ -189,9 +189,9 @@ func testSettleStale(t *testing.T, f Factory) {
 		{"unknown seq", func() *queue.Message { c := *second; c.Seq += 1000; return &c }(), ok},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			require.ErrorIs(t, s.Settle(ctxOf(t), tt.m, tt.o), queue.ErrNotFound)
-			require.Equal(t, counts{Leased: 1}, countsOf(t, s), "nothing changed")
+			require.Equal(t, counts{Queued: 1, Leased: 1}, countsOf(t, s), "nothing changed")
 		})
 	}
 	settle(t, s, second, ok)
@@ -208,7 +208,7 @@ func testRelease(t *testing.T, f Factory) {
 	drain(s.Notify())
 	require.NoError(t, s.Release(ctxOf(t), ms[:2]))
 	require.True(t, signalled(s.Notify(), 10*time.Second), "Release signals Notify")
-	require.Equal(t, counts{Queued: 2, Leased: 1}, countsOf(t, s))
+	require.Equal(t, counts{Queued: 3, Leased: 1}, countsOf(t, s))
 	again := lease(t, s, 5, time.Hour)
 	require.Equal(t, seqs[:2], seqsOf(again), "available again at once")
 	for i, m := range again {
@@ -281,14 +281,14 @@ func testNotify(t *testing.T, f Factory) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		f.run(t, tt.name, func(t *testing.T) {
 			drain(ch)
 			tt.do(t)
 			require.True(t, signalled(ch, 10*time.Second), "signalled")
 		})
 	}
 
-	t.Run("accept on a replica", func(t *testing.T) {
+	f.run(t, "accept on a replica", func(t *testing.T) {
 		r := f.replica(t, s)
 		if r == nil {
 			t.Skip("one-process store")
@@ -324,7 +324,7 @@ func testLanes(t *testing.T, f Factory) {
 	settle(t, s, byseq[b1], queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200})
 	settle(t, s, byseq[a1], queue.Outcome{Verdict: queue.Retry, Attempts: 1, Next: time.Now().Add(1500 * time.Millisecond), Status: 500})
 	require.Equal(t, []uint64{b2}, leaseSeqs(t, s, 100), "a retrying head holds only its lane")
-	require.Equal(t, counts{Queued: 2, Retrying: 1, Leased: 3}, countsOf(t, s), "a2 and a3 wait, queued")
+	require.Equal(t, counts{Queued: 5, Retrying: 1, Leased: 3}, countsOf(t, s), "a2 and a3 wait, queued; n1, n2, b2 leased")
 
 	var again []*queue.Message
 	eventually(t, 20*time.Second, func() bool {
