@@ -11,9 +11,10 @@ package pgstore
 // the planner would choose from row estimates. A statement that changes a
 // set of rows finds them first (locked, or by key one at a time through a
 // LATERAL subquery, which LIMIT 1 keeps the planner from turning into a
-// join) and then changes them by ctid (a TID scan), checking
-// again that each is still the row it meant: a row changed meanwhile is
-// left alone.
+// join) and then changes them by ctid: the TID scan must be the only way to
+// the rows (no other condition an index could serve), and rows found
+// without a lock are checked again by their lease token, which a row
+// changed meanwhile no longer has.
 //
 // Times compared with due and key expiries are the store's clock ($now,
 // the caller's: retries are scheduled by the forwarders' clocks); lease
@@ -128,7 +129,7 @@ RETURNING seq`
 )
 UPDATE webhook_messages m
 SET lease = $4, lease_until = clock_timestamp() + $5 * interval '1 microsecond'
-WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c)) AND m.receiver = $1
+WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c))
 RETURNING ` + `m.seq, m.state, m.lane, m.due, m.lease, m.attempts, m.last_status, m.last_error, m.dead_at, m.corrupt,
 	m.accepted_at, m.key, m.event, m.meta, m.body, m.checksum`
 
@@ -195,7 +196,7 @@ WHERE m.ctid = ANY (ARRAY(
 			SELECT ctid FROM webhook_messages w WHERE w.receiver = $1 AND w.seq = r.seq AND w.lease = r.lease
 			LIMIT 1
 		) w))
-	AND m.receiver = $1 AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]`
+	AND m.lease = ($3::bigint[])[array_position($2::bigint[], m.seq)]`
 
 	// sqlNextDue: the earliest retry not leased.
 	sqlNextDue = `SELECT min(due) FROM webhook_messages
@@ -262,7 +263,7 @@ SELECT $1, nextval('webhook_seq'),
 	ORDER BY seq LIMIT $7
 	FOR UPDATE
 ), d AS (
-	DELETE FROM webhook_messages m WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c)) AND m.receiver = $1 AND m.state = 2
+	DELETE FROM webhook_messages m WHERE m.ctid = ANY (ARRAY(SELECT ctid FROM c))
 	RETURNING m.seq
 )
 SELECT count(*), coalesce(max(seq), 0) FROM d`
