@@ -268,6 +268,24 @@ SELECT $1, nextval('webhook_seq'),
 )
 SELECT count(*), coalesce(max(seq), 0) FROM d`
 
+	// sqlRateTake grants one start if the theoretical arrival time has come
+	// ($2: the spacing, µs), and returns whether it did and how long to wait
+	// for the next one.
+	sqlRateTake = `WITH c AS (
+	SELECT id, greatest(coalesce(rate_tat, clock_timestamp()), clock_timestamp()) AS tat, clock_timestamp() AS now
+	FROM webhook_receivers WHERE id = $1
+	FOR UPDATE
+)
+UPDATE webhook_receivers r
+SET rate_tat = CASE WHEN c.tat <= c.now THEN c.tat + $2 * interval '1 microsecond' ELSE r.rate_tat END
+FROM c WHERE r.id = c.id
+RETURNING c.tat <= c.now, greatest(extract(epoch FROM c.tat - c.now), 0)`
+
+	// sqlRateReturn gives back $2 starts granted and not used.
+	sqlRateReturn = `UPDATE webhook_receivers
+SET rate_tat = rate_tat - $2 * interval '1 microsecond'
+WHERE id = $1 AND rate_tat IS NOT NULL`
+
 	// sqlNotify wakes the forwarders of receivers $1 on every replica.
 	sqlNotify = `SELECT pg_notify('` + notifyChannel + `', r::text) FROM unnest($1::integer[]) AS r`
 
