@@ -272,7 +272,8 @@ SELECT count(*), coalesce(max(seq), 0) FROM d`
 	// ($2: the spacing, µs), and returns whether it did and how long to wait
 	// for the next one.
 	sqlRateTake = `WITH c AS (
-	SELECT id, greatest(coalesce(rate_tat, clock_timestamp()), clock_timestamp()) AS tat, clock_timestamp() AS now
+	SELECT id, greatest(coalesce(rate_tat, statement_timestamp()), statement_timestamp()) AS tat,
+		statement_timestamp() AS now
 	FROM webhook_receivers WHERE id = $1
 	FOR UPDATE
 )
@@ -289,10 +290,12 @@ WHERE id = $1 AND rate_tat IS NOT NULL`
 	// sqlNotify wakes the forwarders of receivers $1 on every replica.
 	sqlNotify = `SELECT pg_notify('` + notifyChannel + `', r::text) FROM unnest($1::integer[]) AS r`
 
-	// sqlSweepKeys deletes up to $2 dedupe keys expired by $1.
+	// sqlSweepKeys deletes up to $2 dedupe keys expired by $1 (locked by
+	// the subquery: nothing changes them before the delete, and the TID scan
+	// is the only way to them).
 	sqlSweepKeys = `DELETE FROM webhook_keys WHERE ctid = ANY(ARRAY(
 	SELECT ctid FROM webhook_keys WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
-)) AND expires_at <= $1`
+))`
 )
 
 // notifyChannel is the LISTEN/NOTIFY channel; the payload is a receiver id.
