@@ -86,8 +86,8 @@ func TestPlansWithStaleStatistics(t *testing.T) {
 		{"accept into a lane", sqlAcceptKeyed, []any{s.id, []byte("new"), nil, time.Now(), []byte("lane-3"), time.Now(), []byte("e"), []byte{1, 0, 0, 0}, []byte{}, int32(0), []byte("e")}, false},
 		{"next due", sqlNextDue, []any{s.id}, false},
 		{"dead letters", sqlDeadLetters, []any{s.id, int64(0), 50}, false},
-		{"replay page", sqlReplaySelect, append(sel, int64(0), replayPage), false},
-		{"purge page", sqlPurge, append(sel, int64(0), replayPage), true},
+		{"replay page", sqlReplaySelect, append(sel, int64(0), 16), false},
+		{"purge page", sqlPurge, append(sel, int64(0), 16), true},
 		{"dead letter", sqlDeadLetter, []any{s.id, seqs[0]}, false},
 		{"sweep keys", sqlSweepKeys, []any{time.Now().Add(2 * time.Hour), 100}, true},
 	}
