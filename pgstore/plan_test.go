@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,8 +87,8 @@ func TestPlansWithStaleStatistics(t *testing.T) {
 		{"accept into a lane", sqlAcceptKeyed, []any{s.id, []byte("new"), nil, time.Now(), []byte("lane-3"), time.Now(), []byte("e"), []byte{1, 0, 0, 0}, []byte{}, int32(0), []byte("e")}, false},
 		{"next due", sqlNextDue, []any{s.id}, false},
 		{"dead letters", sqlDeadLetters, []any{s.id, int64(0), 50}, false},
-		{"replay page", sqlReplaySelect, append(sel, int64(0), 16), false},
-		{"purge page", sqlPurge, append(sel, int64(0), 16), true},
+		{"replay page", sqlReplaySelect, slices.Concat(sel, []any{int64(0), 16}), false},
+		{"purge page", sqlPurge, slices.Concat(sel, []any{int64(0), 16}), true},
 		{"dead letter", sqlDeadLetter, []any{s.id, seqs[0]}, false},
 		{"sweep keys", sqlSweepKeys, []any{time.Now().Add(2 * time.Hour), 100}, true},
 	}
