@@ -376,4 +376,3 @@ func (s *Store) alive() error {
 
 // Interface guards
 var _ queue.Store = (*Store)(nil)
-
