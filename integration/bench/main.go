@@ -87,7 +87,7 @@ func main() {
 
 	var cfg config
 	var only string
-	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s, 50,000-envelope backlog, 5,000 pending retries")
+	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s (reject 1 s), 50,000-envelope backlog, 5,000 pending retries, memory attack of 2 waves of 2,000 connections and of 1,000 HTTP/2 streams")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.IntVar(&cfg.conns, "conns", 32, "concurrent keep-alive connections")
 	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 6s, -quick 1.5s)")
