@@ -37,9 +37,14 @@ const h2StreamsPerConn = 250
 // scenario (which ends long before).
 const attackAckTimeout = "5m"
 
-// attackSettle is how long the RSS is watched once a part's requests are all
-// in flight.
-const attackSettle = time.Second
+// attackSettle is how long the RSS is watched at least once a wave's
+// requests are all in flight; then until it stops growing (a server that
+// zeroes what a wave announced may take many seconds), at most
+// attackSettleMax.
+const (
+	attackSettle    = time.Second
+	attackSettleMax = 20 * time.Second
+)
 
 func runAttack(env *benchEnv) {
 	if !env.selected("memory-attack") {
@@ -135,20 +140,21 @@ func runAttack(env *benchEnv) {
 		}
 		t0 := time.Now()
 		wave = openH1Wave(addr, h1, head, watch)
-		time.Sleep(attackSettle)
+		opened := time.Since(t0)
+		watch.settle()
 		peak := watch.mark()
 		wavePeaks = append(wavePeaks, fmt.Sprintf("%.0f", mib(peak)))
 		if peak > h1Peak {
 			h1Peak, inFlight = peak, len(wave.conns)
 		}
-		env.logf("memory-attack: HTTP/1.1 wave %d: %d connections opened in %.1f s, peak RSS %.1f MiB, answered %s", i+1, len(wave.conns), time.Since(t0).Seconds()-attackSettle.Seconds(), mib(peak), wave.answeredString())
-		if wave.err != nil {
-			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/1.1 wave %d stopped after %d connections: %v", i+1, len(wave.conns), wave.err))
-			break
-		}
+		env.logf("memory-attack: HTTP/1.1 wave %d: %d connections opened in %.1f s, RSS settled after %.1f s more, peak %.1f MiB, answered %s", i+1, len(wave.conns), opened.Seconds(), (time.Since(t0) - opened).Seconds(), mib(peak), wave.answeredString())
 		if watch.over.Load() {
 			capped = true
 			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/1.1 wave %d stopped at the RSS cap (%.0f MiB, -attack-rss-cap) after %d connections", i+1, mib(rssCap), len(wave.conns)))
+			break
+		}
+		if wave.err != nil {
+			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/1.1 wave %d stopped after %d connections: %v", i+1, len(wave.conns), wave.err))
 			break
 		}
 	}
@@ -198,7 +204,8 @@ func runAttack(env *benchEnv) {
 		}
 		t0 := time.Now()
 		att = openH2(srv.addr(), h2, watch)
-		time.Sleep(attackSettle)
+		opened := time.Since(t0)
+		watch.settle()
 		peak := watch.mark()
 		n := int(att.started.Load())
 		h2Waves = append(h2Waves, fmt.Sprintf("%.0f", mib(peak)))
@@ -206,14 +213,14 @@ func runAttack(env *benchEnv) {
 			h2Peak, streams, h2Conns = peak, n, att.conns
 		}
 		h2Answers = att.answeredString()
-		env.logf("memory-attack: HTTP/2 wave %d: %d streams on %d connections opened in %.1f s, peak RSS %.1f MiB, answered %s", i+1, n, att.conns, time.Since(t0).Seconds()-attackSettle.Seconds(), mib(peak), h2Answers)
-		if att.err != nil {
-			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/2 wave %d stopped after %d connections, %d streams: %v", i+1, att.conns, n, att.err))
-			break
-		}
+		env.logf("memory-attack: HTTP/2 wave %d: %d streams on %d connections opened in %.1f s, RSS settled after %.1f s more, peak %.1f MiB, answered %s", i+1, n, att.conns, opened.Seconds(), (time.Since(t0) - opened).Seconds(), mib(peak), h2Answers)
 		if watch.over.Load() {
 			capped = true
 			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/2 wave %d stopped at the RSS cap (%.0f MiB) after %d streams", i+1, mib(rssCap), n))
+			break
+		}
+		if att.err != nil {
+			sec.notes = append(sec.notes, fmt.Sprintf("HTTP/2 wave %d stopped after %d connections, %d streams: %v", i+1, att.conns, n, att.err))
 			break
 		}
 	}
@@ -230,6 +237,7 @@ func runAttack(env *benchEnv) {
 	}
 	sec.rows = append(sec.rows, h2Row)
 	overall = max(overall, h2Peak, procMemInfo(srv.pid()).hwm)
+	capped = capped || watch.over.Load()
 	watch.end()
 	res.AttackRSSMiB = f64(mib(overall))
 	res.AttackCapped = &capped
@@ -526,13 +534,13 @@ func (b *attackBody) Read(p []byte) (int, error) {
 // rssWatch samples a process's VmRSS and keeps the peaks; over is set once
 // the RSS passes the cap.
 type rssWatch struct {
-	pid       int
-	cap       int64
-	over      atomic.Bool
-	mu        sync.Mutex
-	peak, all int64 // since the last mark; since the start
-	stop      chan struct{}
-	done      chan struct{}
+	pid  int
+	cap  int64
+	over atomic.Bool
+	mu   sync.Mutex
+	peak int64 // since the last mark
+	stop chan struct{}
+	done chan struct{}
 }
 
 func watchRSS(pid int, every time.Duration, cap int64) *rssWatch {
@@ -559,7 +567,6 @@ func (w *rssWatch) sample() int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.peak = max(w.peak, rss)
-	w.all = max(w.all, rss)
 	if w.cap > 0 && rss > w.cap {
 		w.over.Store(true)
 	}
@@ -577,11 +584,20 @@ func (w *rssWatch) mark() int64 {
 	return p
 }
 
-// peakAll returns the peak since the watch started.
-func (w *rssWatch) peakAll() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.all
+// settle waits attackSettle, then until the RSS grew by less than 1 MiB
+// over 500 ms, or the cap is passed, or attackSettleMax has gone by.
+func (w *rssWatch) settle() {
+	start := time.Now()
+	time.Sleep(attackSettle)
+	last := w.sample()
+	for time.Since(start) < attackSettleMax && !w.over.Load() {
+		time.Sleep(500 * time.Millisecond)
+		rss := w.sample()
+		if rss-last < 1<<20 {
+			return
+		}
+		last = rss
+	}
 }
 
 func (w *rssWatch) end() {
