@@ -142,7 +142,7 @@ func startReject(env *benchEnv) ([]*rejectCase, func(), error) {
 	}
 
 	env.logf("reject: signing %d ed25519 signatures of other messages", 8*rejectEntries)
-	pool, err := otherSignatures(privates, 8*rejectEntries)
+	pool, _, err := otherSignatures(privates, 8*rejectEntries)
 	if err != nil {
 		return nil, stop, err
 	}
@@ -202,20 +202,21 @@ func wrongHMAC(entries int) func(w int) sigFunc {
 // otherSignatures returns n "v1a,…" entries: real ed25519 signatures, by
 // the given keys in turn, of other messages (random ids, timestamps and
 // bodies), so that checking one against a configured key is a full
-// verification that fails.
-func otherSignatures(keys []webhook.Key, n int) ([]string, error) {
-	out := make([]string, n)
-	body := make([]byte, 600)
-	for i := range out {
+// verification that fails; and the signed content of each.
+func otherSignatures(keys []webhook.Key, n int) (entries []string, signed [][]byte, err error) {
+	for i := range n {
+		body := make([]byte, 600)
 		rand.Read(body)
 		id := "msg_other_" + runID()
-		s, err := webhook.Sign(keys[i%len(keys)], id, time.Now().Unix()-int64(i), body)
+		ts := time.Now().Unix() - int64(i)
+		s, err := webhook.Sign(keys[i%len(keys)], id, ts, body)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out[i] = s
+		entries = append(entries, s)
+		signed = append(signed, fmt.Appendf(nil, "%s.%d.%s", id, ts, body))
 	}
-	return out, nil
+	return entries, signed, nil
 }
 
 // otherV1a returns, per load worker, headers of entries distinct entries of
