@@ -258,3 +258,35 @@ func listReceivers(t *testing.T, s *server) []adminReceiverStatus {
 	}
 	return list
 }
+
+// TestAdminErrorsAndStrictJSON (item 16): the admin API answers errors in the
+// shape the receiver and the sender use, and refuses a selector with a key
+// given twice (encoding/json would read {"all":false,"all":true} as all).
+func TestAdminErrorsAndStrictJSON(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	s := startFaultReceiver(t, up.url("/app"), "")
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{http.MethodGet, "/webhooks/receivers/nope", "", http.StatusNotFound, "not_found"},
+		{http.MethodPost, "/webhooks/receivers/rcv/dead/purge", `{"all":false,"all":true}`, http.StatusBadRequest, "bad_request"},
+		{http.MethodPost, "/webhooks/receivers/rcv/dead/replay", `{"seqs":[1],"seqs":[2]}`, http.StatusBadRequest, "bad_request"},
+		{http.MethodDelete, "/webhooks/receivers/rcv", "", http.StatusMethodNotAllowed, "method_not_allowed"},
+	} {
+		h := http.Header{"Content-Type": {"application/json"}, "Origin": {s.adminURL()}}
+		r, err := doRequest(httpClient, c.method, s.adminURL()+c.path, h, []byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Error.Code, e.Error.Message = "", ""
+		if r.status != c.status || json.Unmarshal(r.body, &e) != nil || e.Error.Code != c.code || e.Error.Message == "" {
+			t.Errorf("%s %s %s: want %d {\"error\":{\"code\":%q,…}}, got %s", c.method, c.path, c.body, c.status, c.code, r)
+		}
+	}
+}
