@@ -47,7 +47,7 @@ func runReject(env *benchEnv) {
 		res.skip("reject", "http.handlers.webhook_receiver is not in the built Caddy yet")
 		return
 	}
-	cases, stop, err := startReject(env)
+	cases, notes, stop, err := startReject(env)
 	defer stop()
 	if err != nil {
 		res.skip("reject", err.Error())
@@ -79,42 +79,42 @@ func runReject(env *benchEnv) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	recordReject(env, cases)
+	recordReject(env, cases, notes)
 }
 
 // startReject starts the two receivers (4 secrets; 4 public keys), checks
-// that each accepts a delivery signed with one of its own keys (so that the
-// 401s measured come from the signatures and nothing else) and rejects one
-// request of each case, and returns the cases and a function that stops
-// what it started.
-func startReject(env *benchEnv) ([]*rejectCase, func(), error) {
+// that each accepts a delivery signed with its first key (so that the 401s
+// measured come from the signatures and nothing else; the answers to each of
+// the other keys are returned as notes) and rejects one request of each
+// case, and returns the cases and a function that stops what it started.
+func startReject(env *benchEnv) (cases []*rejectCase, notes []string, stop func(), err error) {
 	var stops []func()
-	stop := func() {
+	stop = func() {
 		for _, f := range stops {
 			f()
 		}
 	}
 	up, err := startUpstream(env, "upstream-reject", freePort(), 0)
 	if err != nil {
-		return nil, stop, fmt.Errorf("starting the upstream: %w", err)
+		return nil, nil, stop, fmt.Errorf("starting the upstream: %w", err)
 	}
 	stops = append(stops, func() { up.stop(5 * time.Second) })
 
 	secrets := make([]string, rejectKeys)
-	var goodHMAC []byte
+	hmacKeys := make([][]byte, rejectKeys)
 	for i := range secrets {
-		secrets[i], goodHMAC = newSecret()
+		secrets[i], hmacKeys[i] = newSecret()
 	}
 	var publics []string
 	var privates []webhook.Key
 	for range rejectKeys {
 		sk, pk, err := webhook.NewKeyPair()
 		if err != nil {
-			return nil, stop, err
+			return nil, nil, stop, err
 		}
 		k, err := webhook.ParseKey(sk)
 		if err != nil {
-			return nil, stop, err
+			return nil, nil, stop, err
 		}
 		publics, privates = append(publics, pk), append(privates, k)
 	}
@@ -134,19 +134,19 @@ func startReject(env *benchEnv) ([]*rejectCase, func(), error) {
 	}
 	hmacSrv, err := start("reject-hmac", receiverConfig{secrets: secrets})
 	if err != nil {
-		return nil, stop, err
+		return nil, nil, stop, err
 	}
 	edSrv, err := start("reject-v1a", receiverConfig{publicKeys: publics})
 	if err != nil {
-		return nil, stop, err
+		return nil, nil, stop, err
 	}
 
 	env.logf("reject: signing %d ed25519 signatures of other messages", 8*rejectEntries)
 	pool, _, err := otherSignatures(privates, 8*rejectEntries)
 	if err != nil {
-		return nil, stop, err
+		return nil, nil, stop, err
 	}
-	cases := []*rejectCase{
+	cases = []*rejectCase{
 		{name: "hmac-1", srv: hmacSrv, sign: wrongHMAC(1),
 			desc: fmt.Sprintf("1 v1 entry, a real HMAC-SHA256 under a secret the receiver does not have; %d secrets configured", rejectKeys)},
 		{name: "hmac-32", srv: hmacSrv, sign: wrongHMAC(rejectEntries),
@@ -155,23 +155,38 @@ func startReject(env *benchEnv) ([]*rejectCase, func(), error) {
 			desc: fmt.Sprintf("%d v1a entries, each a real ed25519 signature by one of the configured keys of another message; %d public keys configured", rejectEntries, rejectKeys)},
 	}
 
-	// The receivers take their own signatures, and refuse every case.
+	// The receivers take signatures by their own keys (each key in turn:
+	// the answers are reported, the first key must be accepted), and refuse
+	// every case.
+	var hmacSigners, edSigners []sigFunc
+	for i := range rejectKeys {
+		hmacSigners = append(hmacSigners, newSigner(hmacKeys[i]).appendSignature)
+		edSigners = append(edSigners, keySigner(privates[i]))
+	}
 	for _, chk := range []struct {
-		srv  *caddyServer
-		sign sigFunc
-	}{{hmacSrv, newSigner(goodHMAC).appendSignature}, {edSrv, keySigner(privates[rejectKeys-1])}} {
-		st, _, err := sendSigned(chk.srv.addr(), receiverPath, env.ids, chk.sign, 10*time.Second)
-		if err != nil || st != http.StatusAccepted {
-			return nil, stop, fmt.Errorf("%s: a delivery signed with its last key got status %d, error %v (want 202)\n%s", chk.srv.name, st, err, chk.srv.tail(10))
+		srv     *caddyServer
+		signers []sigFunc
+	}{{hmacSrv, hmacSigners}, {edSrv, edSigners}} {
+		var got []string
+		for i, sign := range chk.signers {
+			st, _, err := sendSigned(chk.srv.addr(), receiverPath, env.ids, sign, 10*time.Second)
+			if err != nil {
+				return nil, nil, stop, fmt.Errorf("%s: a delivery signed with key %d: %w", chk.srv.name, i+1, err)
+			}
+			if i == 0 && st != http.StatusAccepted {
+				return nil, nil, stop, fmt.Errorf("%s: a delivery signed with its first key got status %d (want 202)\n%s", chk.srv.name, st, chk.srv.tail(10))
+			}
+			got = append(got, strconv.Itoa(st))
 		}
+		notes = append(notes, fmt.Sprintf("%s: a delivery signed with each of its %d keys in turn was answered %s", chk.srv.name, rejectKeys, strings.Join(got, " ")))
 	}
 	for _, c := range cases {
 		st, _, err := sendSigned(c.srv.addr(), receiverPath, env.ids, c.sign(0), 10*time.Second)
 		if err != nil || st != http.StatusUnauthorized {
-			return nil, stop, fmt.Errorf("%s: got status %d, error %v (want 401)\n%s", c.name, st, err, c.srv.tail(10))
+			return nil, nil, stop, fmt.Errorf("%s: got status %d, error %v (want 401)\n%s", c.name, st, err, c.srv.tail(10))
 		}
 	}
-	return cases, stop, nil
+	return cases, notes, stop, nil
 }
 
 // wrongHMAC returns, per load worker, signature values of entries v1 entries
@@ -259,7 +274,7 @@ func perReqUs(cpu time.Duration, n int64) float64 {
 	return float64(cpu) / float64(time.Microsecond) / float64(n)
 }
 
-func recordReject(env *benchEnv, cases []*rejectCase) {
+func recordReject(env *benchEnv, cases []*rejectCase, checks []string) {
 	res := env.res
 	sec := section{
 		title: fmt.Sprintf("reject: requests that fail verification (401), %d keep-alive connections, %d rounds × %v interleaved, ~600-byte bodies, current timestamps",
@@ -288,7 +303,8 @@ func recordReject(env *benchEnv, cases []*rejectCase) {
 	}
 	sec.notes = append(sec.notes,
 		"server µs/req = the receiver's CPU (utime+stime from /proc/<pid>/stat, 10 ms ticks) over the rounds ÷ the 401s answered; it includes Caddy's HTTP work",
-		"each receiver first accepted a delivery signed with one of its own keys (202), so the 401s come from the signatures alone")
+		"each receiver first accepted a delivery signed with its first key (202), so the 401s come from the signatures alone")
+	sec.notes = append(sec.notes, checks...)
 	if h, ok := by["hmac-1"]; ok {
 		res.RejectHMACUsPerReq = f64(h)
 		if v, ok := by["v1a-32"]; ok && h > 0 {
