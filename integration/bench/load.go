@@ -97,9 +97,10 @@ type loadOpts struct {
 	// webhook-signature values (instead of v1 under key).
 	sign func(w int) sigFunc
 	// expect is the status that counts as the expected answer (e.g. 401 for
-	// requests meant to be rejected); 0 means any 2xx. Other statuses are
-	// errors.
-	expect int
+	// requests meant to be rejected); 0 means any 2xx. expectAlso, when not
+	// 0, counts too (e.g. 503 for a rejection the server did not even check).
+	// Other statuses are errors.
+	expect, expectAlso int
 }
 
 // idSource hands out envelope numbers, unique within a run of the benchmark.
@@ -252,7 +253,7 @@ func loadWorker(o loadOpts, w int, stop *atomic.Bool, issued *atomic.Int64) *loa
 			continue
 		}
 		res.status[status]++
-		if o.expect == 0 && status >= 200 && status < 300 || o.expect != 0 && status == o.expect {
+		if o.expect == 0 && status >= 200 && status < 300 || o.expect != 0 && status == o.expect || o.expectAlso != 0 && status == o.expectAlso {
 			res.ok++
 			res.lat.record(lat)
 			switch status {
