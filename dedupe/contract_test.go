@@ -39,12 +39,6 @@ func TestContract(t *testing.T) {
 		Corrupt: func(t *testing.T, s queue.Store, seq uint64) {
 			corruptSeq(t, s.(*Store), seq)
 		},
-		// Known issues of this store, to fix in dedupe (found by the suite).
-		Skip: map[string]string{
-			"AcceptDuplicate/event/key_boundary_with_a_NUL_does_not_collide": "k/<event>\\x00<key>: event \"a\\x00b\" with key \"c\" " +
-				"and event \"a\" with key \"b\\x00c\" are one dedupe key (a length-prefixed event would not collide)",
-			"Close/Release": "Release after Close returns nil instead of ErrClosed",
-		},
 	})
 }
 
