@@ -34,6 +34,12 @@ func internal(err error) error {
 
 // isOutage reports whether err says that the server cannot be reached or
 // is not serving (as opposed to refusing one statement).
+// IsOutage reports whether err means the server could not be reached (or
+// refused connections for now: shutting down, starting up, too many
+// connections), as opposed to a refusal that will stand (a wrong password,
+// no such database, a bad DSN).
+func IsOutage(err error) bool { return isOutage(err) }
+
 func isOutage(err error) bool {
 	if err == nil {
 		return false
@@ -158,10 +164,21 @@ func scrubDSN(s, dsn string) string {
 // then only the scrubbed text is kept.
 func scrubbed(prefix string, err error, dsn string) error {
 	if msg := err.Error(); scrubDSN(msg, dsn) != msg {
-		return fmt.Errorf("%s: %s", prefix, scrubDSN(msg, dsn))
+		// The text without the password, the chain kept (IsOutage and
+		// errors.As still see the cause).
+		return scrubbedError{msg: prefix + ": " + scrubDSN(msg, dsn), err: err}
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
 }
+
+// scrubbedError is an error whose text had the DSN's password removed.
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e scrubbedError) Error() string { return e.msg }
+func (e scrubbedError) Unwrap() error { return e.err }
 
 // unavailable wraps err as a storage failure of op.
 func unavailable(op string, err error) error {
