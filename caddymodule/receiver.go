@@ -170,7 +170,8 @@ type Receiver struct {
 	fcfg       forward.Config
 	app        *ReceiversApp
 	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
-	rt         atomic.Pointer[runtime] // set while the config runs
+	rt         atomic.Pointer[runtime] // set when the config starts
+	released   atomic.Bool             // the config stopped: rt was let go
 	ready      chan struct{}           // closed once start has run
 	regID      uint64
 	maxBody    int64
@@ -350,8 +351,16 @@ func (r *Receiver) start() error {
 }
 
 // stop lets go of the store: the receivers app's Stop.
+//
+// The handler keeps its runtime: during a reload the old config's server
+// finishes the requests it is serving after its apps stopped, and they still
+// need the store (shared with the new config, so still open; at a real
+// shutdown it is closed, and they get 503).
 func (r *Receiver) stop() error {
-	rt := r.rt.Swap(nil)
+	if r.primary != r || !r.released.CompareAndSwap(false, true) {
+		return nil
+	}
+	rt := r.rt.Load()
 	if rt == nil {
 		return nil
 	}
