@@ -710,7 +710,7 @@ func TestOpenErrors(t *testing.T) {
 	s := openTest(t, dir)
 	_, err = Open(Options{Dir: dir})
 	require.Error(t, err, "second open of one directory")
-	assert.Contains(t, err.Error(), "opening badger at "+dir)
+	assert.Contains(t, err.Error(), "opening store at "+dir)
 	_ = s
 	assert.False(t, errors.Is(err, ErrClosed))
 }
@@ -758,7 +758,7 @@ func TestCommitFailure(t *testing.T) {
 // TestDefaultMinFreeSpace: the reserve is 128 MiB, or 128 × the largest
 // body when that is larger (the README's default).
 func TestDefaultMinFreeSpace(t *testing.T) {
-	assert.EqualValues(t, 128<<20, openTest(t, t.TempDir()).space.min)
+	assert.EqualValues(t, 128<<20, openTest(t, t.TempDir()).db.MinFreeSpace())
 	big := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueSize = 2 << 20 })
-	assert.EqualValues(t, 256<<20, big.space.min)
+	assert.EqualValues(t, 256<<20, big.db.MinFreeSpace())
 }
