@@ -95,6 +95,8 @@ func TestChild(t *testing.T) {
 		childWrite(dir)
 	case "open":
 		childOpen(dir)
+	case "fullclose":
+		childFullClose(dir)
 	}
 	os.Exit(0)
 }
