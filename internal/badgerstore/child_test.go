@@ -84,6 +84,9 @@ type childResult struct {
 	CloseErr   string   `json:"close_err,omitempty"`
 }
 
+// childModes are the platform-specific child modes.
+var childModes = map[string]func(dir string){}
+
 func TestChild(t *testing.T) {
 	mode := os.Getenv(envChild)
 	if mode == "" {
@@ -95,8 +98,8 @@ func TestChild(t *testing.T) {
 		childWrite(dir)
 	case "open":
 		childOpen(dir)
-	case "fullclose":
-		childFullClose(dir)
+	default:
+		childModes[mode](dir)
 	}
 	os.Exit(0)
 }

@@ -196,6 +196,8 @@ func TestCloseOnFullDisk(t *testing.T) {
 
 const envBallast = "BADGERSTORE_BALLAST"
 
+func init() { childModes["fullclose"] = childFullClose }
+
 // childFullClose writes keys [from, to) (they stay in the memtable), fills
 // the filesystem, closes the store and prints how that went.
 func childFullClose(dir string) {

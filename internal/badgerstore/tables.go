@@ -39,7 +39,8 @@ import (
 // by default, or one entry when an entry is bigger).
 const maxBlockSize = 64 << 20
 
-// verifyTable checks the table in path, written with compression c.
+// verifyTable checks the table in path, written with compression c; buf is
+// a buffer to reuse where tables are read rather than mapped.
 func verifyTable(path string, c options.CompressionType, buf []byte) (_ []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -59,13 +60,18 @@ func verifyTable(path string, c options.CompressionType, buf []byte) (_ []byte, 
 	if size > 1<<31 {
 		return buf, fmt.Errorf("%d bytes: more than a table can be", size)
 	}
-	if int64(cap(buf)) < size {
-		buf = make([]byte, size)
+	data, unmap, err := mapFile(f, int(size))
+	if err != nil {
+		// not mappable here: read it
+		if int64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		data, unmap = buf[:size], func() {}
+		if _, err := io.ReadFull(f, data); err != nil {
+			return buf, err
+		}
 	}
-	data := buf[:size]
-	if _, err := io.ReadFull(f, data); err != nil {
-		return buf, err
-	}
+	defer unmap()
 	blocks, err := tableIndex(data)
 	if err != nil {
 		return buf, err
