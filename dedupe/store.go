@@ -370,11 +370,3 @@ func (s *Store) alive() error {
 
 // Interface guards
 var _ queue.Store = (*Store)(nil)
-
-// SetClock replaces the store's clock (tests of other packages) and returns
-// the previous one.
-func SetClock(f func() time.Time) func() time.Time {
-	old := now
-	now = f
-	return old
-}

@@ -831,3 +831,48 @@ func TestDefaultMinFreeSpace(t *testing.T) {
 	big := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueSize = 2 << 20 })
 	assert.EqualValues(t, 256<<20, big.db.MinFreeSpace())
 }
+
+// Lanes cost memory only while leased or waiting to be looked at again:
+// 50,000 envelopes in 50,000 distinct lanes go through, and nothing of
+// them is held afterwards (issue 15: bounded with millions of values).
+func TestLanesHoldNothingIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50,000 envelopes")
+	}
+	s := openTest(t, t.TempDir())
+	const n = 50_000
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				m := msg("message.sent", fmt.Sprint("m", i))
+				m.Lane = fmt.Sprint("campaignId=cmp_", i)
+				if _, _, err := s.Accept(context.Background(), m, time.Hour); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	done := 0
+	for done < n {
+		ms := leased(t, s, 512)
+		require.NotEmpty(t, ms, "lanes left envelopes behind after %d", done)
+		s.lmu.Lock()
+		busy := len(s.leases.laneBusy)
+		s.lmu.Unlock()
+		assert.Equal(t, len(ms), busy, "one busy lane per leased envelope")
+		for _, m := range ms {
+			settleAs(t, s, m, queue.Delivered, time.Time{})
+		}
+		done += len(ms)
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	assert.Empty(t, s.leases.laneBusy)
+	assert.Empty(t, s.leases.bySeq)
+	assert.Zero(t, s.leases.revisit.Len())
+}
