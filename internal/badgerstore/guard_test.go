@@ -127,11 +127,18 @@ func TestOpenErrorsNameTheDirectory(t *testing.T) {
 	_, err := Open("", testOptions(), nil, Config{})
 	assert.Error(t, err)
 
+	// A second open of an open store is refused before it looks at (let
+	// alone repairs) the other's files: an empty .mem of a live store is
+	// one being created.
 	dir := filepath.Join(t.TempDir(), "db")
 	db, _ := openTest(t, dir, Config{})
+	creating := filepath.Join(dir, "00099.mem")
+	require.NoError(t, os.WriteFile(creating, nil, 0o644))
 	_, err = Open(dir, testOptions(), nil, Config{})
 	require.Error(t, err, "a second open of the same directory")
 	assert.Contains(t, err.Error(), "opening store at "+dir)
+	assert.FileExists(t, creating, "the open store's files were left alone")
+	require.NoError(t, os.Remove(creating))
 	require.NoError(t, db.Close())
 
 	file := filepath.Join(t.TempDir(), "file")

@@ -88,8 +88,13 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, wrap(err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, wrap(err)
+	}
 	space := freeSpace{dir: dir, min: cfg.MinFreeSpace, last: -1}
 	if _, err := space.check(); err != nil {
+		unlock()
 		return nil, wrap(err)
 	}
 	opts.Dir, opts.ValueDir = dir, dir
@@ -98,6 +103,7 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	opts.VerifyValueChecksum = true
 
 	rep, err := prepare(dir, opts)
+	unlock()
 	for _, f := range rep.Removed {
 		log.Info("removed an empty file left by a crash", zap.String("file", f))
 	}

@@ -30,7 +30,9 @@ type Report struct {
 	// memtable's write-ahead log (.mem) or the last value log up to the
 	// damage and drops the rest, which may hold acknowledged writes (see
 	// LogDamage.Committed); a copy of the original is kept beside it. In an
-	// older value log the damaged values cannot be read back.
+	// older value log the damaged values cannot be read back (older value
+	// logs are scanned, newest first, up to 256 MiB; past that, a damaged
+	// value shows when it is read: Badger checks it and logs the mismatch).
 	Damaged []LogDamage
 	// Repaired lists the files set aside because they did not read back and
 	// held nothing the store needs (the KEYREGISTRY of a store that is not
@@ -131,15 +133,23 @@ func prepare(dir string, opts badger.Options) (Report, error) {
 	for _, m := range mems {
 		logs = append(logs, logFile{m, walLog})
 	}
+	// The last value log is replayed and cut by Badger: always scanned.
+	// Older ones are read only by pointer (and then checksummed, Badger
+	// logging a mismatch): scanned newest first within a budget, so that a
+	// store of large bodies still opens fast.
 	fids := make([]int, 0, len(vlogs))
 	for fid := range vlogs {
 		fids = append(fids, fid)
 	}
 	slices.Sort(fids)
+	slices.Reverse(fids)
+	budget := int64(olderValueLogBudget)
 	for _, fid := range fids {
 		kind := olderValueLog
 		if fid == maxVlog {
 			kind = lastValueLog
+		} else if budget -= fileSize(vlogs[fid]); budget < 0 {
+			break
 		}
 		logs = append(logs, logFile{vlogs[fid], kind})
 	}
@@ -266,6 +276,17 @@ func replayManifest(f *os.File, opts badger.Options) (m badger.Manifest, end int
 
 // errLogHeader: a log's 20-byte header is damaged.
 var errLogHeader = errors.New("damaged header")
+
+// olderValueLogBudget bounds the bytes of older value logs scanned at open.
+const olderValueLogBudget = 256 << 20
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
 
 // logKind tells the logs apart: Badger replays and truncates the memtables'
 // write-ahead logs and the last value log at open, and reads the older value
