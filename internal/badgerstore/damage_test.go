@@ -221,6 +221,11 @@ var damageCases = []damageCase{
 		truncate(t, f, used(t, f)/2)
 		return f
 	}, logged},
+	{"mem cut shorter than its header", func(t *testing.T, dir string) string {
+		f := files(t, dir, "*.mem")[0]
+		truncate(t, f, 10)
+		return f
+	}, logged},
 	{"mem length varint overflowing", func(t *testing.T, dir string) string {
 		// Badger itself refuses to open a log whose header varint
 		// overflows ("while iterating wal").

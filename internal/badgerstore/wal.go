@@ -217,8 +217,10 @@ func (d LogDamage) message() string {
 // log) or entries (value log) lie beyond it.
 func scanLog(f *os.File, size int64, wal bool) (end int64, damaged bool, committed int, err error) {
 	if size < logHeaderSize {
-		// Badger re-creates the header of so short a file.
-		return size, false, 0, nil
+		// Badger writes the header when it creates a log (a crash before
+		// that leaves zero bytes, removed in prepare): so short a file was
+		// cut short, everything in it lost.
+		return size, true, 0, nil
 	}
 	var hdr [8]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
