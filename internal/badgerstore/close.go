@@ -22,7 +22,8 @@ import (
 //     in the memtables' write-ahead logs, which the next Open replays (as
 //     after kill -9), so nothing is lost but the directory stays locked, and
 //     Badger's goroutines alive, until the process exits;
-//  4. otherwise closes Badger, waiting at most CloseTimeout.
+//  4. otherwise closes Badger, waiting at most CloseTimeout, and records the
+//     tables it leaves as verified (trust.go).
 //
 // Left: another process can take the space back between the check and the
 // flush; Badger's compactions are not under our control and may be writing
@@ -72,6 +73,9 @@ func (d *DB) close() error {
 		d.watch.close()
 		if err != nil {
 			return fmt.Errorf("closing store at %s: %w", d.dir, err)
+		}
+		if err := recordTables(d.dir, d.opts); err != nil {
+			d.log.Debug("not recording the verified tables", zap.Error(err))
 		}
 		return nil
 	case <-t.C:

@@ -42,6 +42,7 @@ const defaultCloseTimeout = 20 * time.Second
 type DB struct {
 	*badger.DB
 	dir       string
+	opts      badger.Options
 	log       *zap.Logger
 	recovered Report
 	closeNeed int64 // free bytes Close wants before it lets Badger flush
@@ -131,6 +132,7 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	d := &DB{
 		DB:        db,
 		dir:       dir,
+		opts:      opts,
 		log:       log,
 		recovered: rep,
 		closeNeed: need,

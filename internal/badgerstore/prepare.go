@@ -216,10 +216,19 @@ func checkTables(dir string, opts badger.Options, ssts map[uint64]string) error 
 		c    options.CompressionType
 	}
 	var jobs []job
+	known := readVerified(dir)
+	rec := make(map[uint64]tableStamp, len(m.Tables))
 	for id, tm := range m.Tables {
 		p := table.NewFilename(id, dir)
 		if _, ok := ssts[id]; !ok {
 			return damaged(p, "is listed in the MANIFEST but missing", todoDamaged)
+		}
+		st, ok := stampOf(p)
+		if ok {
+			rec[id] = st
+			if st == known[id] {
+				continue // verified before and unchanged since (trust.go)
+			}
 		}
 		if tm.KeyID != 0 {
 			continue // encrypted: Badger checks it with the key
@@ -260,7 +269,13 @@ func checkTables(dir string, opts badger.Options, ssts map[uint64]string) error 
 		}()
 	}
 	wg.Wait()
-	return firstErr
+	if firstErr != nil {
+		return firstErr
+	}
+	if len(jobs) > 0 {
+		_ = writeVerified(dir, rec) // a record not written costs a verification
+	}
+	return nil
 }
 
 // replayManifest reads a MANIFEST with Badger's own reader, a panic being

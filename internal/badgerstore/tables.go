@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4/fb"
 	"github.com/dgraph-io/badger/v4/options"
@@ -39,9 +40,13 @@ import (
 // by default, or one entry when an entry is bigger).
 const maxBlockSize = 64 << 20
 
+// tablesVerified counts full table verifications (tests).
+var tablesVerified atomic.Int64
+
 // verifyTable checks the table in path, written with compression c; buf is
 // a buffer to reuse where tables are read rather than mapped.
 func verifyTable(path string, c options.CompressionType, buf []byte) (_ []byte, err error) {
+	tablesVerified.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("unreadable (%v)", r)
@@ -88,27 +93,35 @@ type blockSpan struct{ off, len int }
 
 // tableIndex checks the footer and the index of a table and returns where
 // its blocks are.
-func tableIndex(data []byte) ([]blockSpan, error) {
-	if len(data) < 8 {
-		return nil, fmt.Errorf("%d bytes: too short for a table (truncated?)", len(data))
+func tableIndex(data []byte) ([]blockSpan, error) { return tableIndexTail(data, int64(len(data))) }
+
+// tableIndexTail is tableIndex given only the last len(tail) bytes of a
+// table of size bytes (block offsets are from the start of the file).
+func tableIndexTail(tail []byte, size int64) ([]blockSpan, error) {
+	if size < 8 || int64(len(tail)) > size {
+		return nil, fmt.Errorf("%d bytes: too short for a table (truncated?)", size)
 	}
-	pos := len(data) - 4
-	chkLen := int(binary.BigEndian.Uint32(data[pos:]))
+	base := size - int64(len(tail)) // file offset of tail[0]
+	pos := len(tail) - 4
+	chkLen := int(binary.BigEndian.Uint32(tail[pos:]))
 	if chkLen > pos-4 {
-		return nil, fmt.Errorf("footer: checksum length %d in a %d-byte file (truncated?)", chkLen, len(data))
+		return nil, fmt.Errorf("footer: checksum length %d in a %d-byte file (truncated?)", chkLen, size)
 	}
 	pos -= chkLen
-	chk, err := checksumOf(data[pos : pos+chkLen])
+	chk, err := checksumOf(tail[pos : pos+chkLen])
 	if err != nil {
 		return nil, fmt.Errorf("footer: %w", err)
 	}
 	pos -= 4
-	indexLen := int(binary.BigEndian.Uint32(data[pos:]))
-	if indexLen > pos || indexLen == 0 {
-		return nil, fmt.Errorf("footer: index length %d with %d bytes before it (truncated?)", indexLen, pos)
+	indexLen := int(binary.BigEndian.Uint32(tail[pos:]))
+	if indexLen == 0 || int64(indexLen) > base+int64(pos) {
+		return nil, fmt.Errorf("footer: index length %d with %d bytes before it (truncated?)", indexLen, base+int64(pos))
+	}
+	if indexLen > pos {
+		return nil, fmt.Errorf("index of %d bytes not within the %d bytes read", indexLen, len(tail))
 	}
 	indexStart := pos - indexLen
-	index := data[indexStart:pos]
+	index := tail[indexStart:pos]
 	if err := y.VerifyChecksum(index, chk); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
@@ -117,17 +130,18 @@ func tableIndex(data []byte) ([]blockSpan, error) {
 	if n == 0 {
 		return nil, errors.New("index: no blocks")
 	}
+	blocksEnd := base + int64(indexStart)
 	blocks := make([]blockSpan, n)
 	var bo fb.BlockOffset
 	for i := range blocks {
 		if !ti.Offsets(&bo, i) {
 			return nil, fmt.Errorf("index: block %d missing", i)
 		}
-		off, l := int(bo.Offset()), int(bo.Len())
-		if off < 0 || l <= 0 || off+l > indexStart {
-			return nil, fmt.Errorf("index: block %d at %d+%d is outside the %d bytes of blocks", i, off, l, indexStart)
+		off, l := int64(bo.Offset()), int64(bo.Len())
+		if l <= 0 || off+l > blocksEnd {
+			return nil, fmt.Errorf("index: block %d at %d+%d is outside the %d bytes of blocks", i, off, l, blocksEnd)
 		}
-		blocks[i] = blockSpan{off, l}
+		blocks[i] = blockSpan{int(off), int(l)}
 	}
 	return blocks, nil
 }
