@@ -35,7 +35,10 @@
 // NewTransaction, Sync, …) is Badger's own.
 //
 // What Open does before Badger sees the directory, and why, is in prepare.go
-// (empty files, MANIFEST, KEYREGISTRY), tables.go (table verification) and
-// wal.go (write-ahead log damage); the close protocol and the BALLAST file
-// are in close.go; the guard in freespace.go and dirwatch_unix.go.
+// (empty files, MANIFEST, KEYREGISTRY), tables.go (table verification),
+// trust.go (the VERIFIED record that spares unchanged tables) and wal.go
+// (write-ahead log damage); the close protocol and the BALLAST file are in
+// close.go; the guard in freespace.go and dirwatch_unix.go. Besides Badger's
+// own files the directory holds BALLAST, VERIFIED, and any *.damaged-<time>
+// copies of damaged logs.
 package badgerstore
