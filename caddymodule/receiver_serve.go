@@ -129,6 +129,14 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		if idN <= 1 && tsN <= 1 && sigN <= 1 {
 			err = r.verifier.Verify(id, ts, sig, body, time.Now())
 		}
+		if errors.Is(err, webhook.ErrVerifyBusy) {
+			// A flood of bad ed25519 signatures spent this second's
+			// budget of failed checks: not a verdict, try again.
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			writeError(w, http.StatusServiceUnavailable, "busy", "signature checks are saturated; retry later")
+			res.outcome = OutcomeBusy
+			return res
+		}
 		if err != nil {
 			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
 			res.outcome = OutcomeUnauthorized
