@@ -62,15 +62,19 @@ type DB struct {
 // Open opens (or creates) the Badger store in dir with opts, whose Dir,
 // ValueDir and Logger it sets (Badger's logs go to logger, named "badger")
 // along with the checksum options: ChecksumVerificationMode OnBlockRead and
-// VerifyValueChecksum. Before Badger sees the directory it
+// VerifyValueChecksum. Before Badger sees the directory it, holding
+// Badger's directory lock (so another process's live store is never
+// touched),
 //
 //   - refuses to open below half the free-space reserve (Badger replays its
 //     logs through memory mappings, which SIGBUS on a full tmpfs);
 //   - removes the empty .mem and .vlog files a crash leaves (Report.Removed);
 //   - refuses a store whose MANIFEST is missing or damaged while tables or
 //     value logs exist, and one whose tables do not verify (checksums and
-//     offsets of every table the MANIFEST lists), with an error wrapping
-//     ErrDamaged that names the file;
+//     offsets of every table the MANIFEST lists that the VERIFIED record
+//     does not vouch for, see trust.go), with an error wrapping ErrDamaged
+//     that names the file;
+//   - sets aside a KEYREGISTRY that does not read back (Report.Repaired);
 //   - finds damage in the write-ahead logs, logs it at error level, keeps a
 //     copy of each damaged log and truncates it where Badger would
 //     (Report.Damaged, also through Recovered).
