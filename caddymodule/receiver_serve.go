@@ -205,8 +205,16 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
 		res.outcome = OutcomeUnavailable
-		r.logger.Error("storing envelope", zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		if rt == nil || rt.storeFailing.CompareAndSwap(false, true) {
+			r.logger.Error("storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)",
+				zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		} else if ce := r.logger.Check(zap.DebugLevel, "storing envelope"); ce != nil {
+			ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		}
 		return res
+	}
+	if rt.storeFailing.Load() && rt.storeFailing.CompareAndSwap(true, false) {
+		r.logger.Info("storing envelopes again")
 	}
 	res.key = msg.Key // as stored (a long key is hashed)
 	res.id = strconv.FormatUint(seq, 10)

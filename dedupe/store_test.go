@@ -827,9 +827,9 @@ func TestCommitFailure(t *testing.T) {
 // TestDefaultMinFreeSpace: the reserve is 128 MiB, or 128 × the largest
 // body when that is larger (the README's default).
 func TestDefaultMinFreeSpace(t *testing.T) {
-	assert.EqualValues(t, 128<<20, openTest(t, t.TempDir()).space.min)
+	assert.EqualValues(t, 128<<20, openTest(t, t.TempDir()).db.MinFreeSpace())
 	big := openTest(t, t.TempDir(), func(o *Options) { o.MaxValueSize = 2 << 20 })
-	assert.EqualValues(t, 256<<20, big.space.min)
+	assert.EqualValues(t, 256<<20, big.db.MinFreeSpace())
 }
 
 // Lanes cost memory only while leased or waiting to be looked at again:
