@@ -125,6 +125,14 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 
 	view := r.requestView(req)
 	if err := r.source.Verify(view, body, time.Now()); err != nil {
+		if errors.Is(err, webhook.ErrVerifyBusy) {
+			// A flood of bad ed25519 signatures spent this second's
+			// budget of failed checks: not a verdict, try again.
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			writeError(w, http.StatusServiceUnavailable, "busy", "signature checks are saturated; retry later")
+			res.outcome = OutcomeBusy
+			return res
+		}
 		writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
 		res.outcome = OutcomeUnauthorized
 		// Anyone can send unsigned requests: the reason is logged at

@@ -137,6 +137,9 @@ func warnStoreOption(l *zap.Logger, option string, inForce, configured any) {
 func (rt *runtime) register(cfg forward.Config) (uint64, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if pg, ok := rt.store.(*pgReceiver); ok && cfg.Limiter == nil {
+		cfg.Limiter = pg.limiter(cfg.Rate) // one cap for every replica
+	}
 	if rt.fwd == nil {
 		fwd, err := forward.New(rt.store, cfg, rt.logger, rt.metrics.observer(rt.name))
 		if err != nil {

@@ -414,6 +414,9 @@ func (s *Store) endLease(seq uint64, l *lease, laneMoved bool) {
 
 // Release ends leases without an attempt: the messages are leasable again.
 func (s *Store) Release(_ context.Context, ms []*Message) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
 	s.lmu.Lock()
 	t := &s.leases
 	for _, m := range ms {

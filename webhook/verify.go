@@ -37,6 +37,14 @@ var strictBase64 = base64.StdEncoding.Strict()
 // A third public key is never used (configure at most two), and during a
 // flood of bad signatures a delivery whose pair is not the last one to have
 // matched may be rejected and must be retried by its sender.
+//
+// Failed ed25519 checks are themselves bounded: once
+// failedEd25519ChecksPerSecond have failed within a second, requests that
+// would need one are not checked until the next second (ErrVerifyBusy, which
+// the receiver answers with 503 and Retry-After), so that a flood of bad v1a
+// signatures costs the process a bounded slice of CPU, and its requests the
+// price of a rejected HMAC one. Checks that succeed never count: a sender's
+// own volume is not limited.
 type Verifier struct {
 	// Keys are the accepted keys: whsec_ secrets check v1 signatures, whpk_
 	// and whsk_ keys check v1a signatures. Several keys allow rotation.
@@ -51,6 +59,8 @@ type Verifier struct {
 	secondMatched atomic.Bool
 	// extraChecks bounds the second ed25519 checks of all requests.
 	extraChecks allowance
+	// failedChecks counts the ed25519 checks that failed this second.
+	failedChecks allowance
 }
 
 // MaxEd25519Checks is the most ed25519 verifications one call of
@@ -64,6 +74,11 @@ const MaxEd25519Checks = 2
 // first check is rejected at once, so that a flood of bad signatures costs
 // one verification per request.
 const secondEd25519ChecksPerSecond = 20
+
+// failedEd25519ChecksPerSecond bounds, per Verifier, the ed25519 checks that
+// may fail within a second (≈ 14 ms of CPU here); past it requests needing
+// one get ErrVerifyBusy until the next second.
+const failedEd25519ChecksPerSecond = 200
 
 // sigSlot holds one decoded signature of a header, on the stack.
 type sigSlot struct {
@@ -189,8 +204,8 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 			}
 		}
 	}
-	if hasEd255 && v.verifyEd25519(sigs[:count], id, timestamp, body, now) {
-		return nil
+	if hasEd255 {
+		return v.verifyEd25519(sigs[:count], id, timestamp, body, now)
 	}
 	return ErrNoMatchingSignature
 }
@@ -199,7 +214,7 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 // the bounded pairing rule described on Verifier: at most two (entry, key)
 // pairs, the one that matched last first, the second subject to the shared
 // allowance.
-func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []byte, now time.Time) bool {
+func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []byte, now time.Time) error {
 	e0, e1, k0, k1 := -1, -1, -1, -1
 	for i := range sigs {
 		if s := &sigs[i]; s.version == sigEd25519 && s.n == ed25519.SignatureSize {
@@ -222,7 +237,10 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 		}
 	}
 	if e0 < 0 || k0 < 0 {
-		return false
+		return ErrNoMatchingSignature
+	}
+	if v.failedChecks.spent(now, failedEd25519ChecksPerSecond) {
+		return ErrVerifyBusy
 	}
 	// The candidate pairs: the first entry with the first key, then the
 	// first entry with the second key or, with one key, the second entry
@@ -243,8 +261,8 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 	defer putMessage(msg)
 	*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
 	for i := 0; i < np; i++ {
-		if i > 0 && !v.extraChecks.take(now) {
-			return false
+		if i > 0 && !v.extraChecks.take(now, secondEd25519ChecksPerSecond) {
+			return ErrNoMatchingSignature
 		}
 		j := (first + i) % np
 		p := pairs[j]
@@ -256,24 +274,25 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 			if second := j == 1; v.secondMatched.Load() != second {
 				v.secondMatched.Store(second)
 			}
-			return true
+			return nil
 		}
+		v.failedChecks.take(now, failedEd25519ChecksPerSecond)
 	}
-	return false
+	return ErrNoMatchingSignature
 }
 
-// allowance hands out at most secondEd25519ChecksPerSecond tokens per
-// second of the clock given to take; its state is the second (high bits)
-// and the tokens taken in it (low 16 bits), in one word.
+// allowance hands out at most limit (< 65536) tokens per second of the
+// clock given to take; its state is the second (high bits) and the tokens
+// taken in it (low 16 bits), in one word.
 type allowance struct{ state atomic.Uint64 }
 
-func (a *allowance) take(now time.Time) bool {
+func (a *allowance) take(now time.Time, limit uint64) bool {
 	sec := uint64(now.Unix()) << 16
 	for {
 		old := a.state.Load()
 		next := sec | 1
 		if old&^0xffff == sec {
-			if old&0xffff >= secondEd25519ChecksPerSecond {
+			if old&0xffff >= limit {
 				return false
 			}
 			next = old + 1
@@ -282,6 +301,12 @@ func (a *allowance) take(now time.Time) bool {
 			return true
 		}
 	}
+}
+
+// spent reports whether the second of now has no token left.
+func (a *allowance) spent(now time.Time, limit uint64) bool {
+	s := a.state.Load()
+	return s&^0xffff == uint64(now.Unix())<<16 && s&0xffff >= limit
 }
 
 // decodeSignature decodes value (strict, padded base64) into s. A value too

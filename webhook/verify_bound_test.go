@@ -59,14 +59,39 @@ func TestVerifyBoundsEd25519Work(t *testing.T) {
 	require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts, header, body, now))
 	assert.LessOrEqual(t, n.Load(), int64(MaxEd25519Checks), "first request")
 
-	// A flood: past the shared allowance for second checks, each rejected
-	// request costs one verification.
+	// A flood within one second: past the shared allowance for second
+	// checks each rejected request costs one verification, and past the
+	// failed-check budget none: the rest are not checked (ErrVerifyBusy, a
+	// 503 for the receiver), which is what bounds the CPU a flood can take.
 	n.Store(0)
 	const flood = 1000
+	rejected, busy := 0, 0
 	for range flood {
-		require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts, header, body, now))
+		switch err := v.Verify("msg_1", ts, header, body, now); err {
+		case ErrNoMatchingSignature:
+			rejected++
+		case ErrVerifyBusy:
+			busy++
+		default:
+			t.Fatalf("unexpected %v", err)
+		}
 	}
-	assert.LessOrEqual(t, n.Load(), int64(flood+secondEd25519ChecksPerSecond), "%d requests in one second", flood)
+	assert.LessOrEqual(t, n.Load(), int64(failedEd25519ChecksPerSecond), "%d requests in one second", flood)
+	assert.Equal(t, flood, rejected+busy)
+	assert.Greater(t, busy, flood/2, "past the budget the flood is not checked")
+
+	// The next second has a budget again; a good signature is checked and
+	// accepted, and successes never spend the budget.
+	next := now.Add(time.Second)
+	ts2 := strconv.FormatInt(next.Unix(), 10)
+	sk, pk := mustKeyPair(t)
+	good := Verifier{Keys: []Key{pk}, Tolerance: 5 * time.Minute}
+	sig, err := Sign(sk, "msg_ok", next.Unix(), body)
+	require.NoError(t, err)
+	for range 2 * failedEd25519ChecksPerSecond {
+		require.NoError(t, good.Verify("msg_ok", ts2, sig, body, next))
+	}
+	require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts2, header, body, next))
 }
 
 // TestVerifyEd25519Pairing: which rotations work within the bound, how many
