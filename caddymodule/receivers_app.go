@@ -41,6 +41,10 @@ type ReceiversApp struct {
 	order   []*Receiver
 	started []*Receiver // whose runtime is acquired
 	budget  *bodyBudget
+	// what Start replaced, given back by Stop when this config did not
+	// become the running one (another app of it failed to start)
+	prev      *ReceiversApp
+	prevLimit int64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -112,11 +116,11 @@ func sameReceiver(a, b *Receiver) bool {
 
 // Start opens every receiver's store (or shares the one a running config has
 // open) and starts forwarding; all or nothing: if one fails, those opened are
-// let go and the config does not start.
+// let go and the config does not start. Then this config's receivers are the
+// ones the admin API, the dashboard and the metrics show.
 func (a *ReceiversApp) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.budget.setLimit(a.MaxBodyInFlight)
 	for _, r := range a.order {
 		if err := r.start(); err != nil {
 			a.stopLocked()
@@ -124,17 +128,23 @@ func (a *ReceiversApp) Start() error {
 		}
 		a.started = append(a.started, r)
 	}
-	if len(a.order) > 0 {
-		activeReceivers.Store(a)
-	}
+	a.prevLimit = a.budget.max()
+	a.budget.setLimit(a.MaxBodyInFlight)
+	a.prev = activeReceivers.Swap(a)
 	return nil
 }
 
-// Stop lets go of the stores (the last config using one closes it).
+// Stop lets go of the stores (the last config using one closes it). When
+// this config never became the running one (Caddy stops the apps that
+// started when another app of the config fails to start), the running
+// config's receivers and body budget are put back.
 func (a *ReceiversApp) Stop() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	activeReceivers.CompareAndSwap(a, nil)
+	if activeReceivers.CompareAndSwap(a, a.prev) && a.prev != nil {
+		a.budget.setLimit(a.prevLimit)
+	}
+	a.prev = nil
 	return a.stopLocked()
 }
 

@@ -66,6 +66,9 @@ const readBatch = 64
 // take the message (this one is presumed dead).
 const leaseMargin = time.Minute
 
+// settleTimeout bounds the recording of one outcome.
+const settleTimeout = 30 * time.Second
+
 // maxResponseBody is how much of an upstream's answer is read (then dropped).
 const maxResponseBody = 64 << 10
 
@@ -221,7 +224,14 @@ func (f *Forwarder) Stop(ctx context.Context) {
 	f.mu.Unlock()
 	close(f.stop)
 	if f.started.Load() {
-		<-f.loopDone
+		// The loop may be inside a store call that waits on an unreachable
+		// database: the deadline cancels it.
+		select {
+		case <-f.loopDone:
+		case <-ctx.Done():
+			f.cancel()
+			<-f.loopDone
+		}
 	}
 	done := make(chan struct{})
 	go func() {
@@ -256,8 +266,10 @@ func (f *Forwarder) kick() {
 
 // run is the dispatch loop: it leases what the store has ready (due retries
 // first, then fresh envelopes in acceptance order) as far as free attempt
-// slots and the upstream's health allow (one probe at a time while it is
-// failing), and otherwise sleeps until something may have changed.
+// slots, the upstream's health (one probe at a time while it is failing) and
+// the rate cap allow, and otherwise sleeps until something may have changed:
+// an attempt ends (kick), the store has new work (Notify), a retry falls due,
+// the probe slot or the rate cap's next start comes.
 func (f *Forwarder) run() {
 	defer close(f.loopDone)
 	timer := time.NewTimer(time.Hour)
@@ -272,13 +284,31 @@ func (f *Forwarder) run() {
 		t0 := now() // one instant for the budget and how long to sleep
 		budget, probe := f.freshBudget(t0)
 		cfg := f.cfg.Load()
-		n := min(budget, f.free(cfg.Concurrency))
-		var throttle time.Duration // > 0: the rate cap holds attempts back
-		if n > 0 && cfg.limiter != nil {
-			granted, wait := cfg.limiter.Take(t0, n)
-			n, throttle = granted, wait
-		}
-		if n > 0 {
+		free := f.free(cfg.Concurrency)
+		var wait time.Duration
+		switch {
+		case free == 0:
+			wait = time.Minute // an attempt's end kicks the loop
+		case budget == 0:
+			// Failing: until the next probe slot, or, with a probe in
+			// flight, until its end kicks the loop.
+			wait = time.Minute
+			if untilProbe, waiting := f.untilProbe(t0); waiting {
+				wait = max(untilProbe, time.Millisecond)
+			}
+		default:
+			n := min(budget, free)
+			if cfg.limiter != nil {
+				granted, throttle := cfg.limiter.Take(t0, n)
+				if granted == 0 {
+					wait = max(throttle, time.Millisecond)
+					if full {
+						f.obs.Throttled(wait)
+					}
+					break
+				}
+				n = granted
+			}
 			ms, err := f.store.Lease(f.baseCtx, n, cfg.Timeout+leaseMargin)
 			f.readDone(err)
 			if cfg.limiter != nil && len(ms) < n {
@@ -291,18 +321,8 @@ func (f *Forwarder) run() {
 			if len(ms) > 0 {
 				continue
 			}
-		}
-
-		untilProbe, waitingToProbe := f.untilProbe(t0)
-		wait := sleepFor(t0, untilProbe, waitingToProbe, f.healthy(), func() (time.Time, bool) {
-			t, ok, _ := f.store.NextDue(f.baseCtx)
-			return t, ok
-		})
-		if throttle > 0 {
-			wait = max(min(wait, throttle), time.Millisecond)
-			if full {
-				f.obs.Throttled(wait)
-			}
+			next, ok, _ := f.store.NextDue(f.baseCtx)
+			wait = idleWait(t0, next, ok)
 		}
 		timer.Reset(wait)
 		select {
@@ -321,24 +341,21 @@ func (f *Forwarder) run() {
 	}
 }
 
-// sleepFor is how long the loop sleeps when nothing could go, measured from
-// t0, the instant the budget and the due retries were read at (so a retry
-// that fell due since is not slept past): while the upstream is failing, until
-// the next probe slot, or, with a probe in flight, until its booking wakes the
-// loop; otherwise until the next retry not in flight (nextDue). At least 1 ms,
-// at most a minute. New arrivals and bookings wake the loop too.
-func sleepFor(t0 time.Time, untilProbe time.Duration, waitingToProbe, healthy bool, nextDue func() (time.Time, bool)) time.Duration {
-	wait := time.Minute
-	switch {
-	case waitingToProbe && untilProbe > 0: // failing: the next probe slot
-		wait = untilProbe
-	case !waitingToProbe && !healthy: // failing, a probe in flight
-	default: // healthy, or a probe may go now: the next retry due
-		if t, ok := nextDue(); ok {
-			wait = min(wait, t.Sub(t0))
-		}
+// idleWait is how long the loop sleeps after a lease at t0 found nothing,
+// given the earliest retry not leased (next, when ok): until it falls due
+// (at least 1 ms: one that fell due since t0 goes at once), at most a
+// minute. A retry already due at t0 that the lease did not take waits for
+// something else (forwarding paused, its lane busy): the resume, or the end
+// of the lane's attempt, wakes the loop; a second caps the wait.
+func idleWait(t0, next time.Time, ok bool) time.Duration {
+	if !ok {
+		return time.Minute
 	}
-	return max(wait, time.Millisecond)
+	d := next.Sub(t0)
+	if d < 0 {
+		return time.Second
+	}
+	return min(max(d, time.Millisecond), time.Minute)
 }
 
 // readDone notes how a store read went: a failure is logged once per outage
@@ -419,11 +436,19 @@ func (f *Forwarder) deadCorrupt(m *queue.Message, probe bool) {
 // forwarded again after a crash, so holding the slot keeps those to at most
 // Concurrency.
 func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
-	err := f.store.Settle(f.baseCtx, m, out)
+	// An outcome is recorded even when Stop's deadline cut the attempts
+	// short meanwhile: the upstream's answer is in, and losing it would
+	// forward the envelope again after a restart.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.baseCtx), settleTimeout)
+	defer cancel()
+	err := f.store.Settle(ctx, m, out)
 	switch {
 	case err == nil:
 		if out.Verdict == queue.Dead {
-			f.obs.Dead(m)
+			dead := *m
+			dead.Attempts, dead.LastStatus, dead.LastError = out.Attempts, out.Status, out.Error
+			dead.Corrupt = out.Corrupt
+			f.obs.Dead(&dead)
 		}
 	case errors.Is(err, queue.ErrNotFound):
 		// The lease was lost (it outlived its hold and another forwarder

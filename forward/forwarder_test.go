@@ -513,36 +513,95 @@ func TestForwarderTimeout(t *testing.T) {
 	assert.Contains(t, onlyDeadLetter(t, s).LastError, "deadline exceeded")
 }
 
-// TestSleepFor: how long the loop sleeps when nothing could go.
-func TestSleepFor(t *testing.T) {
+// TestIdleWait: how long the loop sleeps after a lease found nothing. A
+// retry that fell due since the lease goes at once (the loop once slept a
+// minute past one); one that was due and not leased (forwarding paused, its
+// lane busy) does not make the loop spin: it waits for the wake-up, a second
+// at most (it used to spin every millisecond, a store round trip each).
+func TestIdleWait(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	due := func(d time.Duration) func() (time.Time, bool) {
-		return func() (time.Time, bool) { return t0.Add(d), true }
-	}
-	none := func() (time.Time, bool) { return time.Time{}, false }
-	never := func() (time.Time, bool) {
-		t.Error("next retry read while a probe is in flight")
-		return time.Time{}, false
-	}
 	cases := []struct {
-		name           string
-		untilProbe     time.Duration
-		waitingToProbe bool
-		healthy        bool
-		nextDue        func() (time.Time, bool)
-		want           time.Duration
+		name string
+		next time.Duration
+		ok   bool
+		want time.Duration
 	}{
-		{"healthy, nothing due", 0, false, true, none, time.Minute},
-		{"healthy, a retry in 2s", 0, false, true, due(2 * time.Second), 2 * time.Second},
-		{"healthy, a retry fell due since t0", 0, false, true, due(-5 * time.Millisecond), time.Millisecond},
-		{"healthy, a retry in an hour", 0, false, true, due(time.Hour), time.Minute},
-		{"failing, next probe in 3s", 3 * time.Second, true, false, never, 3 * time.Second},
-		{"failing, probe in flight", 0, false, false, never, time.Minute},
-		{"failing, a probe may go now: the next retry", 0, true, false, due(40 * time.Millisecond), 40 * time.Millisecond},
+		{"nothing waiting", 0, false, time.Minute},
+		{"a retry in 2s", 2 * time.Second, true, 2 * time.Second},
+		{"a retry due exactly at the lease", 0, true, time.Millisecond},
+		{"a retry in an hour", time.Hour, true, time.Minute},
+		{"a retry due before the lease that it did not take", -5 * time.Millisecond, true, time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			assert.Equal(t, c.want, sleepFor(t0, c.untilProbe, c.waitingToProbe, c.healthy, c.nextDue))
+			assert.Equal(t, c.want, idleWait(t0, t0.Add(c.next), c.ok))
 		})
 	}
+}
+
+// TestForwarderDoesNotSpin: paused with a due retry, with every slot busy,
+// or held by the rate cap, the loop does not poll the store in a tight loop.
+func TestForwarderDoesNotSpin(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, s *dedupe.Store) Config
+	}{
+		{"paused with a due retry", func(t *testing.T, s *dedupe.Store) Config {
+			accept(t, s, 2)
+			ms, err := s.Lease(context.Background(), 1, time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, s.Settle(context.Background(), ms[0], queue.Outcome{Verdict: queue.Retry, Attempts: 1, Next: time.Now()}))
+			require.NoError(t, s.SetPaused(context.Background(), true))
+			return Config{}
+		}},
+		{"every slot busy", func(t *testing.T, s *dedupe.Store) Config {
+			accept(t, s, 3)
+			return Config{Concurrency: 1} // the upstream holds the one attempt
+		}},
+		{"held by the rate cap", func(t *testing.T, s *dedupe.Store) Config {
+			accept(t, s, 50)
+			return Config{Rate: Rate{N: 1, Per: time.Hour}}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir())
+			defer s.Close()
+			release := make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+			}))
+			defer up.Close()
+			cfg := c.setup(t, s)
+			cfg.Upstream, cfg.Timeout = up.URL, time.Minute
+			calls := &countingStore{Store: s}
+			f, err := New(calls, cfg, nil, nil)
+			require.NoError(t, err)
+			f.Start()
+			time.Sleep(300 * time.Millisecond) // settle in
+			before := calls.n.Load()
+			time.Sleep(time.Second)
+			assert.LessOrEqual(t, calls.n.Load()-before, int64(10), "store calls in a second of nothing to do")
+			close(release) // the held attempt ends, then the forwarder
+			f.Stop(context.Background())
+		})
+	}
+}
+
+// countingStore counts Lease and NextDue calls.
+type countingStore struct {
+	*dedupe.Store
+	n atomic.Int64
+}
+
+func (c *countingStore) Lease(ctx context.Context, n int, hold time.Duration) ([]*queue.Message, error) {
+	c.n.Add(1)
+	return c.Store.Lease(ctx, n, hold)
+}
+
+func (c *countingStore) NextDue(ctx context.Context) (time.Time, bool, error) {
+	c.n.Add(1)
+	return c.Store.NextDue(ctx)
 }
