@@ -179,6 +179,11 @@ type Receiver struct {
 	dedupeTTL  time.Duration
 	logger     *zap.Logger
 	metrics    *receiverMetrics
+	// storeFailing is set from a failure to store an envelope until the
+	// next success (logged once each: storeFailed, storeServing);
+	// storeFailures counts the failures.
+	storeFailing  atomic.Bool
+	storeFailures atomic.Uint64
 }
 
 // CaddyModule returns the Caddy module information.

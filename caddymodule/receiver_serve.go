@@ -196,6 +196,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		seq uint64
 		dup bool
 	)
+	failures := r.storeFailures.Load()
 	if rt == nil {
 		err = errNotRunning
 	} else {
@@ -205,9 +206,10 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
 		res.outcome = OutcomeUnavailable
-		r.logger.Error("storing envelope", zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		r.storeFailed(env.Event, res.key, err)
 		return res
 	}
+	r.storeServing(failures)
 	res.key = msg.Key // as stored (a long key is hashed)
 	res.id = strconv.FormatUint(seq, 10)
 	if dup {
@@ -277,6 +279,32 @@ func (r *Receiver) waitRuntime(ctx context.Context) *runtime {
 	case <-ctx.Done():
 	}
 	return r.runtime()
+}
+
+// storeFailed logs that an envelope could not be stored: the first failure
+// as an error, the next ones (until an envelope is stored again) at debug
+// level, so that an outage of the store (PostgreSQL down, a full disk) is
+// one line and not one per request answered 503.
+func (r *Receiver) storeFailed(event, key string, err error) {
+	r.storeFailures.Add(1)
+	if r.storeFailing.CompareAndSwap(false, true) {
+		r.logger.Error("storing envelopes failed; answering 503 with Retry-After until the store takes them again",
+			zap.String("event", event), zap.String("dedupe_key", key), zap.Error(err))
+		return
+	}
+	if ce := r.logger.Check(zap.DebugLevel, "storing envelope"); ce != nil {
+		ce.Write(zap.String("event", event), zap.String("dedupe_key", key), zap.Error(err))
+	}
+}
+
+// storeServing notes that an envelope was stored, ending a failure that
+// storeFailed logged, if no failure happened since the request began
+// (failures: storeFailures then): a commit already under way when the store
+// failed does not end the outage.
+func (r *Receiver) storeServing(failures uint64) {
+	if r.storeFailing.Load() && r.storeFailures.Load() == failures && r.storeFailing.CompareAndSwap(true, false) {
+		r.logger.Info("storing envelopes again")
+	}
 }
 
 // warnBusy logs, at most once a minute, that bodies were refused for the budget.
