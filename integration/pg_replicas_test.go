@@ -497,7 +497,6 @@ func containsAll(have, want []string) bool {
 	return true
 }
 
-
 // ---------------------------------------------------------------- dedupe
 
 // TestPGReplicasDedupe: a redelivery to another replica is 200 duplicate and
