@@ -272,7 +272,8 @@ func (f *Forwarder) run() {
 		t0 := now() // one instant for the budget and how long to sleep
 		budget, probe := f.freshBudget(t0)
 		cfg := f.cfg.Load()
-		n := min(budget, f.free(cfg.Concurrency))
+		free := f.free(cfg.Concurrency)
+		n := min(budget, free)
 		var throttle time.Duration // > 0: the rate cap holds attempts back
 		if n > 0 && cfg.limiter != nil {
 			granted, wait := cfg.limiter.Take(t0, n)
@@ -294,7 +295,7 @@ func (f *Forwarder) run() {
 		}
 
 		untilProbe, waitingToProbe := f.untilProbe(t0)
-		wait := sleepFor(t0, untilProbe, waitingToProbe, f.healthy(), func() (time.Time, bool) {
+		wait := sleepFor(t0, untilProbe, waitingToProbe, f.healthy(), free > 0, func() (time.Time, bool) {
 			t, ok, _ := f.store.NextDue(f.baseCtx)
 			return t, ok
 		})
@@ -325,14 +326,18 @@ func (f *Forwarder) run() {
 // t0, the instant the budget and the due retries were read at (so a retry
 // that fell due since is not slept past): while the upstream is failing, until
 // the next probe slot, or, with a probe in flight, until its booking wakes the
-// loop; otherwise until the next retry not in flight (nextDue). At least 1 ms,
-// at most a minute. New arrivals and bookings wake the loop too.
-func sleepFor(t0 time.Time, untilProbe time.Duration, waitingToProbe, healthy bool, nextDue func() (time.Time, bool)) time.Duration {
+// loop; with every attempt slot taken, until one is given back (which wakes
+// the loop: the next retry could not start before, and a shared store's
+// nextDue is a round trip); otherwise until the next retry not in flight
+// (nextDue). At least 1 ms, at most a minute. New arrivals and bookings wake
+// the loop too.
+func sleepFor(t0 time.Time, untilProbe time.Duration, waitingToProbe, healthy, slotFree bool, nextDue func() (time.Time, bool)) time.Duration {
 	wait := time.Minute
 	switch {
 	case waitingToProbe && untilProbe > 0: // failing: the next probe slot
 		wait = untilProbe
 	case !waitingToProbe && !healthy: // failing, a probe in flight
+	case !slotFree: // every slot taken: a release wakes the loop
 	default: // healthy, or a probe may go now: the next retry due
 		if t, ok := nextDue(); ok {
 			wait = min(wait, t.Sub(t0))

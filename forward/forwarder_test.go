@@ -521,7 +521,7 @@ func TestSleepFor(t *testing.T) {
 	}
 	none := func() (time.Time, bool) { return time.Time{}, false }
 	never := func() (time.Time, bool) {
-		t.Error("next retry read while a probe is in flight")
+		t.Error("next retry read while a probe is in flight or every slot is taken")
 		return time.Time{}, false
 	}
 	cases := []struct {
@@ -529,20 +529,23 @@ func TestSleepFor(t *testing.T) {
 		untilProbe     time.Duration
 		waitingToProbe bool
 		healthy        bool
+		slotFree       bool
 		nextDue        func() (time.Time, bool)
 		want           time.Duration
 	}{
-		{"healthy, nothing due", 0, false, true, none, time.Minute},
-		{"healthy, a retry in 2s", 0, false, true, due(2 * time.Second), 2 * time.Second},
-		{"healthy, a retry fell due since t0", 0, false, true, due(-5 * time.Millisecond), time.Millisecond},
-		{"healthy, a retry in an hour", 0, false, true, due(time.Hour), time.Minute},
-		{"failing, next probe in 3s", 3 * time.Second, true, false, never, 3 * time.Second},
-		{"failing, probe in flight", 0, false, false, never, time.Minute},
-		{"failing, a probe may go now: the next retry", 0, true, false, due(40 * time.Millisecond), 40 * time.Millisecond},
+		{"healthy, nothing due", 0, false, true, true, none, time.Minute},
+		{"healthy, a retry in 2s", 0, false, true, true, due(2 * time.Second), 2 * time.Second},
+		{"healthy, a retry fell due since t0", 0, false, true, true, due(-5 * time.Millisecond), time.Millisecond},
+		{"healthy, a retry in an hour", 0, false, true, true, due(time.Hour), time.Minute},
+		{"healthy, every slot taken: a release wakes the loop", 0, false, true, false, never, time.Minute},
+		{"failing, next probe in 3s", 3 * time.Second, true, false, true, never, 3 * time.Second},
+		{"failing, probe in flight", 0, false, false, true, never, time.Minute},
+		{"failing, a probe may go now: the next retry", 0, true, false, true, due(40 * time.Millisecond), 40 * time.Millisecond},
+		{"failing, a probe may go now, every slot taken", 0, true, false, false, never, time.Minute},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			assert.Equal(t, c.want, sleepFor(t0, c.untilProbe, c.waitingToProbe, c.healthy, c.nextDue))
+			assert.Equal(t, c.want, sleepFor(t0, c.untilProbe, c.waitingToProbe, c.healthy, c.slotFree, c.nextDue))
 		})
 	}
 }
