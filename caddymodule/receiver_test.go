@@ -140,26 +140,28 @@ func TestReceiverMetrics(t *testing.T) {
 func TestReceiverLogsStoreOutageOnce(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	r := &Receiver{logger: zap.New(core)}
+	rt := &runtime{}
 	errDown := errors.New("connection refused")
 	const (
-		failed    = "storing envelopes failed; answering 503 with Retry-After until the store takes them again"
+		failed    = "storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)"
 		recovered = "storing envelopes again"
 	)
-	var begun uint64 // r.storeFailures when the late request began
+	var begun uint64 // rt.storeFailures when the late request began
 	for _, step := range []struct {
 		name string
 		do   func()
 		want string // the message logged at info level or above, "" for none
 	}{
-		{"a success", func() { r.storeServing(r.storeFailures.Load()) }, ""},
-		{"a request begins", func() { begun = r.storeFailures.Load() }, ""},
-		{"first failure", func() { r.storeFailed("reply.received", "reply.received:rpl_1", errDown) }, failed},
-		{"second failure", func() { r.storeFailed("reply.received", "reply.received:rpl_2", errDown) }, ""},
-		{"the request begun before the failures commits", func() { r.storeServing(begun) }, ""},
-		{"third failure", func() { r.storeFailed("reply.received", "reply.received:rpl_3", errDown) }, ""},
-		{"recovered", func() { r.storeServing(r.storeFailures.Load()) }, recovered},
-		{"next success", func() { r.storeServing(r.storeFailures.Load()) }, ""},
-		{"a new outage", func() { r.storeFailed("reply.received", "reply.received:rpl_4", errDown) }, failed},
+		{"a success", func() { r.storeServing(rt, rt.storeFailures.Load()) }, ""},
+		{"a request begins", func() { begun = rt.storeFailures.Load() }, ""},
+		{"first failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_1", errDown) }, failed},
+		{"second failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_2", errDown) }, ""},
+		{"the request begun before the failures commits", func() { r.storeServing(rt, begun) }, ""},
+		{"third failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_3", errDown) }, ""},
+		{"recovered", func() { r.storeServing(rt, rt.storeFailures.Load()) }, recovered},
+		{"next success", func() { r.storeServing(rt, rt.storeFailures.Load()) }, ""},
+		{"a new outage", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_4", errDown) }, failed},
+		{"no runtime: every failure is an error", func() { r.storeFailed(nil, "reply.received", "reply.received:rpl_5", errDown) }, failed},
 	} {
 		n := logs.Len()
 		step.do()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,6 +46,12 @@ type runtime struct {
 	closeStore func() error // the store's own close, and its share of a pool
 	logger     *zap.Logger
 	metrics    *receiverMetrics
+
+	// storeFailing: an Accept failed and none has succeeded since; the
+	// outage is logged at error level once, not once per request.
+	// storeFailures counts the failed Accepts (see storeServing).
+	storeFailing  atomic.Bool
+	storeFailures atomic.Uint64
 
 	mu     sync.Mutex
 	fwd    *forward.Forwarder

@@ -20,9 +20,10 @@
 // shopify, slack, or a configurable hmac — from a SourceConfig. Per request
 // the receiver calls CheckMediaType (415), Verify (401), then Inspect (400),
 // which parses the body strictly (the envelope, any JSON object or array,
-// or a form), reads the event type and dedupe key through Selectors
-// (json:<path>, header:<Name>, form:<field>, or a field of "data"), and
-// recognises handshakes to answer at once (Slack's url_verification). Every
+// or a form), reads the event type, the dedupe key and the order_by lane
+// through Selectors (json:<path>, header:<Name>, form:<field>, or a field
+// of "data"), and recognises handshakes to answer at once (Slack's
+// url_verification). Every
 // source verifies the raw bytes, with several secrets for rotation,
 // constant-time compares, its timestamp rule in both directions, and a
 // bounded cost whatever the headers list. Sign produces each provider's

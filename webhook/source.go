@@ -86,6 +86,10 @@ type SourceConfig struct {
 	// rule of its own, to the selectors whose values, joined by ':', identify
 	// an event across redeliveries (see Source.Inspect).
 	DedupeKeys map[string][]string
+	// OrderBy maps an event type, or "*" for every event type without a
+	// rule of its own, to the selectors whose values make a delivery's lane
+	// (see Delivery.Lane). Empty: no lanes.
+	OrderBy map[string][]string
 	// MaxDepth is the deepest nesting of JSON objects and arrays accepted.
 	// Default (0): DefaultMaxDepth.
 	MaxDepth int
@@ -124,6 +128,13 @@ type Delivery struct {
 	// Key identifies the event across redeliveries (see Source.Inspect).
 	// It may be long: stores keep its hash past their limit.
 	Key string
+	// Lane is the delivery's order_by lane, "" for none: the rule's
+	// selectors as written joined by ',', then '=', then their values joined
+	// by ':' (e.g. "campaignId=cmp_41", "json:data.object.customer=cus_1").
+	// The rule is OrderBy[Event], else OrderBy["*"]; a delivery where one of
+	// its selectors has no value is in no lane. Deliveries of different event
+	// types whose rules read the same selectors share lanes.
+	Lane string
 	// ID is the provider's id of the message or event where the scheme has
 	// one (webhook-id, svix-id, X-GitHub-Delivery, X-Shopify-Webhook-Id,
 	// Stripe's and Slack's JSON ids), else "".
@@ -192,7 +203,7 @@ type requestVerifier interface {
 //	Verify(req, body, now)             → 401 on error (a generic answer; log the reason at debug level)
 //	Inspect(req, body)                 → 400 on error (the error's text names the problem)
 //	                                     Handshake: answer it, store nothing
-//	                                     else store Body, Event, Key, ID and the Headers() present
+//	                                     else store Body, Event, Key, Lane, ID and the Headers() present
 type Source struct {
 	name                    string
 	verifier                requestVerifier // nil: InsecureSkipVerify
@@ -205,11 +216,20 @@ type Source struct {
 	rules                   map[string][]Selector // dedupe rule per event type (configured, then the §1 defaults)
 	configured              map[string]bool       // event types with a configured rule
 	star                    []Selector            // dedupe rule for the other event types
+	order                   map[string]*laneRule  // order_by rule per event type
+	orderStar               *laneRule             // order_by rule for the other event types
 	fallbacks               []fallback
 	id                      []Selector
 	handshake               bool // Slack url_verification
 	typeNode, challengeNode int
 	keep                    []string
+}
+
+// laneRule is an order_by rule: Delivery.Lane is prefix and the values of
+// sels joined by ':'.
+type laneRule struct {
+	prefix string // the selectors as written, joined by ',', and '='
+	sels   []Selector
 }
 
 // fallback is a dedupe key used when the rule for the event type yields
@@ -386,6 +406,24 @@ func NewSource(name string, cfg SourceConfig) (*Source, error) {
 		s.rules[ev] = sels
 		s.configured[ev] = true
 	}
+	for ev, texts := range cfg.OrderBy {
+		if ev == "" {
+			return nil, errors.New("order_by: empty event type (use * for every event type)")
+		}
+		sels, err := parseSelectors("order_by "+ev, texts)
+		if err != nil {
+			return nil, err
+		}
+		rule := &laneRule{prefix: strings.Join(texts, ",") + "=", sels: sels}
+		if ev == "*" {
+			s.orderStar = rule
+			continue
+		}
+		if s.order == nil {
+			s.order = map[string]*laneRule{}
+		}
+		s.order[ev] = rule
+	}
 	for _, f := range def.fallbacks {
 		s.fallbacks = append(s.fallbacks, fallback{prefix: f.prefix, sel: mustSelectors(f.sel)[0]})
 	}
@@ -417,6 +455,22 @@ func NewSource(name string, cfg SourceConfig) (*Source, error) {
 	}
 	for i := range s.star {
 		addSel(&s.star[i])
+	}
+	lanes := make([]string, 0, len(s.order))
+	for ev := range s.order {
+		lanes = append(lanes, ev)
+	}
+	slices.Sort(lanes)
+	for _, ev := range lanes {
+		sels := s.order[ev].sels
+		for i := range sels {
+			addSel(&sels[i])
+		}
+	}
+	if s.orderStar != nil {
+		for i := range s.orderStar.sels {
+			addSel(&s.orderStar.sels[i])
+		}
 	}
 	for i := range s.fallbacks {
 		addSel(&s.fallbacks[i].sel)
@@ -559,6 +613,8 @@ func (s *Source) Sign(req RequestView, body []byte, now time.Time) (http.Header,
 //  2. the source's fallbacks (see NewSource), e.g. "webhook-id:msg_…",
 //     "stripe-event:evt_…", "x-github-delivery:<guid>";
 //  3. "sha256:" and the hex SHA-256 of the body.
+//
+// The lane (order_by) is read from the same parse: see Delivery.Lane.
 func (s *Source) Inspect(req RequestView, body []byte) (Delivery, error) {
 	var ct string
 	if v := req.Header["Content-Type"]; len(v) > 0 {
@@ -623,6 +679,11 @@ func (s *Source) Inspect(req RequestView, body []byte) (Delivery, error) {
 	}
 	if d.Key, err = s.dedupeKey(&r, d.Event, body, buf); err != nil {
 		return Delivery{}, err
+	}
+	if s.order != nil || s.orderStar != nil {
+		if d.Lane, err = s.lane(&r, d.Event, buf); err != nil {
+			return Delivery{}, err
+		}
 	}
 	if s.envelope {
 		d.ID = r.header1(hdrWebhookID)
@@ -706,6 +767,22 @@ func (s *Source) dedupeKey(r *reading, event string, body []byte, buf []byte) (s
 	}
 	sum := sha256.Sum256(body)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// lane computes Delivery.Lane, using buf as scratch.
+func (s *Source) lane(r *reading, event string, buf []byte) (string, error) {
+	rule := s.order[event]
+	if rule == nil {
+		if rule = s.orderStar; rule == nil {
+			return "", nil
+		}
+	}
+	buf = append(buf[:0], rule.prefix...)
+	buf, ok, err := r.appendJoined(buf, rule.sels)
+	if err != nil || !ok {
+		return "", err
+	}
+	return string(buf), nil
 }
 
 // MaxChallengeLength bounds the challenge of a Slack url_verification.

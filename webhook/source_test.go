@@ -271,3 +271,102 @@ func TestSourceConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestSourceLanes: order_by rules make Delivery.Lane from the same parse as
+// the dedupe key, with every kind of selector; bare names keep the form the
+// receiver built before sources ("campaignId=cmp_41"), so that lanes stored
+// by an earlier version go on holding their order.
+func TestSourceLanes(t *testing.T) {
+	env := func(event, data string) string {
+		return `{"event":"` + event + `","timestamp":"2026-11-26T10:15:00Z","data":` + data + `}`
+	}
+	const stripeEvt = `{"id":"evt_1","type":"invoice.paid","data":{"object":{"customer":"cus_9","lines":[{"sku":"s1"}]}}}`
+	tests := []struct {
+		name   string
+		source string
+		order  map[string][]string
+		req    RequestView
+		body   string
+		want   string
+		isErr  string
+	}{
+		{name: "no rule", source: "", req: view(jsonCT), body: env("message.sent", `{"campaignId":"c1"}`), want: ""},
+		{name: "star, bare name", order: map[string][]string{"*": {"campaignId"}}, req: view(jsonCT),
+			body: env("message.sent", `{"messageId":"m1","campaignId":"cmp_41"}`), want: "campaignId=cmp_41"},
+		{name: "several fields", order: map[string][]string{"*": {"campaignId", "messageId"}}, req: view(jsonCT),
+			body: env("message.sent", `{"messageId":"m1","campaignId":"cmp_41"}`), want: "campaignId,messageId=cmp_41:m1"},
+		{name: "number value", order: map[string][]string{"*": {"campaignId"}}, req: view(jsonCT),
+			body: env("campaign.started", `{"campaignId":41}`), want: "campaignId=41"},
+		{name: "field missing: no lane", order: map[string][]string{"*": {"campaignId"}}, req: view(jsonCT),
+			body: env("message.sent", `{"messageId":"m1"}`), want: ""},
+		{name: "empty value: no lane", order: map[string][]string{"*": {"campaignId"}}, req: view(jsonCT),
+			body: env("message.sent", `{"campaignId":""}`), want: ""},
+		{name: "event rule before star", order: map[string][]string{"*": {"campaignId"}, "reply.received": {"json:data.thread.id"}},
+			req: view(jsonCT), body: env("reply.received", `{"campaignId":"c","thread":{"id":"t7"}}`), want: "json:data.thread.id=t7"},
+		{name: "other event uses star", order: map[string][]string{"*": {"campaignId"}, "reply.received": {"json:data.thread.id"}},
+			req: view(jsonCT), body: env("message.sent", `{"campaignId":"c","thread":{"id":"t7"}}`), want: "campaignId=c"},
+		{name: "event rule only", order: map[string][]string{"reply.received": {"campaignId"}},
+			req: view(jsonCT), body: env("message.sent", `{"campaignId":"c"}`), want: ""},
+		{name: "header selector", order: map[string][]string{"*": {"header:X-Tenant"}},
+			req: view(jsonCT, "X-Tenant", "acme"), body: env("message.sent", `{}`), want: "header:X-Tenant=acme"},
+		{name: "header given twice", order: map[string][]string{"*": {"header:X-Tenant"}},
+			req: view(jsonCT, "X-Tenant", "a", "X-Tenant", "b"), body: env("message.sent", `{}`),
+			isErr: "invalid request: header X-Tenant given more than once (read by header:X-Tenant)"},
+		{name: "stripe json path", source: SourceStripe, order: map[string][]string{"*": {"json:data.object.customer"}},
+			req: view(jsonCT), body: stripeEvt, want: "json:data.object.customer=cus_9"},
+		{name: "stripe array index", source: SourceStripe, order: map[string][]string{"invoice.paid": {"json:data.object.lines.0.sku"}},
+			req: view(jsonCT), body: stripeEvt, want: "json:data.object.lines.0.sku=s1"},
+		{name: "stripe ambiguous path", source: SourceStripe, order: map[string][]string{"*": {"json:data.object.customer"}},
+			req: view(jsonCT), body: `{"id":"evt_1","type":"t","data":{"object":{"customer":"a","Customer":"b"}}}`,
+			isErr: `invalid JSON body: ambiguous "json:data.object.customer": a key on its path appears again with only the case differing`},
+		{name: "github form field", source: SourceGitHub, order: map[string][]string{"*": {"form:team"}},
+			req: view("application/x-www-form-urlencoded", "X-GitHub-Event", "push"), body: "team=core&payload=%7B%7D", want: "form:team=core"},
+		{name: "github json inside the form's payload", source: SourceGitHub, order: map[string][]string{"push": {"json:repository.id"}},
+			req: view("application/x-www-form-urlencoded", "X-GitHub-Event", "push"), body: "payload=%7B%22repository%22%3A%7B%22id%22%3A35129377%7D%7D",
+			want: "json:repository.id=35129377"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			secret := vectorSecret
+			if tt.source != "" {
+				secret = "whsec_x"
+			}
+			s := mustSource(t, tt.source, SourceConfig{Secrets: []string{secret}, OrderBy: tt.order})
+			d, err := s.Inspect(tt.req, []byte(tt.body))
+			if tt.isErr != "" {
+				assert.EqualError(t, err, tt.isErr)
+				var pe *ParseError
+				assert.True(t, errors.As(err, &pe), "a *ParseError (400)")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, d.Lane)
+		})
+	}
+
+	t.Run("a handshake has no lane", func(t *testing.T) {
+		s := mustSource(t, SourceSlack, SourceConfig{Secrets: []string{"x"}, OrderBy: map[string][]string{"*": {"json:type"}}})
+		d, err := s.Inspect(view(jsonCT), []byte(`{"type":"url_verification","challenge":"c"}`))
+		require.NoError(t, err)
+		require.NotNil(t, d.Handshake)
+		assert.Empty(t, d.Lane)
+	})
+	t.Run("headers read by order_by are kept", func(t *testing.T) {
+		s := mustSource(t, SourceStripe, SourceConfig{Secrets: []string{"whsec_x"}, OrderBy: map[string][]string{"*": {"header:X-Tenant"}}})
+		assert.Contains(t, s.Headers(), "X-Tenant")
+	})
+	for _, tt := range []struct {
+		name  string
+		order map[string][]string
+		want  string
+	}{
+		{"empty event type", map[string][]string{"": {"campaignId"}}, "order_by: empty event type (use * for every event type)"},
+		{"no selector", map[string][]string{"*": nil}, "order_by *: no selector"},
+		{"bad selector", map[string][]string{"message.sent": {"json:"}}, `order_by message.sent: invalid selector "json:": empty path`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewSource("", SourceConfig{Secrets: []string{vectorSecret}, OrderBy: tt.order})
+			assert.EqualError(t, err, tt.want)
+		})
+	}
+}
