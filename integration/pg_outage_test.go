@@ -13,19 +13,19 @@ import (
 // the replicas answer 503 with Retry-After, within ack_timeout, and no 2xx:
 // every 2xx's envelope reaches the app (nothing is acked that was not
 // committed). Then everything recovers by itself: the replicas accept again,
-// every acked envelope is delivered, the queue empties; repeats are bounded
-// by the attempts in flight when the database went (their outcome could not
-// be recorded). Each replica logs the outage once when it starts and once
-// when it ends, not once per request.
+// every acked envelope is delivered, the queue empties at once. The attempts
+// in flight when the database went reached the app, and their outcomes are
+// recorded once it is back (the forwarder asks again for up to 30 s), so
+// nothing is forwarded twice but attempts cut short by a timeout (none is
+// expected). Each replica logs the outage once when it starts and once when
+// it ends, not once per request.
 func TestPGReplicasOutage(t *testing.T) {
 	t.Parallel()
 	const (
-		concurrency     = 4
-		replicas        = 3
-		outage          = 10 * time.Second
-		ackTimeout      = 9 * time.Second // the default
-		upstreamTimeout = 2 * time.Second
-		hold            = upstreamTimeout + time.Minute
+		concurrency = 4
+		replicas    = 3
+		outage      = 10 * time.Second
+		ackTimeout  = 9 * time.Second // the default
 	)
 	pg := pgtest.Start(t)
 	app := newPGApp(t, 20*time.Millisecond)
@@ -109,14 +109,12 @@ func TestPGReplicasOutage(t *testing.T) {
 	t.Logf("%d answers while down (all 503 + Retry-After), %d 503s in all; first 2xx %v after PostgreSQL was started",
 		during, unavailable, firstOK.Sub(upAt).Round(time.Millisecond))
 
-	// Every 2xx's envelope reaches the app; the queue empties (what was in
-	// flight when the database went is forwarded again once its lease
-	// expires: hold after it was taken).
+	// Every 2xx's envelope reaches the app; the queue empties.
 	acked := p.ackedIDs()
 	if missing := app.waitAll(acked, 60*time.Second); len(missing) > 0 {
 		t.Fatalf("%d of %d acked envelopes never reached the app, e.g. %v", len(missing), len(acked), missing[:min(5, len(missing))])
 	}
-	waitSettled(t, c.replicas[0], pgReceiverName, hold+30*time.Second)
+	waitSettled(t, c.replicas[0], pgReceiverName, 30*time.Second)
 	time.Sleep(pgPollInterval + time.Second)
 	snap := app.snapshot()
 	repeats, late := 0, 0
@@ -131,9 +129,8 @@ func TestPGReplicasOutage(t *testing.T) {
 		}
 	}
 	t.Logf("%d acked, %d hits at the app, %d repeats, %d attempts cut short", len(acked), app.total(), repeats, late)
-	if bound := replicas*concurrency + late; repeats > bound {
-		t.Errorf("%d repeats, more than the attempts in flight when the database went (%d replicas × concurrency %d) + %d cut short",
-			repeats, replicas, concurrency, late)
+	if repeats > late {
+		t.Errorf("%d repeats, more than the %d attempts cut short: outcomes of attempts in flight during the outage were lost", repeats, late)
 	}
 
 	// The logs say it once per replica: when it starts, when it ends.
@@ -153,11 +150,9 @@ func TestPGReplicasOutage(t *testing.T) {
 		if n := countLog(s, "postgresql available again"); n != 1 {
 			t.Errorf("replica %d logged the recovery %d times, want once", i, n)
 		}
-		// Besides the outage's line: one line of the receiver and one of the
-		// forwarder at most, and the outcomes of the attempts in flight that
-		// could not be recorded.
-		if errorsLogged > 3+concurrency {
-			t.Errorf("replica %d logged %d errors for one outage, want at most %d (not one per request)", i, errorsLogged, 3+concurrency)
+		// The store's line, the receiver's and the forwarder's: one each.
+		if errorsLogged > 3 {
+			t.Errorf("replica %d logged %d errors for one outage, want at most 3 (not one per request or envelope)", i, errorsLogged)
 		}
 	}
 }
