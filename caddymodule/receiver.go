@@ -138,9 +138,10 @@ type Receiver struct {
 
 	// Rate caps forwarding attempts (fresh, retries and probes alike):
 	// `<n>/<s|m|h>`, e.g. `20/s`. Attempts are spaced evenly (smoothed);
-	// envelopes wait their turn, none fails or dies because of the cap. Per
-	// process: with several replicas on postgres each one has the cap.
-	// Default: no cap.
+	// envelopes wait their turn, none fails or dies because of the cap. On
+	// postgres storage the cap is one for every replica of the receiver (its
+	// state is in the database; give every replica the same rate); on
+	// Badger, each process has its own. Default: no cap.
 	Rate string `json:"rate,omitempty"`
 
 	// DedupeTTL is how long a dedupe key is remembered. Default: 72h.

@@ -208,26 +208,21 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		seq uint64
 		dup bool
 	)
+	var failures uint64 // rt.storeFailures when this Accept began
 	if rt == nil {
 		err = errNotRunning
 	} else {
+		failures = rt.storeFailures.Load()
 		seq, dup, err = rt.store.Accept(ctx, msg, r.dedupeTTL)
 	}
 	if err != nil {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
 		res.outcome = OutcomeUnavailable
-		if rt == nil || rt.storeFailing.CompareAndSwap(false, true) {
-			r.logger.Error("storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)",
-				zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Error(err))
-		} else if ce := r.logger.Check(zap.DebugLevel, "storing envelope"); ce != nil {
-			ce.Write(zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Error(err))
-		}
+		r.storeFailed(rt, d.Event, res.key, err)
 		return res
 	}
-	if rt.storeFailing.Load() && rt.storeFailing.CompareAndSwap(true, false) {
-		r.logger.Info("storing envelopes again")
-	}
+	r.storeServing(rt, failures)
 	res.key = msg.Key // as stored (a long key is hashed)
 	res.id = strconv.FormatUint(seq, 10)
 	if dup {
@@ -265,6 +260,35 @@ func (r *Receiver) waitRuntime(ctx context.Context) *runtime {
 	case <-ctx.Done():
 	}
 	return r.runtime()
+}
+
+// storeFailed logs that an envelope could not be stored in rt's store: the
+// first failure at error level, the next ones (until an envelope is stored
+// again) at debug level, so that an outage of the store (PostgreSQL down, a
+// full disk) is one line and not one per request answered 503.
+func (r *Receiver) storeFailed(rt *runtime, event, key string, err error) {
+	first := rt == nil
+	if rt != nil {
+		rt.storeFailures.Add(1)
+		first = rt.storeFailing.CompareAndSwap(false, true)
+	}
+	if first {
+		r.logger.Error("storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)",
+			zap.String("event", event), zap.String("dedupe_key", key), zap.Error(err))
+	} else if ce := r.logger.Check(zap.DebugLevel, "storing envelope"); ce != nil {
+		ce.Write(zap.String("event", event), zap.String("dedupe_key", key), zap.Error(err))
+	}
+}
+
+// storeServing notes that an envelope was stored in rt's store, ending an
+// outage that storeFailed logged, unless a failure happened since this
+// Accept began (failures: rt.storeFailures then): a commit already under way
+// when the store failed does not end the outage (PostgreSQL's shutdown
+// failed some and committed others, and the outage was logged twice).
+func (r *Receiver) storeServing(rt *runtime, failures uint64) {
+	if rt.storeFailing.Load() && rt.storeFailures.Load() == failures && rt.storeFailing.CompareAndSwap(true, false) {
+		r.logger.Info("storing envelopes again")
+	}
 }
 
 // warnBusy logs, at most once a minute, that bodies were refused for the budget.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/leadterra/caddy-webhooks/forward"
 	"github.com/leadterra/caddy-webhooks/webhook"
@@ -128,4 +131,51 @@ func TestReceiverMetrics(t *testing.T) {
 	}
 	assert.Equal(t, 3, acks)
 	assert.Equal(t, map[string]bool{"queued": true, "retrying": true, "dead": true, "in_flight": true}, states)
+}
+
+// TestReceiverLogsStoreOutageOnce: a store that fails every request (a
+// database down, a full disk) is one error line when it starts failing and
+// one info line when an envelope is stored again, not a line per 503; a
+// commit that was under way when the store failed does not end the outage.
+func TestReceiverLogsStoreOutageOnce(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	r := &Receiver{logger: zap.New(core)}
+	rt := &runtime{}
+	errDown := errors.New("connection refused")
+	const (
+		failed    = "storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)"
+		recovered = "storing envelopes again"
+	)
+	var begun uint64 // rt.storeFailures when the late request began
+	for _, step := range []struct {
+		name string
+		do   func()
+		want string // the message logged at info level or above, "" for none
+	}{
+		{"a success", func() { r.storeServing(rt, rt.storeFailures.Load()) }, ""},
+		{"a request begins", func() { begun = rt.storeFailures.Load() }, ""},
+		{"first failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_1", errDown) }, failed},
+		{"second failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_2", errDown) }, ""},
+		{"the request begun before the failures commits", func() { r.storeServing(rt, begun) }, ""},
+		{"third failure", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_3", errDown) }, ""},
+		{"recovered", func() { r.storeServing(rt, rt.storeFailures.Load()) }, recovered},
+		{"next success", func() { r.storeServing(rt, rt.storeFailures.Load()) }, ""},
+		{"a new outage", func() { r.storeFailed(rt, "reply.received", "reply.received:rpl_4", errDown) }, failed},
+		{"no runtime: every failure is an error", func() { r.storeFailed(nil, "reply.received", "reply.received:rpl_5", errDown) }, failed},
+	} {
+		n := logs.Len()
+		step.do()
+		var said []string
+		for _, e := range logs.All()[n:] {
+			if e.Level >= zap.InfoLevel {
+				said = append(said, e.Message)
+			}
+		}
+		if step.want == "" {
+			assert.Empty(t, said, step.name)
+		} else {
+			assert.Equal(t, []string{step.want}, said, step.name)
+		}
+	}
+	assert.Equal(t, 2, logs.FilterMessage("storing envelope").Len(), "the repeated failures are at debug level")
 }

@@ -49,7 +49,9 @@ type runtime struct {
 
 	// storeFailing: an Accept failed and none has succeeded since; the
 	// outage is logged at error level once, not once per request.
-	storeFailing atomic.Bool
+	// storeFailures counts the failed Accepts (see storeServing).
+	storeFailing  atomic.Bool
+	storeFailures atomic.Uint64
 
 	mu     sync.Mutex
 	fwd    *forward.Forwarder

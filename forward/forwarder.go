@@ -66,8 +66,8 @@ const readBatch = 64
 // take the message (this one is presumed dead).
 const leaseMargin = time.Minute
 
-// settleTimeout bounds the recording of one outcome.
-const settleTimeout = 30 * time.Second
+// settleTimeout bounds the recording of one outcome, asking again included.
+const settleTimeout = settleRetryFor + 10*time.Second
 
 // maxResponseBody is how much of an upstream's answer is read (then dropped).
 const maxResponseBody = 64 << 10
@@ -431,10 +431,18 @@ func (f *Forwarder) deadCorrupt(m *queue.Message, probe bool) {
 		Error: "stored envelope corrupt: checksum mismatch"})
 }
 
+// settleRetryFor bounds how long an outcome the store could not record is
+// tried again: half the lease's margin, so that the lease still holds when
+// it is finally recorded.
+const settleRetryFor = leaseMargin / 2
+
 // settle stores an attempt's outcome. The slot is given back only afterwards
 // (the caller's defer): an envelope delivered but not yet settled is
 // forwarded again after a crash, so holding the slot keeps those to at most
-// Concurrency.
+// Concurrency. A store that is unavailable for a while (a shared database
+// restarting) is asked again until it records the outcome, within
+// settleRetryFor: otherwise the envelope would wait for its lease to expire
+// and be forwarded again.
 func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 	// An outcome is recorded even when Stop's deadline cut the attempts
 	// short meanwhile: the upstream's answer is in, and losing it would
@@ -442,6 +450,12 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.baseCtx), settleTimeout)
 	defer cancel()
 	err := f.store.Settle(ctx, m, out)
+	deadline := time.Now().Add(settleRetryFor)
+	wait := 100 * time.Millisecond
+	for storeDown(err) && time.Now().Before(deadline) && f.pause(wait) {
+		err = f.store.Settle(ctx, m, out)
+		wait = min(2*wait, 2*time.Second)
+	}
 	switch {
 	case err == nil:
 		if out.Verdict == queue.Dead {
@@ -460,6 +474,27 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 		// (after a restart at the latest): at-least-once.
 		f.logger.Error("recording forwarding outcome",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(err))
+	}
+}
+
+// storeDown reports whether err says that the store could not be reached
+// (and was not closed): asking again later may work.
+func storeDown(err error) bool {
+	return errors.Is(err, queue.ErrUnavailable) && !errors.Is(err, queue.ErrClosed)
+}
+
+// pause waits d; it returns false at once when the forwarder stops (an
+// outcome not recorded then is attempted again after the restart).
+func (f *Forwarder) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.stop:
+		return false
+	case <-f.baseCtx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -535,6 +536,67 @@ func TestIdleWait(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			assert.Equal(t, c.want, idleWait(t0, t0.Add(c.next), c.ok))
+		})
+	}
+}
+
+// settleFailing is a store whose Settle fails with err while failing is set.
+type settleFailing struct {
+	*dedupe.Store
+	err     error
+	failing atomic.Bool
+	calls   atomic.Int32
+}
+
+func (s *settleFailing) Settle(ctx context.Context, m *queue.Message, o queue.Outcome) error {
+	s.calls.Add(1)
+	if s.failing.Load() {
+		return s.err
+	}
+	return s.Store.Settle(ctx, m, o)
+}
+
+// TestForwarderRecordsOutcomesAfterStoreOutage: the store cannot record
+// the outcomes of attempts that were in flight when it went down (a shared
+// database restarting): the forwarder asks again until it can, so the
+// envelopes are settled once the store is back and not forwarded again when
+// their leases expire. A closed store is not asked again.
+func TestForwarderRecordsOutcomesAfterStoreOutage(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		err       error
+		recovers  bool
+		wantCalls func(calls int32) bool
+	}{
+		{"unavailable, then back", queue.Unavailable(errors.New("connection refused")), true, func(c int32) bool { return c > 4 }},
+		{"closed", queue.Closed, false, func(c int32) bool { return c == 4 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := openStore(t, t.TempDir())
+			defer base.Close()
+			s := &settleFailing{Store: base, err: tt.err}
+			s.failing.Store(true)
+			rec := newRecorder(t, nil)
+			accept(t, base, 4)
+			f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 4}, nil, nil)
+			require.NoError(t, err)
+			f.Start()
+			defer f.Stop(context.Background())
+
+			require.Eventually(t, func() bool { return rec.count() == 4 && s.calls.Load() >= 4 }, 5*time.Second, 5*time.Millisecond)
+			time.Sleep(300 * time.Millisecond)
+			s.failing.Store(false)
+			if tt.recovers {
+				require.Eventually(t, func() bool {
+					st := stats(t, base)
+					return st.Queued == 0 && st.Leased == 0
+				}, 10*time.Second, 10*time.Millisecond, "the outcomes are recorded once the store is back: %+v", stats(t, base))
+			} else {
+				time.Sleep(time.Second)
+				assert.EqualValues(t, 4, stats(t, base).Leased, "a closed store's leases are left to expire")
+			}
+			assert.True(t, tt.wantCalls(s.calls.Load()), "%d calls to Settle", s.calls.Load())
+			assert.Equal(t, 4, rec.count(), "each envelope forwarded once")
 		})
 	}
 }

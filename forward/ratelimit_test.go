@@ -3,6 +3,7 @@ package forward
 import (
 	"net/http"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,9 +107,14 @@ func TestForwarderRate(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	defer s.Close()
 	rec := newRecorder(t, nil)
-	var arrivals []time.Time
+	var (
+		mu       sync.Mutex // the recorder calls status concurrently
+		arrivals []time.Time
+	)
 	rec.status = func(n int, r *http.Request) int {
-		arrivals = append(arrivals, time.Now()) // the recorder serialises calls
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		mu.Unlock()
 		return http.StatusNoContent
 	}
 	accept(t, s, 30)
@@ -118,9 +124,9 @@ func TestForwarderRate(t *testing.T) {
 	require.Eventually(t, func() bool { return rec.count() == 30 }, 10*time.Second, 10*time.Millisecond)
 	took := time.Since(start)
 	assert.GreaterOrEqual(t, took, 1400*time.Millisecond, "30 at 20/s take at least 1.45 s")
-	rec.mu.Lock()
+	mu.Lock()
 	got := maxInWindow(append([]time.Time(nil), arrivals...), 950*time.Millisecond)
-	rec.mu.Unlock()
+	mu.Unlock()
 	assert.LessOrEqual(t, got, 20, "never more than the cap in a window (5%% slack for scheduling)")
 	obs.mu.Lock()
 	defer obs.mu.Unlock()

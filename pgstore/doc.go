@@ -22,8 +22,15 @@
 //     Settle promotes the next one in the same transaction. Accept, Replay
 //     and Settle of a lane serialise on an advisory lock of the lane.
 //   - Every envelope carries a CRC-32C, verified whenever it is read.
-//   - Forwarders are woken by LISTEN/NOTIFY (one listening connection per
-//     DB, reconnecting by itself) and, as a safety net, every PollInterval.
+//   - Forwarders are woken at once by their own process's commits, by the
+//     other replicas' through LISTEN/NOTIFY (one listening connection per
+//     DB, reconnecting by itself; a DB's NOTIFYs are coalesced, at most one
+//     per 10 ms, and its own are not echoed to it) and, as a safety net,
+//     every PollInterval.
+//   - Statements are prepared once per connection and keep their generic
+//     plan (plan_cache_mode), found through indexes whatever the table's
+//     statistics say (no sequential or bitmap scans on the store's
+//     connections).
 //   - The schema is created and migrated by Open, versioned (webhook_schema),
 //     under an advisory lock. Expired dedupe keys are deleted in the
 //     background in bounded batches.

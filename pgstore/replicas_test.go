@@ -97,6 +97,27 @@ func TestNotifyAcrossDBs(t *testing.T) {
 	})
 }
 
+// TestOwnNotificationsNotEchoed: the NOTIFY a DB sends after its commits
+// comes back to its own listener; the stores were signalled at the commit,
+// so the echo does not wake them again (each wake is a Lease round trip),
+// while another DB's notification does.
+func TestOwnNotificationsNotEchoed(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	dbA := openDB(t, dsn, noPoll)
+	a := openReceiver(t, dbA, "r")
+	b := openReceiver(t, openDB(t, dsn, noPoll), "r")
+	require.Eventually(t, func() bool { return dbA.listening.Load() }, 30*time.Second, 10*time.Millisecond)
+
+	for i := range 3 {
+		accept(t, a, fmt.Sprintf("own-%d", i))
+		require.True(t, signalled(a.Notify(), time.Second), "signalled by its own commit")
+		require.Eventually(t, func() bool { return dbA.notifies.Load() > int64(i) }, 10*time.Second, 5*time.Millisecond, "its NOTIFY is sent")
+		require.False(t, signalled(a.Notify(), time.Second), "woken again by the echo of its own NOTIFY")
+	}
+	accept(t, b, "theirs")
+	require.True(t, signalled(a.Notify(), 10*time.Second), "woken by another replica's NOTIFY")
+}
+
 // crash ends db as a killed process would: no lease released, no goodbye.
 func crash(db *DB) {
 	db.closed.Store(true)

@@ -67,10 +67,14 @@ type envBuilder struct {
 	run    string
 	evTime string
 	sign   sigFunc
-	id     []byte
-	ts     []byte
-	body   []byte
-	req    []byte
+	// campaigns, when > 0, spreads the envelopes over that many campaignId
+	// values (envelope n is in campaign n mod campaigns: the lanes of
+	// order_by * campaignId); 0 puts them all in one.
+	campaigns int64
+	id        []byte
+	ts        []byte
+	body      []byte
+	req       []byte
 }
 
 // newEnvBuilder returns a builder whose requests are signed with v1 under
@@ -97,7 +101,13 @@ func (b *envBuilder) appendBody(dst []byte, n int64) []byte {
 	dst = append(dst, b.run...)
 	dst = append(dst, '_')
 	dst = strconv.AppendInt(dst, n, 10)
-	dst = append(dst, `","campaignId":"cmp_41","messageId":"msg_`...)
+	dst = append(dst, `","campaignId":"cmp_`...)
+	if b.campaigns > 0 {
+		dst = strconv.AppendInt(dst, n%b.campaigns, 10)
+	} else {
+		dst = append(dst, "41"...)
+	}
+	dst = append(dst, `","messageId":"msg_`...)
 	dst = append(dst, b.run...)
 	dst = append(dst, '_')
 	dst = strconv.AppendInt(dst, n, 10)

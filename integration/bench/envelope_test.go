@@ -59,6 +59,17 @@ func TestEnvBuilderRequest(t *testing.T) {
 	if got := req.Header.Get("webhook-signature"); got != want {
 		t.Errorf("signature = %q, want %q", got, want)
 	}
+	if env.Data["campaignId"] != "cmp_41" {
+		t.Errorf("campaignId %q without campaigns, want cmp_41", env.Data["campaignId"])
+	}
+	// Spread over 1,000 campaigns: envelope n is in campaign n mod 1000.
+	b.campaigns = 1000
+	for n, want := range map[int64]string{42: "cmp_42", 1042: "cmp_42", 999: "cmp_999", 1000: "cmp_0"} {
+		if got := string(b.appendBody(nil, n)); !strings.Contains(got, `"campaignId":"`+want+`"`) {
+			t.Errorf("envelope %d: want campaignId %s in %s", n, want, got)
+		}
+	}
+	b.campaigns = 0
 	// The same envelope again: same id and body (a redelivery).
 	again := b.request(42, now.Add(time.Second))
 	if !bytes.Contains(again, body) || !bytes.Contains(again, []byte("webhook-id: msg_abc_42\r\n")) {

@@ -105,9 +105,10 @@ type loadOpts struct {
 
 // idSource hands out envelope numbers, unique within a run of the benchmark.
 type idSource struct {
-	run    string
-	evTime time.Time
-	next   atomic.Int64
+	run       string
+	evTime    time.Time
+	campaigns int64 // envelope n's campaignId is cmp_<n mod campaigns> (0: all cmp_41)
+	next      atomic.Int64
 }
 
 type loadResult struct {
@@ -189,6 +190,7 @@ func loadWorker(o loadOpts, w int, stop *atomic.Bool, issued *atomic.Int64) *loa
 		sign = o.sign(w)
 	}
 	b := newEnvBuilder(o.addr, o.path, o.ids.run, o.key, o.ids.evTime, sign)
+	b.campaigns = o.ids.campaigns
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
 	var (
 		ring  [256]int64
@@ -301,6 +303,7 @@ func sendSigned(addr, path string, ids *idSource, sign sigFunc, timeout time.Dur
 	}
 	defer conn.Close()
 	b := newEnvBuilder(addr, path, ids.run, nil, ids.evTime, sign)
+	b.campaigns = ids.campaigns
 	now := time.Now()
 	conn.SetDeadline(now.Add(timeout))
 	if _, err := conn.Write(b.request(ids.next.Add(1), now)); err != nil {

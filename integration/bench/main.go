@@ -16,11 +16,14 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/internal/pgtest"
 )
 
-var allScenarios = []string{"respond", "proxy", "gateway", "gateway-nosync", "reject", "slow-upstream", "backlog", "sender", "memory-attack"}
+var allScenarios = []string{"respond", "proxy", "gateway", "gateway-nosync", "gateway-pg", "gateway-lanes", "reject", "slow-upstream", "backlog", "drain-lanes", "sender", "memory-attack"}
 
 type config struct {
 	quick        bool
@@ -42,6 +45,13 @@ type config struct {
 	senderWait   time.Duration
 	// reject
 	rejectDuration time.Duration
+	// gateway-pg
+	pgSettings string // extra PostgreSQL settings, space-separated name=value
+	pgPool     int    // pool_max_conns of the gateway's DSN (0: pgstore's default)
+	pgStmts    bool   // report pg_stat_statements
+	// gateway-lanes, drain-lanes
+	campaigns int64 // distinct campaignId values of the envelopes
+	lanesN    int64 // envelopes queued for drain-lanes
 	// memory-attack
 	attackConns   int
 	attackWaves   int
@@ -67,6 +77,38 @@ type benchEnv struct {
 	res         *results
 	start       time.Time
 	finalizers  []func()
+	pg          *pgtest.Server // started by the first scenario that needs it
+	pgErr       error
+}
+
+// postgres returns the benchmark's PostgreSQL server, started on first use
+// like the tests' (internal/pgtest: initdb, then postgres as an
+// unprivileged user, on 127.0.0.1, fsync and synchronous_commit on) with
+// -pg-settings on top.
+func (e *benchEnv) postgres() (*pgtest.Server, error) {
+	if e.pg == nil && e.pgErr == nil {
+		e.logf("starting PostgreSQL")
+		settings := strings.Fields(e.cfg.pgSettings)
+		if e.cfg.pgStmts {
+			settings = append(settings, pgStatementsSettings...)
+		}
+		e.pg, e.pgErr = pgtest.New(settings...)
+		if e.pgErr == nil {
+			pgServer.Store(e.pg)
+		}
+	}
+	return e.pg, e.pgErr
+}
+
+// pgServer is the running PostgreSQL, for the interrupt handler.
+var pgServer atomic.Pointer[pgtest.Server]
+
+// stopPostgres stops the benchmark's PostgreSQL, if it was started, and
+// removes its data.
+func stopPostgres() {
+	if pg := pgServer.Swap(nil); pg != nil {
+		pg.Close()
+	}
 }
 
 // atEnd registers f to run after the last scenario, before the report.
@@ -95,6 +137,11 @@ func main() {
 	flag.Float64Var(&cfg.dup, "dup", 0, "fraction of requests that redeliver an already sent envelope (0..1)")
 	flag.Int64Var(&cfg.backlogN, "backlog", 0, "envelopes to queue with the upstream down (default 1,000,000, -quick 50,000)")
 	flag.StringVar(&cfg.backlogRetry, "backlog-retry", "1s", "the backlog gateway's retry schedule, so the drain measures forwarding, not the schedule")
+	flag.StringVar(&cfg.pgSettings, "pg-settings", "", "gateway-pg: extra PostgreSQL server settings, space-separated name=value (e.g. \"shared_buffers=256MB\")")
+	flag.IntVar(&cfg.pgPool, "pg-pool", 0, "gateway-pg: the connection pool's size (pool_max_conns of the DSN; default pgstore's 10)")
+	flag.BoolVar(&cfg.pgStmts, "pg-statements", false, "gateway-pg: load pg_stat_statements and report the statements that took the server's time")
+	flag.Int64Var(&cfg.campaigns, "campaigns", 1000, "distinct campaignId values in the envelopes (the lanes of gateway-lanes and drain-lanes)")
+	flag.Int64Var(&cfg.lanesN, "lanes-backlog", 0, "drain-lanes: envelopes queued while paused (default 100,000, -quick 10,000)")
 	flag.IntVar(&cfg.endpoints, "endpoints", 100, "sender: HTTPS endpoints")
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
 	flag.DurationVar(&cfg.senderRetry, "sender-retry", 0, "sender: the retry delay configured, lateness is measured against it (default 30s like the seed's first retry, so all deliveries can be pending at once; -quick 2s)")
@@ -134,6 +181,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-attack-* and -reject-duration must not be negative")
 		os.Exit(2)
 	}
+	if cfg.campaigns < 1 || cfg.pgPool < 0 || cfg.lanesN < 0 {
+		fmt.Fprintln(os.Stderr, "-campaigns must be at least 1, -pg-pool and -lanes-backlog not negative")
+		os.Exit(2)
+	}
 	if cfg.dup < 0 || cfg.dup >= 1 {
 		fmt.Fprintln(os.Stderr, "-dup must be in [0, 1)")
 		os.Exit(2)
@@ -147,11 +198,13 @@ func main() {
 		<-sigs
 		fmt.Fprintln(os.Stderr, "interrupted: stopping servers")
 		stopAll()
+		stopPostgres()
 		os.Exit(130)
 	}()
 
 	err := run(cfg)
 	stopAll()
+	stopPostgres()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -197,6 +250,12 @@ func setDefaults(c *config) {
 	}
 	c.senderWait = pick(40*time.Second, 4*time.Minute) + c.senderRetry
 	c.backlogCap = pick(60*time.Second, 5*time.Minute)
+	if c.lanesN == 0 {
+		c.lanesN = 100_000
+		if c.quick {
+			c.lanesN = 10_000
+		}
+	}
 	if c.rejectDuration == 0 {
 		c.rejectDuration = pick(time.Second, 3*time.Second)
 	}
@@ -256,13 +315,14 @@ func run(cfg config) error {
 	env.logf("built; webhook_receiver present: %t, webhook_sender + webhook_sender_api present: %t", env.hasReceiver, env.hasSender)
 
 	env.secret, env.key = newSecret()
-	env.ids = &idSource{run: runID(), evTime: time.Now()}
+	env.ids = &idSource{run: runID(), evTime: time.Now(), campaigns: cfg.campaigns}
 
 	machineBefore := probeMachine(work)
 	runThroughput(env)
 	runReject(env)
 	runSlowUpstream(env)
 	runBacklog(env)
+	runLanesDrain(env)
 	runSender(env)
 	runAttack(env)
 	for _, f := range env.finalizers {

@@ -31,6 +31,22 @@ type results struct {
 	ProxyCPUPerReqUs        *float64 `json:"proxy_cpu_us_per_req"`
 	GatewayCPUPerReqUs      *float64 `json:"gateway_cpu_us_per_req"`
 
+	GatewayPGRPS           *float64 `json:"gateway_pg_rps"`
+	GatewayPGVsProxy       *float64 `json:"gateway_pg_vs_proxy"`
+	GatewayPGSustainedRPS  *float64 `json:"gateway_pg_sustained_rps"`
+	GatewayPGAckP50Ms      *float64 `json:"gateway_pg_ack_p50_ms"`
+	GatewayPGAckP99Ms      *float64 `json:"gateway_pg_ack_p99_ms"`
+	GatewayPGErrors        *int64   `json:"gateway_pg_errors"`
+	GatewayPGCPUPerReqUs   *float64 `json:"gateway_pg_cpu_us_per_req"`
+	GatewayPGDBCPUPerReqUs *float64 `json:"gateway_pg_db_cpu_us_per_req"`
+
+	GatewayLanesRPS       *float64 `json:"gateway_lanes_rps"`
+	GatewayLanesVsGateway *float64 `json:"gateway_lanes_vs_gateway"`
+	GatewayLanesAckP99Ms  *float64 `json:"gateway_lanes_ack_p99_ms"`
+	DrainNoLanesRPS       *float64 `json:"drain_nolanes_rps"`
+	DrainLanesRPS         *float64 `json:"drain_lanes_rps"`
+	DrainLanesVsNoLanes   *float64 `json:"drain_lanes_vs_nolanes"`
+
 	SlowUpstreamAckP99Ms      *float64 `json:"slow_upstream_ack_p99_ms"`
 	SlowUpstreamGatewayErrors *int64   `json:"slow_upstream_gateway_errors"`
 	SlowUpstreamProxyErrors   *int64   `json:"slow_upstream_proxy_errors"`
@@ -213,6 +229,9 @@ func (r *results) evaluateTargets() []string {
 		return v <= 1000 && r.SenderUndelivered != nil && *r.SenderUndelivered == 0
 	}, " ms")
 
+	// Issue #12.
+	check("gateway_pg_vs_proxy", "gateway on PostgreSQL ≥ 0.5 × proxy rate", r.GatewayPGVsProxy, func(v float64) bool { return v >= 0.5 }, "")
+
 	// Issue #11.
 	check("reject_v1a_vs_hmac", "32 v1a entries, 4 keys ≤ 3 × a bad HMAC", r.RejectV1aVsHMAC, func(v float64) bool { return v <= 3 }, "×")
 	var perReq *float64
@@ -245,7 +264,7 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
-	fmt.Fprintf(w, "\n== targets (issues #6 and #11)\n%s\n\n", strings.Join(targets, "\n"))
+	fmt.Fprintf(w, "\n== targets (issues #6, #11 and #12)\n%s\n\n", strings.Join(targets, "\n"))
 	b, err := json.Marshal(r)
 	if err != nil {
 		b = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))

@@ -96,10 +96,13 @@ type receiverConfig struct {
 	secrets     []string // more whsec_… secrets
 	publicKeys  []string // whpk_… keys
 	ackTimeout  string   // empty: the default
-	storage     string
+	storage     string   // a Badger directory
+	dsn         string   // or, when set, PostgreSQL (storage postgres { dsn … })
+	name        string   // empty: derived from the storage (required with dsn)
 	syncWrites  bool
 	concurrency int
 	retry       string // empty: the default schedule
+	orderBy     string // order_by's arguments, e.g. "* campaignId"; empty: no lanes
 }
 
 func (r receiverConfig) directive() string {
@@ -117,11 +120,21 @@ func (r receiverConfig) directive() string {
 	if r.ackTimeout != "" {
 		fmt.Fprintf(&b, "\tack_timeout %s\n", r.ackTimeout)
 	}
-	fmt.Fprintf(&b, "\tstorage %s\n", r.storage)
-	fmt.Fprintf(&b, "\tsync_writes %t\n", r.syncWrites)
+	if r.name != "" {
+		fmt.Fprintf(&b, "\tname %s\n", r.name)
+	}
+	if r.dsn != "" {
+		fmt.Fprintf(&b, "\tstorage postgres {\n\t\tdsn %s\n\t}\n", r.dsn)
+	} else {
+		fmt.Fprintf(&b, "\tstorage %s\n", r.storage)
+		fmt.Fprintf(&b, "\tsync_writes %t\n", r.syncWrites)
+	}
 	fmt.Fprintf(&b, "\tconcurrency %d\n", r.concurrency)
 	if r.retry != "" {
 		fmt.Fprintf(&b, "\tretry %s\n", r.retry)
+	}
+	if r.orderBy != "" {
+		fmt.Fprintf(&b, "\torder_by %s\n", r.orderBy)
 	}
 	b.WriteString("}")
 	return b.String()

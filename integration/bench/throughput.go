@@ -10,18 +10,24 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/leadterra/caddy-webhooks/internal/pgtest"
 )
 
-// tpScenario is one of respond, proxy, gateway, gateway-nosync.
+// tpScenario is one of respond, proxy, gateway, gateway-nosync, gateway-pg,
+// gateway-lanes.
 type tpScenario struct {
 	name    string
 	srv     *caddyServer
-	gateway bool // forwards asynchronously: wait for the upstream to catch up after each round
-	proxied bool // the upstream does work for it
+	gateway bool           // forwards asynchronously: wait for the upstream to catch up after each round
+	proxied bool           // the upstream does work for it
+	db      *pgtest.Server // its database (gateway-pg): its CPU is counted too
 
 	total      loadResult
 	roundRPS   []float64
 	cpu, upCPU time.Duration
+	dbCPU      time.Duration
+	dbByKind   map[string]time.Duration // dbCPU by kind of server process
 	clientCPU  time.Duration
 	catchup    time.Duration
 	lagging    int // rounds whose forwarding did not catch up in time
@@ -32,7 +38,7 @@ const receiverPath = "/webhooks/leadterra"
 func runThroughput(env *benchEnv) {
 	cfg := env.cfg
 	var names []string
-	for _, n := range []string{"respond", "proxy", "gateway", "gateway-nosync"} {
+	for _, n := range []string{"respond", "proxy", "gateway", "gateway-nosync", "gateway-pg", "gateway-lanes"} {
 		if env.selected(n) {
 			names = append(names, n)
 		}
@@ -90,13 +96,17 @@ func runThroughput(env *benchEnv) {
 	for round := 0; round < cfg.rounds; round++ {
 		for _, s := range scens {
 			var prof chan struct{}
-			if cfg.pprofDir != "" && round == 0 && (s.name == "gateway" || s.name == "gateway-nosync" || s.name == "proxy") {
+			if cfg.pprofDir != "" && round == 0 && s.name != "respond" {
 				prof = fetchProfile(env, s.name, s.srv.admin, cfg.duration)
 			}
 			var p0 int64
 			var up0 time.Duration
 			if up != nil {
 				p0, up0 = up.posts(), procCPU(up.pid())
+			}
+			var db0 map[int]time.Duration
+			if s.db != nil {
+				db0 = pidsCPU(s.db.Pids())
 			}
 			c0, self0 := procCPU(s.srv.pid()), selfCPU()
 			r := load(s, cfg.duration)
@@ -109,6 +119,9 @@ func runThroughput(env *benchEnv) {
 				}
 			}
 			s.cpu += procCPU(s.srv.pid()) - c0
+			if s.db != nil {
+				s.dbCPU += cpuByKind(db0, pidsCPU(s.db.Pids()), &s.dbByKind)
+			}
 			if up != nil && s.proxied {
 				s.upCPU += procCPU(up.pid()) - up0
 			}
@@ -141,19 +154,48 @@ func startThroughputServer(env *benchEnv, name string, up *upstream) (*tpScenari
 	case "proxy":
 		s.proxied = true
 		site = siteWith(port, fmt.Sprintf("reverse_proxy 127.0.0.1:%d", up.port))
-	case "gateway", "gateway-nosync":
+	case "gateway", "gateway-nosync", "gateway-pg", "gateway-lanes":
 		if !env.hasReceiver {
 			return nil, fmt.Errorf("http.handlers.webhook_receiver is not in the built Caddy yet")
 		}
 		s.gateway, s.proxied = true, true
-		storage := filepath.Join(env.work, name+"-storage")
-		site = siteWith(port, receiverConfig{
+		rc := receiverConfig{
 			upstream:    fmt.Sprintf("http://127.0.0.1:%d/", up.port),
 			secret:      env.secret,
-			storage:     storage,
-			syncWrites:  name == "gateway",
+			storage:     filepath.Join(env.work, name+"-storage"),
+			syncWrites:  name != "gateway-nosync",
 			concurrency: 32,
-		}.directive())
+		}
+		switch name {
+		case "gateway-lanes":
+			rc.orderBy = "* campaignId"
+		case "gateway-pg":
+			pg, err := env.postgres()
+			if err != nil {
+				return nil, fmt.Errorf("starting PostgreSQL: %w", err)
+			}
+			dsn, err := pg.CreateDatabase("gateway_pg")
+			if err != nil {
+				return nil, err
+			}
+			if env.cfg.pgStmts {
+				if err := enablePGStatements(dsn); err != nil {
+					return nil, fmt.Errorf("pg_stat_statements: %w", err)
+				}
+				env.atEnd(func() {
+					sec, err := pgStatementsSection(dsn)
+					if err != nil {
+						sec.notes = append(sec.notes, "reading pg_stat_statements: "+err.Error())
+					}
+					env.res.sections = append(env.res.sections, sec)
+				})
+			}
+			if env.cfg.pgPool > 0 {
+				dsn += fmt.Sprintf("&pool_max_conns=%d", env.cfg.pgPool)
+			}
+			rc.dsn, rc.name, s.db = dsn, "gateway-pg", pg
+		}
+		site = siteWith(port, rc.directive())
 	}
 	srv, err := startCaddy(env, name, globalOptions(admin, env.cfg.logLevel, "")+site, port, admin, true)
 	if err != nil {
@@ -242,7 +284,7 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 	res := env.res
 	sec := section{
 		title: fmt.Sprintf("throughput: %d keep-alive connections, %d rounds × %v interleaved, ~600-byte signed envelopes", env.cfg.conns, env.cfg.rounds, env.cfg.duration),
-		head:  []string{"scenario", "req/s", "rounds (req/s)", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "2xx", "errors", "server µs/req", "upstream µs/req", "client µs/req"},
+		head:  []string{"scenario", "req/s", "rounds (req/s)", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "2xx", "errors", "server µs/req", "database µs/req", "upstream µs/req", "client µs/req"},
 	}
 	byName := map[string]*tpScenario{}
 	for _, s := range scens {
@@ -259,14 +301,17 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 		for _, v := range s.roundRPS {
 			rounds = append(rounds, fmt.Sprintf("%.0f", v))
 		}
-		up := "-"
+		up, db := "-", "-"
 		if s.proxied {
 			up = perReq(s.upCPU)
+		}
+		if s.db != nil {
+			db = perReq(s.dbCPU)
 		}
 		sec.rows = append(sec.rows, []string{s.name, fmt.Sprintf("%.0f", rps), strings.Join(rounds, " "),
 			fmt.Sprintf("%.2f", ms(t.lat.quantile(0.5))), fmt.Sprintf("%.2f", ms(t.lat.quantile(0.99))),
 			fmt.Sprintf("%.2f", ms(t.lat.quantile(0.999))), fmt.Sprintf("%.2f", float64(t.lat.max)/1e3),
-			fmt.Sprint(t.ok), fmt.Sprint(t.errs), perReq(s.cpu), up, perReq(s.clientCPU)})
+			fmt.Sprint(t.ok), fmt.Sprint(t.errs), perReq(s.cpu), db, up, perReq(s.clientCPU)})
 		if t.errs > 0 {
 			sec.notes = append(sec.notes, fmt.Sprintf("%s: %d errors (timeouts %d, transport %d), statuses %v, first: %s", s.name, t.errs, t.timeouts, t.netErrs, t.status, t.firstErr))
 		}
@@ -281,10 +326,20 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 			if n := countErrorLogs(s.srv.proc); n > 0 {
 				sec.notes = append(sec.notes, fmt.Sprintf("%s logged %d errors; most frequent: %s", s.name, n, topErrorLog(s.srv.proc)))
 			}
-			if s.name == "gateway" {
+			switch s.name {
+			case "gateway":
 				res.GatewaySustainedRPS = f64(sus)
+			case "gateway-pg":
+				res.GatewayPGSustainedRPS = f64(sus)
 			}
 		}
+	}
+	if s := byName["gateway-pg"]; s != nil {
+		sec.notes = append(sec.notes, fmt.Sprintf("gateway-pg: PostgreSQL %s on 127.0.0.1 (fsync on, synchronous_commit on), pool %s; database µs/req = the postmaster's and its processes' CPU: %s",
+			pgVersion(), poolSize(env.cfg.pgPool), kindsPerReq(s.dbByKind, s.total.ok)))
+	}
+	if s := byName["gateway-lanes"]; s != nil {
+		sec.notes = append(sec.notes, fmt.Sprintf("gateway-lanes: the gateway with order_by * campaignId; the envelopes of every scenario are spread over %d campaigns", env.cfg.campaigns))
 	}
 	sec.notes = append(sec.notes, "req/s = 2xx answers ÷ wall time over all rounds; latency is per request, from write to the end of the answer; CPU from /proc/<pid>/stat (10 ms ticks)")
 	res.sections = append(res.sections, sec)
@@ -314,6 +369,23 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 		res.GatewayNosyncRPS = f64(rps(s))
 		res.GatewayNosyncAckP99Ms = f64(ms(s.total.lat.quantile(0.99)))
 	}
+	if s := byName["gateway-pg"]; s != nil {
+		res.GatewayPGRPS = f64(rps(s))
+		res.GatewayPGAckP50Ms = f64(ms(s.total.lat.quantile(0.5)))
+		res.GatewayPGAckP99Ms = f64(ms(s.total.lat.quantile(0.99)))
+		res.GatewayPGErrors = i64(s.total.errs)
+		if s.total.ok > 0 {
+			res.GatewayPGCPUPerReqUs = f64(float64(s.cpu) / float64(time.Microsecond) / float64(s.total.ok))
+			res.GatewayPGDBCPUPerReqUs = f64(float64(s.dbCPU) / float64(time.Microsecond) / float64(s.total.ok))
+		}
+	}
+	if s := byName["gateway-lanes"]; s != nil {
+		res.GatewayLanesRPS = f64(rps(s))
+		res.GatewayLanesAckP99Ms = f64(ms(s.total.lat.quantile(0.99)))
+		if res.GatewayRPS != nil && *res.GatewayRPS > 0 {
+			res.GatewayLanesVsGateway = f64(*res.GatewayLanesRPS / *res.GatewayRPS)
+		}
+	}
 	if res.ProxyRPS != nil && *res.ProxyRPS > 0 {
 		if res.GatewayRPS != nil {
 			res.GatewayVsProxy = f64(*res.GatewayRPS / *res.ProxyRPS)
@@ -324,5 +396,82 @@ func recordThroughput(env *benchEnv, scens []*tpScenario) {
 		if res.GatewayNosyncRPS != nil {
 			res.GatewayNosyncVsProxy = f64(*res.GatewayNosyncRPS / *res.ProxyRPS)
 		}
+		if res.GatewayPGRPS != nil {
+			res.GatewayPGVsProxy = f64(*res.GatewayPGRPS / *res.ProxyRPS)
+		}
 	}
+}
+
+// pidsCPU returns the CPU time used so far by each of pids.
+func pidsCPU(pids []int) map[int]time.Duration {
+	m := make(map[int]time.Duration, len(pids))
+	for _, pid := range pids {
+		m[pid] = procCPU(pid)
+	}
+	return m
+}
+
+// cpuByKind is the CPU the processes of now used since then (a process that
+// started meanwhile counts whole; one that ended is lost, which a pooled
+// backend does not do), also added to *by under each process's kind.
+func cpuByKind(then, now map[int]time.Duration, by *map[string]time.Duration) time.Duration {
+	if *by == nil {
+		*by = map[string]time.Duration{}
+	}
+	var d time.Duration
+	for pid, c := range now {
+		d += c - then[pid]
+		(*by)[pgProcessKind(pid)] += c - then[pid]
+	}
+	return d
+}
+
+// pgProcessKind names a PostgreSQL process by its title: "backend" for a
+// client connection ("postgres: <user> <db> <host> <state>"), else the
+// process's role (walwriter, checkpointer, …).
+func pgProcessKind(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return "gone"
+	}
+	title := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+	rest, ok := strings.CutPrefix(title, "postgres: ")
+	switch {
+	case !ok:
+		return "postmaster"
+	case strings.Contains(rest, "127.0.0.1("):
+		return "backends"
+	}
+	return rest
+}
+
+// kindsPerReq formats CPU by kind per request, the largest first.
+func kindsPerReq(by map[string]time.Duration, n int64) string {
+	kinds := make([]string, 0, len(by))
+	for k := range by {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int { return int(by[b] - by[a]) })
+	var parts []string
+	for _, k := range kinds {
+		if us := float64(by[k]) / 1e3 / float64(max(n, 1)); us >= 0.5 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, us))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// pgVersion is the server's major version, from its binaries' directory.
+func pgVersion() string {
+	if dir, err := pgtest.Binaries(); err == nil {
+		return filepath.Base(filepath.Dir(dir))
+	}
+	return "?"
+}
+
+func poolSize(n int) string {
+	if n == 0 {
+		return "10 (pgstore's default)"
+	}
+	return fmt.Sprint(n)
 }

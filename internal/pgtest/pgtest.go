@@ -18,6 +18,9 @@
 // PGTEST_BINDIR names another directory of binaries; PGTEST_OPTIONS adds
 // server settings (space-separated name=value).
 //
+// Outside of tests (the benchmark), New starts a server the same way and
+// Close removes it.
+//
 // PostgreSQL refuses to run as root: when the tests run as root, initdb and
 // postgres run as the "postgres" user (or "nobody"), and the data directory
 // belongs to it.
@@ -33,6 +36,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,11 +92,12 @@ func skipOrFail(t testing.TB, err error) {
 
 // Server is one PostgreSQL server (postmaster) run by the tests.
 type Server struct {
-	bin     string
-	dir     string // data directory (and unix socket directory)
-	port    int
-	cred    *syscall.Credential
-	logPath string
+	bin      string
+	dir      string // data directory (and unix socket directory)
+	port     int
+	cred     *syscall.Credential
+	logPath  string
+	settings []string // extra name=value settings (New)
 
 	mu     sync.Mutex
 	proc   *exec.Cmd
@@ -157,14 +162,34 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// New starts a server outside of a test (a benchmark, a tool), with extra
+// server settings (name=value, e.g. "shared_buffers=256MB") on top of the
+// tests' own (fsync and synchronous_commit on, among others). The caller
+// stops it and removes its data with Close. When the binaries are missing
+// the error matches ErrNotInstalled.
+func New(settings ...string) (*Server, error) {
+	for _, kv := range settings {
+		if !strings.Contains(kv, "=") {
+			return nil, fmt.Errorf("pgtest: setting %q is not name=value", kv)
+		}
+	}
+	return newServer(settings...)
+}
+
+// Close stops the server (immediate shutdown) and removes its data.
+func (s *Server) Close() { s.destroy() }
+
+// ErrNotInstalled: the PostgreSQL server binaries are missing.
+var ErrNotInstalled = errNoBinaries
+
 var errNoBinaries = errors.New("pgtest: PostgreSQL is not installed")
 
-func newServer() (*Server, error) {
+func newServer(settings ...string) (*Server, error) {
 	bin, err := Binaries()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoBinaries, err)
 	}
-	s := &Server{bin: bin}
+	s := &Server{bin: bin, settings: settings}
 	if os.Geteuid() == 0 {
 		if s.cred, err = unprivileged(); err != nil {
 			return nil, err
@@ -262,9 +287,9 @@ func (s *Server) start() error {
 		"-c", "log_min_messages=warning",
 		"-c", "log_line_prefix=%m [%p] ",
 	}
-	// PGTEST_OPTIONS adds settings (space-separated name=value), for
+	// New's settings, and PGTEST_OPTIONS (space-separated name=value), for
 	// diagnosis: e.g. shared_preload_libraries=pg_stat_statements.
-	for _, opt := range strings.Fields(os.Getenv("PGTEST_OPTIONS")) {
+	for _, opt := range append(slices.Clone(s.settings), strings.Fields(os.Getenv("PGTEST_OPTIONS"))...) {
 		args = append(args, "-c", opt)
 	}
 	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
@@ -347,6 +372,27 @@ func (s *Server) DSN(db string) string {
 }
 
 func (s *Server) adminDSN() string { return s.DSN("postgres") + "&connect_timeout=5" }
+
+// CreateDatabase creates the database name and returns its DSN (outside
+// of tests: NewDatabase drops its database when the test ends).
+func (s *Server) CreateDatabase(name string) (string, error) {
+	if err := s.exec(fmt.Sprintf(`CREATE DATABASE %q`, name)); err != nil {
+		return "", fmt.Errorf("pgtest: creating database %s: %w", name, err)
+	}
+	return s.DSN(name), nil
+}
+
+// Pids returns the process ids of the running server: the postmaster and
+// its children (backends and auxiliary processes), for CPU accounting.
+func (s *Server) Pids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	pid := s.proc.Process.Pid
+	return append([]int{pid}, children(pid)...)
+}
 
 // NewDatabase creates a new, empty database and returns its DSN; it is
 // dropped when t ends (if the server is up then).

@@ -78,3 +78,48 @@ func TestStopStartCrash(t *testing.T) {
 		c.Close(context.Background())
 	}
 }
+
+// TestNewOutsideTests: New (the benchmark's way in) starts a server with
+// the extra settings on top of the tests' own, CreateDatabase makes a
+// database on it, Pids lists the postmaster and its backends, and Close
+// stops it and removes its data. A setting that is not name=value is an
+// error.
+func TestNewOutsideTests(t *testing.T) {
+	if _, err := Binaries(); err != nil {
+		skipOrFail(t, err)
+	}
+	_, err := New("work_mem")
+	require.ErrorContains(t, err, `"work_mem" is not name=value`)
+
+	s, err := New("work_mem=7MB")
+	require.NoError(t, err)
+	closed := false
+	defer func() {
+		if !closed {
+			s.Close()
+		}
+	}()
+	dsn, err := s.CreateDatabase("bench")
+	require.NoError(t, err)
+	c, err := connect(t, dsn)
+	require.NoError(t, err)
+	for setting, want := range map[string]string{"work_mem": "7MB", "fsync": "on", "synchronous_commit": "on"} {
+		var v string
+		require.NoError(t, c.QueryRow(context.Background(), `SELECT current_setting($1)`, setting).Scan(&v))
+		require.Equal(t, want, v, setting)
+	}
+	var backend int
+	require.NoError(t, c.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&backend))
+	pids := s.Pids()
+	require.Greater(t, len(pids), 2, "the postmaster and its processes")
+	require.Contains(t, pids, backend, "the connection's backend is one of them")
+	c.Close(context.Background())
+
+	s.Close()
+	closed = true
+	require.Empty(t, s.Pids())
+	_, err = os.Stat(s.dir)
+	require.True(t, os.IsNotExist(err), "the data is removed: %v", err)
+	_, err = connect(t, dsn)
+	require.Error(t, err, "the server is gone")
+}
