@@ -23,8 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -304,45 +302,6 @@ func newID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// ValidateURL checks a webhook destination: an absolute https:// URL with a
-// host, no credentials and no fragment; and, unless private destinations are
-// allowed, not a literal forbidden IP address or localhost (names are checked
-// again, on the resolved address, at every connection).
-func (s *Sender) ValidateURL(raw string) error {
-	if raw == "" {
-		return fmt.Errorf("%w: url is required", ErrInvalid)
-	}
-	if len(raw) > 2048 {
-		return fmt.Errorf("%w: url is longer than 2048 characters", ErrInvalid)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%w: url is not a valid URL", ErrInvalid)
-	}
-	if !strings.EqualFold(u.Scheme, "https") || u.Opaque != "" {
-		return fmt.Errorf("%w: url must use the https:// scheme", ErrInvalid)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%w: url must have a host", ErrInvalid)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%w: url must not contain credentials", ErrInvalid)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("%w: url must not contain a fragment", ErrInvalid)
-	}
-	if !s.cfg.Load().AllowPrivate {
-		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-			return fmt.Errorf("%w: url host must not be localhost", ErrInvalid)
-		}
-		if ip, err := netip.ParseAddr(host); err == nil && IsForbiddenIP(ip) {
-			return fmt.Errorf("%w: url host %s is a private or reserved address", ErrInvalid, ip)
-		}
-	}
-	return nil
 }
 
 // validateEvents checks and de-duplicates a subscription list.
