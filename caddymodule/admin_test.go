@@ -509,10 +509,10 @@ func failingSender(t *testing.T, n int) (*sender.Sender, *atomic.Int32) {
 	t.Cleanup(func() { _ = s.Close() })
 	s.Start()
 	t.Cleanup(s.Stop)
-	_, err = s.CreateWebhook(dest.URL+"/hook", []string{"reply.received"})
+	_, err = s.CreateWebhook(context.Background(), sender.DefaultAccount, dest.URL+"/hook", []string{"reply.received"})
 	require.NoError(t, err)
 	for i := range n {
-		_, _, err := s.Publish(context.Background(), "reply.received", json.RawMessage(fmt.Sprintf(`{"replyId":"rpl_%d"}`, i)))
+		_, _, err := s.Publish(context.Background(), sender.DefaultAccount, "reply.received", json.RawMessage(fmt.Sprintf(`{"replyId":"rpl_%d"}`, i)))
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool { return s.Stats().Failed == int64(n) }, 10*time.Second, 10*time.Millisecond)
@@ -525,7 +525,7 @@ func TestAdminSender(t *testing.T) {
 
 	var st SenderStatus
 	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
-	assert.Equal(t, SenderStatus{Failed: 3}, st)
+	assert.Equal(t, SenderStatus{Accounts: 1, Failed: 3}, st)
 
 	// Paging through the failed deliveries.
 	var ids []string
@@ -587,7 +587,7 @@ func TestAdminSender(t *testing.T) {
 	assert.Equal(t, 1, res.Replayed)
 	require.Eventually(t, func() bool { return s.Stats().Delivered == 2 }, 10*time.Second, 10*time.Millisecond)
 	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
-	assert.Equal(t, SenderStatus{Delivered: 2}, st)
+	assert.Equal(t, SenderStatus{Accounts: 1, Delivered: 2}, st)
 }
 
 // TestAdminSenderReplayChunks: a replay of all failed deliveries spanning

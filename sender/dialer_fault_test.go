@@ -307,7 +307,7 @@ func TestAPIAuthVariants(t *testing.T) {
 	const key = "k_0123456789abcdef0123456789abcdef"
 	const other = "another-key-of-a-different-length"
 	s := openTest(t, "", nil, Options{})
-	a, err := NewAPI(s, []string{key, other}, nil)
+	a, err := NewAPI(s, nil, []string{key, other}, nil)
 	require.NoError(t, err)
 	flip := func(k string, i int) string { b := []byte(k); b[i] ^= 1; return string(b) }
 	cases := []struct {

@@ -4,15 +4,19 @@ import (
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 )
 
 // maxBatch bounds how many mutations one group commit holds.
 const maxBatch = 256
 
-// writeReq is a mutation waiting for the writer.
+// writeReq is a mutation waiting for the writer. adds marks the ones that
+// add data, refused first when free space runs short (see freespace.go).
 type writeReq struct {
-	fn   func(txn *badger.Txn) error
-	done chan error
+	fn    func(txn *badger.Txn) error
+	after func() // if not nil: run by the writer once fn is committed
+	done  chan error
+	adds  bool
 }
 
 // commit runs fn in a transaction through the writer, which commits the
@@ -22,6 +26,24 @@ type writeReq struct {
 // caller must hold the life lock (acquire).
 func (s *Sender) commit(fn func(txn *badger.Txn) error) error {
 	req := writeReq{fn: fn, done: make(chan error, 1)}
+	s.writes <- req
+	return <-req.done
+}
+
+// commitThen is commit, with after run by the writer once fn is committed,
+// before any later commit: in-memory state that mirrors what fn stored is
+// changed in commit order there.
+func (s *Sender) commitThen(fn func(txn *badger.Txn) error, after func()) error {
+	req := writeReq{fn: fn, after: after, done: make(chan error, 1)}
+	s.writes <- req
+	return <-req.done
+}
+
+// commitAdding is commit for a mutation that adds data (a publish, a
+// registration, a replay, a new account or key): it is refused with
+// ErrUnavailable as soon as free space falls below the reserve.
+func (s *Sender) commitAdding(fn func(txn *badger.Txn) error) error {
+	req := writeReq{fn: fn, done: make(chan error, 1), adds: true}
 	s.writes <- req
 	return <-req.done
 }
@@ -50,11 +72,11 @@ func outcome(err error) error {
 
 // commitAll submits every fn to the writer before waiting for any, so that
 // they share commits (up to maxBatch each); errs[i] is fns[i]'s outcome. The
-// same rules as commit apply.
-func (s *Sender) commitAll(fns []func(txn *badger.Txn) error) []error {
+// same rules as commit (or commitAdding, if adds) apply.
+func (s *Sender) commitAll(adds bool, fns []func(txn *badger.Txn) error) []error {
 	reqs := make([]writeReq, len(fns))
 	for i, fn := range fns {
-		reqs[i] = writeReq{fn: fn, done: make(chan error, 1)}
+		reqs[i] = writeReq{fn: fn, done: make(chan error, 1), adds: adds}
 		s.writes <- reqs[i]
 	}
 	errs := make([]error, len(fns))
@@ -82,6 +104,10 @@ func (s *Sender) writer() {
 				break drain
 			}
 		}
+		batch = s.refuseOverReserve(batch)
+		if len(batch) == 0 {
+			continue
+		}
 		results := make([]error, len(batch))
 		err := s.db.Update(func(txn *badger.Txn) error {
 			for i, r := range batch {
@@ -100,6 +126,9 @@ func (s *Sender) writer() {
 		if err == nil {
 			s.commits.Add(1)
 			for i, r := range batch {
+				if results[i] == nil && r.after != nil {
+					r.after()
+				}
 				r.done <- results[i]
 			}
 			continue
@@ -110,8 +139,41 @@ func (s *Sender) writer() {
 			err := update(s.db, r.fn)
 			if err == nil {
 				s.commits.Add(1)
+				if r.after != nil {
+					r.after()
+				}
 			}
 			r.done <- outcome(err)
 		}
 	}
+}
+
+// refuseOverReserve answers the mutations of batch that the free space does
+// not allow (see freespace.go) with ErrUnavailable and returns the others.
+func (s *Sender) refuseOverReserve(batch []writeReq) []writeReq {
+	cfg := s.cfg.Load()
+	addErr, allErr := s.space.check(cfg.MinFreeSpace)
+	if addErr == nil {
+		if s.space.low {
+			s.space.low = false
+			cfg.Logger.Info("free disk space is above the reserve again: storing everything", zap.String("storage", s.space.dir))
+		}
+		return batch
+	}
+	if !s.space.low {
+		s.space.low = true
+		cfg.Logger.Error("free disk space is below the reserve: refusing what adds data (503)", zap.Error(addErr))
+	}
+	kept := batch[:0]
+	for _, r := range batch {
+		switch {
+		case allErr != nil:
+			r.done <- allErr
+		case r.adds:
+			r.done <- addErr
+		default:
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }

@@ -1,0 +1,13 @@
+package sender
+
+import "syscall"
+
+// freeBytes returns the space available to unprivileged users on dir's
+// filesystem, or -1 if unknown.
+func freeBytes(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
