@@ -175,6 +175,9 @@ func (s *Sender) Recover(ctx context.Context, account, webhookID string, since t
 	if err := s.acquire(); err != nil {
 		return 0, err
 	}
+	if since.Before(time.Unix(0, 0)) {
+		since = time.Unix(0, 0) // keys hold unsigned nanoseconds since 1970
+	}
 	var ids []string
 	prefix := historyPrefix(webhookID)
 	err = s.db.View(func(txn *badger.Txn) error {
