@@ -29,6 +29,7 @@ func (s *Sender) GetDelivery(account, id string) (Delivery, error) {
 	if errors.Is(err, ErrNotFound) || err == nil && d.account() != account {
 		return Delivery{}, notFound("delivery")
 	}
+	d.Account = d.account()
 	return d, err
 }
 
@@ -66,6 +67,7 @@ func (s *Sender) listIndex(prefix []byte, limit int) ([]Delivery, error) {
 			if err != nil {
 				return err
 			}
+			d.Account = d.account()
 			out = append(out, d)
 		}
 		return nil

@@ -70,6 +70,7 @@ func (s *Sender) FailedPage(account, cursor string, limit int) (page []Delivery,
 			if err != nil {
 				return err
 			}
+			d.Account = d.account()
 			page = append(page, d)
 			lastKey = it.Item().KeyCopy(nil)
 		}
