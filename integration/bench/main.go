@@ -37,6 +37,7 @@ type config struct {
 	backlogCap   time.Duration
 	drainTimeout time.Duration
 	endpoints    int
+	accounts     int
 	pending      int
 	senderRetry  time.Duration
 	senderWait   time.Duration
@@ -89,6 +90,7 @@ func main() {
 	flag.Int64Var(&cfg.backlogN, "backlog", 0, "envelopes to queue with the upstream down (default 1,000,000, -quick 50,000)")
 	flag.StringVar(&cfg.backlogRetry, "backlog-retry", "1s", "the backlog gateway's retry schedule, so the drain measures forwarding, not the schedule")
 	flag.IntVar(&cfg.endpoints, "endpoints", 100, "sender: HTTPS endpoints")
+	flag.IntVar(&cfg.accounts, "accounts", 10, "sender: accounts the endpoints are spread over, each publishing with its own key; 0: every endpoint on the api_key (the default account), as before accounts, which is also what a binary without accounts gets")
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
 	flag.DurationVar(&cfg.senderRetry, "sender-retry", 0, "sender: the retry delay configured, lateness is measured against it (default 30s like the seed's first retry, so all deliveries can be pending at once; -quick 2s)")
 	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
