@@ -228,3 +228,28 @@ func TestLastUsedAtWithoutAWritePerRequest(t *testing.T) {
 	require.NotNil(t, r.LastUsedAt)
 	assert.WithinDuration(t, time.Now(), *r.LastUsedAt, 3*time.Second)
 }
+
+// TestCloseWhileFlushing: Close never waits on a flush that waits on Close
+// (the flusher takes the life lock Close holds).
+func TestCloseWhileFlushing(t *testing.T) {
+	defer func(d time.Duration) { keyFlushEvery = d }(keyFlushEvery)
+	keyFlushEvery = 50 * time.Microsecond
+	dir := t.TempDir()
+	for range 30 {
+		s, err := Open(dir, Options{})
+		require.NoError(t, err)
+		k, err := s.CreateAPIKey(bg, DefaultAccount, "k")
+		require.NoError(t, err)
+		_, ok := s.Authenticate(k.Key)
+		require.True(t, ok)
+		time.Sleep(time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- s.Close() }()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close hangs")
+		}
+	}
+}

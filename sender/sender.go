@@ -183,6 +183,7 @@ type Sender struct {
 	writerDone   chan struct{}
 	flushStop    chan struct{} // stops the lastUsedAt flusher
 	flushDone    chan struct{}
+	stopFlusher  sync.Once
 	commits      atomic.Int64 // group commits made by the writer (tests)
 	reads        atomic.Int64 // attempts that read their delivery from Badger (tests)
 	heldBytes    atomic.Int64 // what held deliveries count against maxHeldBytes
@@ -439,13 +440,16 @@ func (s *Sender) Close() error {
 	}
 	s.mu.Unlock()
 	s.Stop()
+	// The flusher takes the life lock: it is stopped before Close takes it.
+	s.stopFlusher.Do(func() {
+		close(s.flushStop)
+		<-s.flushDone
+	})
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
-	close(s.flushStop)
-	<-s.flushDone
 	s.flushKeys()
 	s.mu.Lock()
 	s.closed = true
