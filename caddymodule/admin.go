@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,14 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/leadterra/caddy-webhooks/dedupe"
-	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/sender"
 )
 
@@ -44,14 +41,15 @@ var adminChangeChunk = 1024
 
 // AdminAPI is the admin.api.webhooks module: endpoints on Caddy's admin
 // API to watch the webhook receivers and sender and to list, replay and
-// purge what they could not deliver. JSON in and out; errors are Caddy's
-// admin errors, `{"error":"…"}`.
+// purge what they could not deliver. JSON in and out (a body with a key
+// given twice is refused); errors are `{"error":{"code":"…","message":"…"}}`
+// like the receiver's and the sender's.
 //
 //	GET  /webhooks/receivers                       every receiver's counts and upstream health
 //	GET  /webhooks/receivers/{name}                one receiver
 //	GET  /webhooks/receivers/{name}/dead           dead letters, newest first (?limit=50&before=<seq>)
 //	GET  /webhooks/receivers/{name}/dead/{seq}     one dead letter with its body
-//	POST /webhooks/receivers/{name}/dead/replay    {"seqs":[…]} | {"event":"…"} | {"all":true}
+//	POST /webhooks/receivers/{name}/dead/replay    {"seqs":[…]}, {"event":"…"}, {"since":…,"until":…} (together: all must match) or {"all":true}
 //	POST /webhooks/receivers/{name}/dead/purge     the same selectors
 //	GET  /webhooks/sender                          the sender's counts
 //	GET  /webhooks/sender/accounts                 the counts of each account
@@ -112,43 +110,25 @@ func activeSender() (*sender.Sender, error) {
 	return sa.Sender(), nil
 }
 
-// serve routes a request under /webhooks/.
+// serve answers a request under /webhooks/; errors are written as
+// {"error":{"code":…,"message":…}}, like the receiver's and the sender's.
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	if err := a.route(w, r); err != nil {
+		writeAdminError(w, err)
+	}
+	return nil
+}
+
+// route routes a request under /webhooks/.
+func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 	segs, err := pathSegments(strings.TrimPrefix(r.URL.EscapedPath(), "/webhooks/"))
 	if err != nil {
 		return apiError(http.StatusBadRequest, err)
 	}
 	n := len(segs)
 	switch {
-	case n == 1 && segs[0] == "receivers":
-		return a.method(w, r, http.MethodGet, a.listReceivers)
-	case n >= 2 && segs[0] == "receivers":
-		rt, err := lookupReceiver(segs[1])
-		if err != nil {
-			return err
-		}
-		switch {
-		case n == 2:
-			return a.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) error {
-				return writeAdminJSON(w, http.StatusOK, a.receiverStatus(rt))
-			})
-		case n == 3 && segs[2] == "dead":
-			return a.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) error {
-				return a.listDead(w, r, rt)
-			})
-		case n == 4 && segs[2] == "dead" && segs[3] == "replay":
-			return a.method(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) error {
-				return a.changeDead(w, r, rt, "replayed")
-			})
-		case n == 4 && segs[2] == "dead" && segs[3] == "purge":
-			return a.method(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) error {
-				return a.changeDead(w, r, rt, "purged")
-			})
-		case n == 4 && segs[2] == "dead":
-			return a.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) error {
-				return a.getDead(w, rt, segs[3])
-			})
-		}
+	case n >= 1 && segs[0] == "receivers":
+		return a.serveReceivers(w, r, segs[1:])
 	case n == 1 && segs[0] == "sender":
 		return a.method(w, r, http.MethodGet, a.senderStatus)
 	case n == 2 && segs[0] == "sender" && segs[1] == "accounts":
@@ -190,15 +170,55 @@ func pathSegments(p string) ([]string, error) {
 	return segs, nil
 }
 
+// adminError is an admin API failure: its status, a code and the message.
+type adminError struct {
+	status int
+	code   string
+	err    error
+}
+
+func (e adminError) Error() string { return e.err.Error() }
+func (e adminError) Unwrap() error { return e.err }
+
+// apiError is an admin error whose code follows from its status.
 func apiError(status int, err error) error {
-	return caddy.APIError{HTTPStatus: status, Err: err}
+	code := "internal"
+	switch status {
+	case http.StatusBadRequest:
+		code = "bad_request"
+	case http.StatusNotFound:
+		code = "not_found"
+	case http.StatusMethodNotAllowed:
+		code = "method_not_allowed"
+	case http.StatusConflict:
+		code = "conflict"
+	case http.StatusRequestEntityTooLarge:
+		code = "body_too_large"
+	case http.StatusUnsupportedMediaType:
+		code = "unsupported_media_type"
+	case http.StatusServiceUnavailable:
+		code = "unavailable"
+	}
+	return adminError{status: status, code: code, err: err}
+}
+
+// writeAdminError writes err as {"error":{"code":…,"message":…}}.
+func writeAdminError(w http.ResponseWriter, err error) {
+	var ae adminError
+	if !errors.As(err, &ae) {
+		ae = apiError(http.StatusInternalServerError, err).(adminError)
+	}
+	if ae.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
+	writeError(w, ae.status, ae.code, ae.err.Error())
 }
 
 // storeError maps a store or sender failure to an admin error.
 func storeError(doing string, err error) error {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, sender.ErrClosed),
+	case errors.Is(err, queue.ErrUnavailable), errors.Is(err, sender.ErrClosed),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, sender.ErrInvalid):
@@ -216,305 +236,6 @@ func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
 	w.WriteHeader(status)
 	_, err = w.Write(append(b, '\n'))
 	return err
-}
-
-// ---------------------------------------------------------------- receivers
-
-// ReceiverStatus is a receiver as the admin API shows it.
-type ReceiverStatus struct {
-	Name     string `json:"name"`
-	Storage  string `json:"storage"`
-	Upstream string `json:"upstream"` // password and query, if any, redacted
-	Queued   int64  `json:"queued"`
-	Retrying int64  `json:"retrying"`
-	InFlight int    `json:"in_flight"`
-	Dead     int64  `json:"dead"`
-	// OldestQueuedAgeSeconds is how long ago the oldest envelope still
-	// queued or retrying was accepted; 0 when there is none.
-	OldestQueuedAgeSeconds float64        `json:"oldest_queued_age_seconds"`
-	UpstreamHealth         UpstreamHealth `json:"upstream_health"`
-}
-
-// UpstreamHealth is the forwarder's view of a receiver's upstream; times are
-// null when it never happened.
-type UpstreamHealth struct {
-	State               string     `json:"state"` // healthy, failing, or unknown before the first config
-	ConsecutiveFailures int        `json:"consecutive_failures"`
-	LastSuccess         *time.Time `json:"last_success"`
-	LastFailure         *time.Time `json:"last_failure"`
-	LastStatus          int        `json:"last_status"`
-	LastError           string     `json:"last_error"`
-}
-
-// lookupReceiver finds a live receiver by name.
-func lookupReceiver(name string) (*runtime, error) {
-	v, ok := receivers.Load(name)
-	if !ok {
-		return nil, apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", name))
-	}
-	return v.(*runtime), nil
-}
-
-func (a *AdminAPI) listReceivers(w http.ResponseWriter, _ *http.Request) error {
-	out := []ReceiverStatus{}
-	receivers.Range(func(_, v any) bool {
-		out = append(out, a.receiverStatus(v.(*runtime)))
-		return true
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return writeAdminJSON(w, http.StatusOK, out)
-}
-
-func (a *AdminAPI) receiverStatus(rt *runtime) ReceiverStatus {
-	st := rt.store.Stats()
-	rs := ReceiverStatus{
-		Name:           rt.name,
-		Storage:        rt.dir,
-		Queued:         st.Queued,
-		Retrying:       st.Retrying,
-		Dead:           st.Dead,
-		UpstreamHealth: UpstreamHealth{State: "unknown"},
-	}
-	if !st.OldestAccepted.IsZero() {
-		rs.OldestQueuedAgeSeconds = max(0, a.clock().Sub(st.OldestAccepted).Seconds())
-	}
-	if fwd := rt.forwarder(); fwd != nil {
-		rs.InFlight = fwd.InFlight()
-		rs.Upstream = shownUpstream(fwd.Config().Upstream)
-		rs.UpstreamHealth = upstreamHealth(fwd.Health())
-	}
-	return rs
-}
-
-func (a *AdminAPI) clock() time.Time {
-	if a.now == nil {
-		return time.Now()
-	}
-	return a.now()
-}
-
-func upstreamHealth(h forward.Health) UpstreamHealth {
-	u := UpstreamHealth{
-		State:               h.State,
-		ConsecutiveFailures: h.ConsecutiveFailures,
-		LastStatus:          h.LastStatus,
-		LastError:           h.LastError,
-	}
-	if !h.LastSuccess.IsZero() {
-		t := h.LastSuccess
-		u.LastSuccess = &t
-	}
-	if !h.LastFailure.IsZero() {
-		t := h.LastFailure
-		u.LastFailure = &t
-	}
-	return u
-}
-
-// shownUpstream is an upstream URL fit for the admin API: password and
-// query (they may carry credentials) redacted.
-func shownUpstream(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		s = u.Redacted()
-	}
-	return redactURL(s)
-}
-
-// DeadLetter is a dead letter as the admin API shows it. Body and
-// BodyBase64 are set for a single dead letter only: Body is the envelope as
-// JSON (re-encoded compactly), BodyBase64 the exact bytes received.
-type DeadLetter struct {
-	Seq        uint64          `json:"seq"`
-	Event      string          `json:"event"`
-	DedupeKey  string          `json:"dedupe_key"`
-	WebhookID  string          `json:"webhook_id"`
-	AcceptedAt time.Time       `json:"accepted_at"`
-	DeadAt     time.Time       `json:"dead_at"`
-	Attempts   int             `json:"attempts"`
-	LastStatus int             `json:"last_status"`
-	LastError  string          `json:"last_error"`
-	BodyBytes  int             `json:"body_bytes"`
-	Body       json.RawMessage `json:"body,omitempty"`
-	BodyBase64 string          `json:"body_base64,omitempty"`
-}
-
-// DeadLetterPage is a page of dead letters; NextBefore is the ?before of the
-// next page, null on the last one.
-type DeadLetterPage struct {
-	Data       []DeadLetter `json:"data"`
-	NextBefore *uint64      `json:"next_before"`
-}
-
-func deadLetter(m *dedupe.Message, withBody bool) DeadLetter {
-	d := DeadLetter{
-		Seq:        m.Seq,
-		Event:      m.Event,
-		DedupeKey:  m.Key,
-		WebhookID:  m.ID,
-		AcceptedAt: m.AcceptedAt,
-		DeadAt:     m.DeadAt,
-		Attempts:   m.Attempts,
-		LastStatus: m.LastStatus,
-		LastError:  m.LastError,
-		BodyBytes:  len(m.Body),
-	}
-	if withBody {
-		if json.Valid(m.Body) {
-			d.Body = json.RawMessage(bytes.Clone(m.Body))
-		}
-		d.BodyBase64 = base64.StdEncoding.EncodeToString(m.Body)
-	}
-	return d
-}
-
-// queryUint parses an optional unsigned query parameter.
-func queryUint(r *http.Request, name string) (uint64, bool, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return 0, false, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return 0, false, apiError(http.StatusBadRequest, fmt.Errorf("%s must be a non-negative integer, got %q", name, v))
-	}
-	return n, true, nil
-}
-
-// queryLimit parses ?limit (default adminDefaultLimit, 1…adminMaxLimit).
-func queryLimit(r *http.Request) (int, error) {
-	n, ok, err := queryUint(r, "limit")
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		return adminDefaultLimit, nil
-	}
-	if n < 1 || n > adminMaxLimit {
-		return 0, apiError(http.StatusBadRequest, fmt.Errorf("limit must be between 1 and %d, got %d", adminMaxLimit, n))
-	}
-	return int(n), nil
-}
-
-func (a *AdminAPI) listDead(w http.ResponseWriter, r *http.Request, rt *runtime) error {
-	limit, err := queryLimit(r)
-	if err != nil {
-		return err
-	}
-	before, _, err := queryUint(r, "before")
-	if err != nil {
-		return err
-	}
-	msgs, err := rt.store.DeadLetters(before, limit+1)
-	if err != nil {
-		return storeError("listing dead letters", err)
-	}
-	page := DeadLetterPage{Data: []DeadLetter{}}
-	if len(msgs) > limit {
-		msgs = msgs[:limit]
-		next := msgs[limit-1].Seq
-		page.NextBefore = &next
-	}
-	for _, m := range msgs {
-		page.Data = append(page.Data, deadLetter(m, false))
-	}
-	return writeAdminJSON(w, http.StatusOK, page)
-}
-
-func (a *AdminAPI) getDead(w http.ResponseWriter, rt *runtime, seqStr string) error {
-	seq, err := strconv.ParseUint(seqStr, 10, 64)
-	if err != nil {
-		return apiError(http.StatusBadRequest, fmt.Errorf("dead letter seq must be a non-negative integer, got %q", seqStr))
-	}
-	m, err := rt.store.DeadLetter(seq)
-	if errors.Is(err, dedupe.ErrNotFound) {
-		return apiError(http.StatusNotFound, fmt.Errorf("receiver %q has no dead letter %d", rt.name, seq))
-	}
-	if err != nil {
-		return storeError("reading dead letter", err)
-	}
-	return writeAdminJSON(w, http.StatusOK, deadLetter(m, true))
-}
-
-// deadSelector chooses dead letters: exactly one field is given.
-type deadSelector struct {
-	Seqs  *[]uint64 `json:"seqs"`
-	Event *string   `json:"event"`
-	All   *bool     `json:"all"`
-}
-
-// decodeSelector reads a JSON object strictly into v.
-func decodeSelector(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, adminMaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return apiError(http.StatusBadRequest, errors.New("request body is empty; want a JSON selector"))
-		}
-		return apiError(http.StatusBadRequest, fmt.Errorf("malformed JSON selector: %v", err))
-	}
-	if dec.More() {
-		return apiError(http.StatusBadRequest, errors.New("malformed JSON selector: trailing data after the object"))
-	}
-	return nil
-}
-
-func (a *AdminAPI) changeDead(w http.ResponseWriter, r *http.Request, rt *runtime, verb string) error {
-	var sel deadSelector
-	if err := decodeSelector(r, &sel); err != nil {
-		return err
-	}
-	const want = `want exactly one of {"seqs":[…]}, {"event":"…"} or {"all":true}`
-	given := 0
-	for _, set := range []bool{sel.Seqs != nil, sel.Event != nil, sel.All != nil} {
-		if set {
-			given++
-		}
-	}
-	var (
-		seqs   []uint64
-		filter func(*dedupe.Message) bool // nil = all
-	)
-	switch {
-	case given != 1:
-		return apiError(http.StatusBadRequest, errors.New(want))
-	case sel.Seqs != nil:
-		if len(*sel.Seqs) == 0 {
-			return apiError(http.StatusBadRequest, errors.New(`"seqs" is empty; `+want))
-		}
-		seqs = dedupSeqs(*sel.Seqs)
-	case sel.Event != nil:
-		event := *sel.Event
-		if event == "" {
-			return apiError(http.StatusBadRequest, errors.New(`"event" is empty; `+want))
-		}
-		filter = func(m *dedupe.Message) bool { return m.Event == event }
-	case !*sel.All:
-		return apiError(http.StatusBadRequest, errors.New(`"all" must be true; `+want))
-	}
-
-	ctx := r.Context()
-	var (
-		n   int
-		err error
-	)
-	switch {
-	case verb == "replayed" && seqs != nil:
-		n, err = rt.store.ReplaySeqs(ctx, seqs)
-	case verb == "replayed":
-		n, err = rt.store.Replay(ctx, filter)
-	case seqs != nil:
-		n, err = rt.store.PurgeSeqs(ctx, seqs)
-	default:
-		n, err = rt.store.Purge(ctx, filter)
-	}
-	if err != nil {
-		doing := "replaying dead letters"
-		if verb == "purged" {
-			doing = "purging dead letters"
-		}
-		return storeError(fmt.Sprintf("%s (%d done)", doing, n), err)
-	}
-	return writeAdminJSON(w, http.StatusOK, map[string]int{verb: n})
 }
 
 // dedupSeqs sorts seqs and drops repeats, so a seq listed twice is replayed
@@ -722,3 +443,77 @@ var (
 	_ caddy.AdminRouter = (*AdminAPI)(nil)
 	_ caddy.Provisioner = (*AdminAPI)(nil)
 )
+
+// decodeSelector reads a JSON object strictly into v: unknown fields, a key
+// given twice (which encoding/json would read last-wins: {"all":false,"all":true})
+// and trailing data are refused.
+func decodeSelector(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, adminMaxBody+1))
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("reading request body: %v", err))
+	}
+	if len(b) > adminMaxBody {
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", adminMaxBody))
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return apiError(http.StatusBadRequest, errors.New("request body is empty; want a JSON selector"))
+	}
+	if err := noDuplicateKeys(b); err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("malformed JSON selector: %v", err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("malformed JSON selector: %v", err))
+	}
+	if dec.More() {
+		return apiError(http.StatusBadRequest, errors.New("malformed JSON selector: trailing data after the object"))
+	}
+	return nil
+}
+
+// noDuplicateKeys reports a key given twice in any object of the JSON b.
+func noDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > 64 {
+			return errors.New("nested too deeply")
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := k.(string)
+				if seen[key] {
+					return fmt.Errorf("key %q given more than once", key)
+				}
+				seen[key] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // '}'
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ']'
+			return err
+		}
+		return nil
+	}
+	return walk(0)
+}

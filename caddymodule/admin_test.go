@@ -6,10 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/sender"
 )
 
@@ -32,14 +33,19 @@ type adminAnswer struct {
 	body   []byte
 }
 
-// errorMessage is the "error" of a Caddy admin error body.
+// errorMessage is the message of an error body, which must have the shape
+// every part of the plugin answers: {"error":{"code":…,"message":…}}.
 func (a adminAnswer) errorMessage(t *testing.T) string {
 	t.Helper()
 	var e struct {
-		Error string `json:"error"`
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
 	}
 	require.NoError(t, json.Unmarshal(a.body, &e), "body: %s", a.body)
-	return e.Error
+	require.NotEmpty(t, e.Error.Code, "body: %s", a.body)
+	return e.Error.Message
 }
 
 // callAdmin serves one request with a and renders a returned error the way
@@ -57,17 +63,9 @@ func callAdmin(t *testing.T, a *AdminAPI, method, path, body string) adminAnswer
 	routes := a.Routes()
 	require.Len(t, routes, 1)
 	require.True(t, strings.HasPrefix(path, routes[0].Pattern), "path %s outside %s", path, routes[0].Pattern)
-	if err := routes[0].Handler.ServeHTTP(rec, req); err != nil {
-		var apiErr caddy.APIError
-		require.True(t, errors.As(err, &apiErr), "handler returned a non-API error: %v", err)
-		rec.Header().Set("Content-Type", "application/json")
-		rec.WriteHeader(apiErr.HTTPStatus)
-		msg := apiErr.Message
-		if msg == "" {
-			msg = apiErr.Err.Error()
-		}
-		_ = json.NewEncoder(rec.Body).Encode(map[string]string{"error": msg})
-	}
+	// The handler writes its errors itself: Caddy's admin handler would
+	// write {"error":"…"} for a returned one.
+	require.NoError(t, routes[0].Handler.ServeHTTP(rec, req))
 	return adminAnswer{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 }
 
@@ -79,18 +77,32 @@ func decodeAnswer(t *testing.T, ans adminAnswer, v any) {
 	require.NoError(t, json.Unmarshal(ans.body, v), "body: %s", ans.body)
 }
 
-// testReceiver registers a receiver runtime over a real store under name for
-// the test's duration.
+// testReceiver registers a running receiver over a real store under name
+// for the test's duration.
 func testReceiver(t *testing.T, name string) *runtime {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := dedupe.Open(dedupe.Options{Dir: dir})
 	require.NoError(t, err)
-	rt := &runtime{name: name, dir: dir, store: store, logger: zap.NewNop()}
-	_, loaded := receivers.LoadOrStore(name, rt)
-	require.False(t, loaded, "receiver name %q already in use", name)
+	rt := &runtime{name: name, storage: Storage{Backend: BackendBadger, Dir: dir}, store: store, closeStore: store.Close, logger: zap.NewNop()}
+	r := &Receiver{Name: name}
+	r.primary = r
+	r.rt.Store(rt)
+	app := activeReceivers.Load()
+	if app == nil {
+		app = new(ReceiversApp)
+		activeReceivers.Store(app)
+	}
+	app.mu.Lock()
+	for _, other := range app.started {
+		require.NotEqual(t, name, other.Name, "receiver name %q already in use", name)
+	}
+	app.started = append(app.started, r)
+	app.mu.Unlock()
 	t.Cleanup(func() {
-		receivers.CompareAndDelete(name, rt)
+		app.mu.Lock()
+		app.started = slices.DeleteFunc(app.started, func(x *Receiver) bool { return x == r })
+		app.mu.Unlock()
 		if fwd := rt.forwarder(); fwd != nil {
 			fwd.Stop(context.Background())
 		}
@@ -101,40 +113,48 @@ func testReceiver(t *testing.T, name string) *runtime {
 
 var testKeyN atomic.Int64
 
-// acceptMsg stores one envelope of event in rt's queue and returns it as the
-// store hands it out.
-func acceptMsg(t *testing.T, rt *runtime, event string, acceptedAt time.Time) *dedupe.Message {
+// acceptMsg stores one envelope of event in rt's queue.
+func acceptMsg(t *testing.T, rt *runtime, event string, acceptedAt time.Time) *queue.Message {
 	t.Helper()
 	n := testKeyN.Add(1)
-	m := &dedupe.Message{
-		Key:         fmt.Sprintf("key_%d", n),
-		Event:       event,
-		ID:          fmt.Sprintf("msg_%d", n),
-		Timestamp:   "1614265330",
-		Signature:   "v1,abc",
+	m := &queue.Message{
+		Key:   fmt.Sprintf("key_%d", n),
+		Event: event,
+		ID:    fmt.Sprintf("msg_%d", n),
+		Headers: []queue.Header{
+			{Name: "webhook-id", Value: fmt.Sprintf("msg_%d", n)},
+			{Name: "webhook-timestamp", Value: "1614265330"},
+			{Name: "webhook-signature", Value: "v1,abc"},
+		},
 		ContentType: "application/json",
 		Body:        []byte(fmt.Sprintf(`{"event": %q, "timestamp": "2026-11-26T10:15:00Z", "data": {"n": %d}}`, event, n)),
 		AcceptedAt:  acceptedAt,
 	}
-	seq, dup, err := rt.store.Accept(context.Background(), m, time.Hour)
+	_, dup, err := rt.store.Accept(context.Background(), m, time.Hour)
 	require.NoError(t, err)
 	require.False(t, dup)
-	ready, err := rt.store.Ready(seq-1, 1)
-	require.NoError(t, err)
-	require.Len(t, ready, 1)
-	require.Equal(t, seq, ready[0].Seq)
-	return ready[0]
+	return m
 }
 
 // addDead makes one dead letter of event in rt and returns its seq.
 func addDead(t *testing.T, rt *runtime, event string) uint64 {
 	t.Helper()
-	m := acceptMsg(t, rt, event, time.Now())
-	m.Attempts = 3
-	done := make(chan error, 1)
-	rt.store.Kill(m, http.StatusInternalServerError, "upstream answered 500", func(err error) { done <- err })
-	require.NoError(t, <-done)
-	return m.Seq
+	acceptMsg(t, rt, event, time.Now())
+	ms, err := rt.store.Lease(context.Background(), 1, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	require.NoError(t, rt.store.Settle(context.Background(), ms[0], queue.Outcome{
+		Verdict: queue.Dead, Attempts: 3, Status: http.StatusInternalServerError, Error: "upstream answered 500",
+	}))
+	return ms[0].Seq
+}
+
+// storeStats reads rt's counts.
+func storeStats(t *testing.T, rt *runtime) queue.Stats {
+	t.Helper()
+	st, err := rt.stats()
+	require.NoError(t, err)
+	return st
 }
 
 func newTestAdmin() *AdminAPI {
@@ -178,7 +198,7 @@ func TestAdminReceivers(t *testing.T) {
 	require.Contains(t, got, "admin-idle")
 
 	b := got["admin-busy"]
-	assert.Equal(t, busy.dir, b.Storage)
+	assert.Equal(t, busy.storage.Dir, b.Storage)
 	assert.EqualValues(t, 2, b.Queued)
 	assert.EqualValues(t, 0, b.Retrying)
 	assert.EqualValues(t, 2, b.Dead)
@@ -187,7 +207,7 @@ func TestAdminReceivers(t *testing.T) {
 	assert.Equal(t, "unknown", b.UpstreamHealth.State, "no forwarder yet")
 
 	i := got["admin-idle"]
-	assert.Equal(t, idle.dir, i.Storage)
+	assert.Equal(t, idle.storage.Dir, i.Storage)
 	assert.Zero(t, i.Queued+i.Retrying+i.Dead)
 	assert.Zero(t, i.OldestQueuedAgeSeconds)
 
@@ -201,7 +221,7 @@ func TestAdminReceivers(t *testing.T) {
 	ans := callAdmin(t, a, http.MethodGet, "/webhooks/receivers/admin-idle/", "")
 	var raw map[string]any
 	decodeAnswer(t, ans, &raw)
-	for _, k := range []string{"name", "storage", "upstream", "queued", "retrying", "in_flight", "dead", "oldest_queued_age_seconds", "upstream_health"} {
+	for _, k := range []string{"name", "storage", "upstream", "queued", "retrying", "in_flight", "leased", "dead", "oldest_queued_age_seconds", "paused", "upstream_health"} {
 		assert.Contains(t, raw, k)
 	}
 	health := raw["upstream_health"].(map[string]any)
@@ -308,7 +328,7 @@ func TestAdminDeadLetterPaging(t *testing.T) {
 func TestAdminDeadLetterGet(t *testing.T) {
 	rt := testReceiver(t, "admin-get")
 	seq := addDead(t, rt, "message.bounced")
-	stored, err := rt.store.DeadLetter(seq)
+	stored, err := rt.store.DeadLetter(context.Background(), seq)
 	require.NoError(t, err)
 	a := newTestAdmin()
 
@@ -344,7 +364,7 @@ func TestAdminDeadLetterGet(t *testing.T) {
 func TestAdminDeadLetterReplayAndPurge(t *testing.T) {
 	type counts struct{ queued, dead int64 }
 	stats := func(rt *runtime) counts {
-		st := rt.store.Stats()
+		st := storeStats(t, rt)
 		return counts{st.Queued, st.Dead}
 	}
 	for _, c := range []struct {
@@ -387,8 +407,11 @@ func TestAdminDeadLetterSelectorErrors(t *testing.T) {
 	a := newTestAdmin()
 	for _, c := range []struct{ name, body, msg string }{
 		{"empty body", ``, "request body is empty"},
-		{"empty object", `{}`, "want exactly one of"},
-		{"two selectors", `{"all":true,"event":"reply.received"}`, "want exactly one of"},
+		{"empty object", `{}`, "no selector given"},
+		{"key given twice", `{"all":false,"all":true}`, `key "all" given more than once`},
+		{"nested key given twice", `{"seqs":[1],"event":"a","event":"b"}`, `key "event" given more than once`},
+		{"since not a time", `{"since":"yesterday"}`, `"since" is not an RFC 3339 time`},
+		{"until before since", `{"since":"2026-11-27T00:00:00Z","until":"2026-11-26T00:00:00Z"}`, `"since" must be before "until"`},
 		{"empty seqs", `{"seqs":[]}`, `"seqs" is empty`},
 		{"empty event", `{"event":""}`, `"event" is empty`},
 		{"all false", `{"all":false}`, `"all" must be true`},
@@ -405,7 +428,7 @@ func TestAdminDeadLetterSelectorErrors(t *testing.T) {
 			})
 		}
 	}
-	assert.EqualValues(t, 1, rt.store.Stats().Dead, "nothing changed")
+	assert.EqualValues(t, 1, storeStats(t, rt).Dead, "nothing changed")
 }
 
 func TestAdminMethodsAndPaths(t *testing.T) {
@@ -449,7 +472,7 @@ func TestAdminMethodsAndPaths(t *testing.T) {
 func TestAdminReplayForwardsOnce(t *testing.T) {
 	rt := testReceiver(t, "admin-forward")
 	seq := addDead(t, rt, "reply.received")
-	dead, err := rt.store.DeadLetter(seq)
+	dead, err := rt.store.DeadLetter(context.Background(), seq)
 	require.NoError(t, err)
 
 	var hits atomic.Int32
@@ -474,7 +497,7 @@ func TestAdminReplayForwardsOnce(t *testing.T) {
 	decodeAnswer(t, callAdmin(t, a, http.MethodPost, "/webhooks/receivers/admin-forward/dead/replay", `{"all":true}`), &got)
 	require.Equal(t, 1, got["replayed"])
 	require.Eventually(t, func() bool { return hits.Load() >= 1 }, 5*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { st := rt.store.Stats(); return st.Queued+st.Retrying == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st := storeStats(t, rt); return st.Queued+st.Retrying == 0 }, 5*time.Second, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
 	assert.EqualValues(t, 1, hits.Load(), "forwarded exactly once")
 	assert.Equal(t, dead.Body, gotBody.Load(), "the body unchanged")

@@ -276,19 +276,34 @@ func (c *adminClient) call(method, uri string, body any) ([]byte, error) {
 		return nil, fmt.Errorf("reading the admin API's answer: %w", err)
 	}
 	if resp.StatusCode >= 400 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
+		msg := errorMessage(b)
 		if resp.StatusCode == http.StatusNotFound && strings.Contains(msg, "404 page not found") {
 			msg = "this Caddy has no webhook admin API (admin.api.webhooks is not in the binary)"
 		}
 		return nil, &apiStatusError{status: resp.StatusCode, message: msg}
 	}
 	return b, nil
+}
+
+// errorMessage is the message of an error answer: ours are
+// {"error":{"code":…,"message":…}}, Caddy's own admin errors {"error":"…"}.
+func errorMessage(b []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil {
+		var ours struct {
+			Message string `json:"message"`
+		}
+		var caddys string
+		switch {
+		case json.Unmarshal(e.Error, &ours) == nil && ours.Message != "":
+			return ours.Message
+		case json.Unmarshal(e.Error, &caddys) == nil && caddys != "":
+			return caddys
+		}
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // get fetches uri into v, or prints it when --json is set (v is then unset
@@ -308,7 +323,7 @@ func (c *adminClient) send(cmd *cobra.Command, method, uri string, body, v any) 
 			out.Reset()
 			out.Write(b)
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(out.String()))
+		fmt.Fprintln(termOut(cmd), strings.TrimSpace(out.String()))
 		return true, nil
 	}
 	if err := json.Unmarshal(b, v); err != nil {
@@ -316,6 +331,11 @@ func (c *adminClient) send(cmd *cobra.Command, method, uri string, body, v any) 
 	}
 	return false, nil
 }
+
+// termOut is the command's output for what the admin API answers: control
+// characters from event types, keys, errors or bodies (ESC, C1 controls such
+// as CSI) are printed escaped, never passed to the operator's terminal.
+func termOut(cmd *cobra.Command) io.Writer { return &termSafe{w: cmd.OutOrStdout()} }
 
 func asJSON(cmd *cobra.Command) bool {
 	v, _ := cmd.Flags().GetBool("json")
@@ -331,7 +351,7 @@ func runStatus(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(args) == 1 {
 		var rs ReceiverStatus
 		if printed, err := c.get(cmd, "/webhooks/receivers/"+url.PathEscape(args[0]), &rs); printed || err != nil {
@@ -492,7 +512,7 @@ func runDeadList(cmd *cobra.Command, args []string) error {
 	if printed, err := c.get(cmd, deadURI(args[0])+"?"+q.Encode(), &page); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(page.Data) == 0 {
 		if before > 0 {
 			fmt.Fprintf(out, "no dead letters before seq %d in receiver %s\n", before, args[0])
@@ -527,7 +547,7 @@ func runDeadShow(cmd *cobra.Command, args []string) error {
 	if printed, err := c.get(cmd, deadURI(args[0])+"/"+strconv.FormatUint(seq, 10), &d); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	tw := newTable(out)
 	for _, row := range [][2]string{
 		{"seq", strconv.FormatUint(d.Seq, 10)},
@@ -598,7 +618,7 @@ func runDeadChange(cmd *cobra.Command, args []string, action string) error {
 	}
 	verb := map[string]string{"replay": "replayed", "purge": "purged"}[action]
 	n := res[verb]
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	fmt.Fprintf(out, "%s %d dead letter%s of receiver %s\n", verb, n, plural(n), args[0])
 	if want := len(dedupSeqs(seqs)); want > n {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%d of the %d seqs given were not dead letters\n", want-n, want)
@@ -624,7 +644,7 @@ func runSenderStatus(cmd *cobra.Command, _ []string) error {
 	if printed, err := c.get(cmd, "/webhooks/sender", &st); printed || err != nil {
 		return err
 	}
-	printSender(cmd.OutOrStdout(), st)
+	printSender(termOut(cmd), st)
 	return nil
 }
 
@@ -671,7 +691,7 @@ func runSenderFailed(cmd *cobra.Command, _ []string) error {
 	if printed, err := c.get(cmd, "/webhooks/sender/failed?"+q.Encode(), &page); printed || err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
+	out := termOut(cmd)
 	if len(page.Data) == 0 {
 		fmt.Fprintln(out, "no failed deliveries")
 		return nil

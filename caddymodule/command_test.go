@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/sender"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
@@ -311,7 +313,7 @@ func TestStatusCommand(t *testing.T) {
 	assert.Regexp(t, `(?m)^receiver:\s+cli-status$`, r.stdout)
 	assert.Regexp(t, `(?m)^dead:\s+2$`, r.stdout)
 	assert.Regexp(t, `(?m)^queued:\s+1$`, r.stdout)
-	assert.Regexp(t, `(?m)^storage:\s+`+regexp.QuoteMeta(rt.dir)+`$`, r.stdout)
+	assert.Regexp(t, `(?m)^storage:\s+`+regexp.QuoteMeta(rt.storage.Dir)+`$`, r.stdout)
 
 	r = runCLI(t, "", "status", "cli-status", "--json", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
@@ -360,7 +362,7 @@ func TestDeadCommands(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &page))
 	assert.Len(t, page.Data, 3)
 
-	stored, err := rt.store.DeadLetter(seqs[1])
+	stored, err := rt.store.DeadLetter(context.Background(), seqs[1])
 	require.NoError(t, err)
 	r = runCLI(t, "", "dead", "show", "cli-dead", fmt.Sprint(seqs[1]), "--address", addr)
 	require.NoError(t, r.err, r.stderr)
@@ -391,7 +393,7 @@ func TestDeadCommands(t *testing.T) {
 	r = runCLI(t, "", "dead", "list", "cli-dead", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
 	assert.Equal(t, "no dead letters in receiver cli-dead\n", r.stdout)
-	assert.EqualValues(t, 2, rt.store.Stats().Queued)
+	assert.EqualValues(t, 2, storeStats(t, rt).Queued)
 
 	r = runCLI(t, "", "dead", "list", "ghost", "--address", addr)
 	require.Error(t, r.err)
@@ -438,4 +440,42 @@ func TestSenderCommands(t *testing.T) {
 	r = runCLI(t, "", "sender", "failed", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
 	assert.Equal(t, "no failed deliveries\n", r.stdout)
+}
+
+// TestDeadCommandsEscapeControlCharacters (issue 11 item 10): event types,
+// keys, errors and bodies of dead letters reach the operator's terminal with
+// their control characters (ESC, CSI, C1) escaped, in tables, in `dead show`
+// and in --json output, which stays valid JSON.
+func TestDeadCommandsEscapeControlCharacters(t *testing.T) {
+	rt := testReceiver(t, "cli-escape")
+	const esc, csi = "\x1b[2J\x1b]0;pwned\x07", "\u009b31m"
+	m := &queue.Message{
+		Key: "k" + esc, Event: "evil" + esc + csi, ID: "id" + csi,
+		ContentType: "application/json",
+		Body:        []byte(`{"event":"x","timestamp":"2026-11-26T10:15:00Z","data":{"from":"` + csi + `"}}`),
+	}
+	_, _, err := rt.store.Accept(context.Background(), m, time.Hour)
+	require.NoError(t, err)
+	ms, err := rt.store.Lease(context.Background(), 1, time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, rt.store.Settle(context.Background(), ms[0], queue.Outcome{Verdict: queue.Dead, Attempts: 1, Error: "boom" + esc}))
+	addr := adminServer(t, newTestAdmin())
+	raw := func(out string) bool { return strings.ContainsAny(out, "\x1b\x07\u009b") }
+	for _, args := range [][]string{
+		{"dead", "list", "cli-escape"},
+		{"dead", "show", "cli-escape", fmt.Sprint(ms[0].Seq)},
+		{"dead", "list", "cli-escape", "--json"},
+		{"dead", "show", "cli-escape", fmt.Sprint(ms[0].Seq), "--json"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runCLI(t, "", append(args, "--address", addr)...)
+			require.NoError(t, r.err, r.stderr)
+			assert.False(t, raw(r.stdout), "raw control characters printed: %q", r.stdout)
+			assert.Contains(t, r.stdout, `\u001b`)
+			assert.Contains(t, r.stdout, `\u009b`)
+			if slices.Contains(args, "--json") {
+				assert.True(t, json.Valid([]byte(r.stdout)), "still JSON: %s", r.stdout)
+			}
+		})
+	}
 }

@@ -224,10 +224,11 @@ func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string)
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("malformed receiver name %q", esc))
 	}
-	rt, err := lookupReceiver(name)
-	if err != nil {
-		return err
+	rcv := runningReceiver(name)
+	if rcv == nil || rcv.runtime() == nil {
+		return apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", name))
 	}
+	rt := rcv.runtime()
 	if want == http.MethodPost {
 		err := d.admin.changeDead(w, r, rt, "replayed")
 		if err == nil {
@@ -263,19 +264,11 @@ func sameOrigin(r *http.Request) error {
 	return nil
 }
 
-// writeDashboardError answers err as the admin API does: {"error":"…"}
-// with the error's status.
+// writeDashboardError answers err as the admin API does:
+// {"error":{"code":…,"message":…}} with the error's status.
 func writeDashboardError(w http.ResponseWriter, err error) error {
-	status := http.StatusInternalServerError
-	msg := err.Error()
-	var ae caddy.APIError
-	if errors.As(err, &ae) {
-		status = ae.HTTPStatus
-		if ae.Err != nil {
-			msg = ae.Err.Error()
-		}
-	}
-	return writeAdminJSON(w, status, map[string]string{"error": msg})
+	writeAdminError(w, err)
+	return nil
 }
 
 // Interface guards

@@ -93,10 +93,9 @@ func (s *sampler) Destruct() error {
 // take reads the collectors and appends a sample.
 func (s *sampler) take(now time.Time) {
 	live := map[string]*counters{}
-	receivers.Range(func(k, _ any) bool {
-		live[k.(string)] = new(counters)
-		return true
-	})
+	for _, r := range runningReceivers() {
+		live[r.Name] = new(counters)
+	}
 	var snd counters
 	mfs, err := s.reg.Gather()
 	if err != nil {
@@ -212,10 +211,9 @@ func (s *sampler) series() Series {
 	s.mu.Unlock()
 
 	out := Series{IntervalSeconds: s.interval.Seconds(), Receivers: map[string]SeriesLines{}}
-	receivers.Range(func(k, _ any) bool {
-		out.Receivers[k.(string)] = SeriesLines{}
-		return true
-	})
+	for _, r := range runningReceivers() {
+		out.Receivers[r.Name] = SeriesLines{}
+	}
 	for i := 1; i < len(smps); i++ {
 		a, b := smps[i-1], smps[i]
 		secs := b.at.Sub(a.at).Seconds()

@@ -80,8 +80,8 @@ func TestDashboardServe(t *testing.T) {
 		{"POST", "/ops/webhooks/", nil, 405, "", ""},
 		{"GET", "/ops/webhooks/api/receivers", nil, 200, "application/json", "[]"},
 		{"GET", "/ops/webhooks/api/series", nil, 200, "application/json", `"receivers":{}`},
-		{"GET", "/ops/webhooks/api/sender", nil, 404, "application/json", `{"error":"no webhook_sender app is configured"}`},
-		{"GET", "/ops/webhooks/api/sender/accounts", nil, 404, "application/json", `{"error":"no webhook_sender app is configured"}`},
+		{"GET", "/ops/webhooks/api/sender", nil, 404, "application/json", `{"error":{"code":"not_found","message":"no webhook_sender app is configured"}}`},
+		{"GET", "/ops/webhooks/api/sender/accounts", nil, 404, "application/json", `{"error":{"code":"not_found","message":"no webhook_sender app is configured"}}`},
 		{"GET", "/ops/webhooks/api/receivers/nope/dead", nil, 404, "application/json", `no webhook receiver named \"nope\"`},
 		{"POST", "/ops/webhooks/api/receivers", nil, 405, "application/json", "use GET"},
 		{"GET", "/ops/webhooks/api/receivers/nope/dead/replay", nil, 405, "application/json", "use POST"},
@@ -134,8 +134,7 @@ func TestDashboardSeries(t *testing.T) {
 		s.next = (s.next + 1) % len(s.ring)
 		s.count = min(s.count+1, len(s.ring))
 	}
-	receivers.Store("r", &runtime{name: "r"})
-	t.Cleanup(func() { receivers.Delete("r") })
+	testReceiver(t, "r")
 	// Four samples in a ring of three: the first falls out.
 	push(t0, counters{Received: 100})
 	push(t0.Add(2*time.Second), counters{Received: 10, Accepted: 8, AckSum: 0.016, AckCount: 8, Delivered: 4, Attempts: 6, FwdSum: 0.6, FwdCount: 6})

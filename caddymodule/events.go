@@ -6,7 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 
-	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/queue"
 )
 
 // EventDeadLetter is the name of the event emitted through Caddy's events app
@@ -34,7 +34,7 @@ func provisionEvents(ctx caddy.Context, receiver string) error {
 }
 
 // emitDeadLetter tells Caddy's events app that msg became a dead letter.
-func emitDeadLetter(receiver string, msg *dedupe.Message) {
+func emitDeadLetter(receiver string, msg *queue.Message) {
 	v, ok := eventSinks.Load(receiver)
 	if !ok {
 		return

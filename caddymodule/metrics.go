@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -122,7 +122,7 @@ func (o forwardObserver) Attempt(event, result string, took time.Duration) {
 	o.secs.Observe(took.Seconds())
 }
 
-func (o forwardObserver) Dead(msg *dedupe.Message) {
+func (o forwardObserver) Dead(msg *queue.Message) {
 	o.m.deadLetters.WithLabelValues(o.receiver, eventLabel(msg.Event)).Inc()
 	emitDeadLetter(o.receiver, msg)
 }
@@ -134,17 +134,23 @@ type queueCollector struct{ desc *prometheus.Desc }
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	receivers.Range(func(k, v any) bool {
-		name, rt := k.(string), v.(*runtime)
-		st := rt.store.Stats()
+	for _, r := range runningReceivers() {
+		rt := r.runtime()
+		if rt == nil {
+			continue
+		}
+		st, err := rt.stats()
+		if err != nil {
+			continue // an unreachable shared store: no figures rather than zeros
+		}
 		inflight := 0
 		if fwd := rt.forwarder(); fwd != nil {
 			inflight = fwd.InFlight()
 		}
+		name := rt.name
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Queued), name, "queued")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Retrying), name, "retrying")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Dead), name, "dead")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(inflight), name, "in_flight")
-		return true
-	})
+	}
 }

@@ -1,11 +1,16 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,7 +22,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(Receiver{})
+	caddy.RegisterModule(new(Receiver))
 }
 
 // Defaults of the receiver's options.
@@ -92,10 +97,12 @@ type Receiver struct {
 	// Default: forward.
 	UnknownEvents string `json:"unknown_events,omitempty"`
 
-	// Storage is the directory of this receiver's Badger database (dedupe
-	// keys, queue, dead letters). Default: `webhook_receiver/<name>` under
-	// Caddy's data directory.
-	Storage string `json:"storage,omitempty"`
+	// Storage is where this receiver keeps its dedupe keys, queue and dead
+	// letters: a Badger directory (a JSON string), or PostgreSQL shared by
+	// several Caddy replicas (`{"backend":"postgres","dsn":"…"}`; `name` is
+	// then required and must be the same on every replica). Default: Badger in
+	// `webhook_receiver/<name>` under Caddy's data directory.
+	Storage Storage `json:"storage,omitzero"`
 
 	// MinFreeSpace is the free-space reserve on the storage filesystem, in
 	// bytes: below it new envelopes get 503 (Badger writes through memory
@@ -104,9 +111,12 @@ type Receiver struct {
 	// the check off. Default: 128 MiB.
 	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 
-	// Name names the receiver in the admin API, metrics and logs. Default:
-	// the last element of storage when it is set, else derived from the
-	// upstream's host, port and path.
+	// Name names the receiver in the admin API, metrics and logs; two
+	// receivers of one config never share a name or a store. Default: the
+	// last element of a Badger storage directory when one is set, else
+	// derived from the whole upstream URL (host, port and path, then a hash
+	// of the URL: `127.0.0.1_9000_leadterra-1a2b3c4d`). Required with
+	// postgres storage.
 	Name string `json:"name,omitempty"`
 
 	// SyncWrites makes every acknowledgement wait for an fsync of the
@@ -141,7 +151,13 @@ type Receiver struct {
 
 	verifier   *webhook.Verifier
 	dedupe     map[string][]string
-	rt         *runtime
+	storage    Storage // resolved
+	syncWrites bool
+	fcfg       forward.Config
+	app        *ReceiversApp
+	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
+	rt         atomic.Pointer[runtime] // set while the config runs
+	ready      chan struct{}           // closed once start has run
 	regID      uint64
 	maxBody    int64
 	ackTimeout time.Duration
@@ -152,7 +168,7 @@ type Receiver struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (Receiver) CaddyModule() caddy.ModuleInfo {
+func (*Receiver) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.webhook_receiver",
 		New: func() caddy.Module { return new(Receiver) },
@@ -217,22 +233,22 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	for ev, fields := range r.DedupeKey {
 		r.dedupe[ev] = fields
 	}
-	syncWrites := r.SyncWrites == nil || *r.SyncWrites
+	r.syncWrites = r.SyncWrites == nil || *r.SyncWrites
 
-	r.Storage = expand(r.Storage)
 	r.Name = expand(r.Name)
 	if r.Name == "" {
-		if r.Storage != "" {
-			r.Name = filepath.Base(filepath.Clean(r.Storage))
-		} else {
-			r.Name = nameFromUpstream(r.Upstream)
+		switch {
+		case strings.EqualFold(strings.TrimSpace(expand(r.Storage.Backend)), BackendPostgres):
+			return errors.New("webhook_receiver: name is required with postgres storage (the same name on every replica)")
+		case expand(r.Storage.Dir) != "":
+			r.Name = filepath.Base(filepath.Clean(expand(r.Storage.Dir)))
+		default:
+			r.Name = defaultName(r.Upstream, caddy.AppDataDir())
 		}
 	}
-	if r.Storage == "" {
-		r.Storage = filepath.Join(caddy.AppDataDir(), "webhook_receiver", r.Name)
-	}
-	if abs, err := filepath.Abs(r.Storage); err == nil {
-		r.Storage = abs
+	r.storage, err = r.Storage.resolve(r.Name, caddy.AppDataDir)
+	if err != nil {
+		return err
 	}
 	r.logger = r.logger.With(zap.String("receiver", r.Name))
 
@@ -244,7 +260,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	for i, d := range r.Retry {
 		retry[i] = time.Duration(d)
 	}
-	fcfg := forward.Config{
+	r.fcfg = forward.Config{
 		Upstream:     r.Upstream,
 		UpstreamKeys: upKeys,
 		Retry:        retry,
@@ -253,41 +269,82 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		Concurrency:  r.Concurrency,
 		RootCAs:      upRoots,
 	}
+	if err := forward.CheckConfig(r.fcfg); err != nil {
+		return fmt.Errorf("configuring forwarder: %w", err)
+	}
 
 	r.metrics = provisionReceiverMetrics(ctx)
+	if err := provisionEvents(ctx, r.Name); err != nil {
+		return fmt.Errorf("loading events app: %w", err)
+	}
+	// The store is opened when the config starts (the receivers app's
+	// Start), never here: `caddy validate` provisions without starting.
+	r.ready = make(chan struct{})
+	app, err := receiversApp(ctx)
+	if err != nil {
+		return fmt.Errorf("loading webhook_receivers app: %w", err)
+	}
+	r.app = app
+	if r.primary, err = app.add(r); err != nil {
+		return err
+	}
+	return nil
+}
+
+// start opens (or shares) the store and starts forwarding: the receivers
+// app's Start. A handler mounted twice shares its twin's store.
+func (r *Receiver) start() error {
+	defer close(r.ready)
+	if r.primary != r {
+		return nil
+	}
 	rt, err := acquireRuntime(runtimeOptions{
 		name:       r.Name,
-		dir:        r.Storage,
-		syncWrites: syncWrites,
+		storage:    r.storage,
+		syncWrites: r.syncWrites,
 		maxBody:    r.maxBody,
 		minFree:    r.MinFreeSpace,
 		logger:     r.logger,
 		metrics:    r.metrics,
 	})
 	if err != nil {
-		return fmt.Errorf("opening receiver storage: %w", err)
+		return fmt.Errorf("opening storage %s: %w", r.storage, err)
 	}
-	r.rt = rt
-	id, err := rt.register(fcfg)
+	id, err := rt.register(r.fcfg)
 	if err != nil {
-		_ = r.Cleanup()
+		_ = rt.release()
 		return fmt.Errorf("configuring forwarder: %w", err)
 	}
 	r.regID = id
-	if err := provisionEvents(ctx, r.Name); err != nil {
-		_ = r.Cleanup()
-		return fmt.Errorf("loading events app: %w", err)
-	}
-
+	r.rt.Store(rt)
 	if r.InsecureSkipVerify {
 		r.logger.Warn("insecure_skip_verify is on: envelopes are accepted WITHOUT signature verification; use only for local testing")
 	}
 	r.logger.Info("webhook receiver ready",
 		zap.String("upstream", redactURL(r.Upstream)),
-		zap.String("storage", r.Storage),
-		zap.Bool("sync_writes", syncWrites),
-		zap.Int("keys", len(keys)))
+		zap.String("storage", r.storage.String()),
+		zap.Bool("sync_writes", r.syncWrites),
+		zap.Int("keys", len(r.verifier.Keys)))
 	return nil
+}
+
+// stop lets go of the store: the receivers app's Stop.
+func (r *Receiver) stop() error {
+	rt := r.rt.Swap(nil)
+	if rt == nil {
+		return nil
+	}
+	rt.unregister(r.regID)
+	return rt.release()
+}
+
+// runtime returns the store and forwarder this handler serves with, nil
+// while its config is not running.
+func (r *Receiver) runtime() *runtime {
+	if r.primary == nil {
+		return nil
+	}
+	return r.primary.rt.Load()
 }
 
 // Validate checks the provisioned configuration.
@@ -333,22 +390,31 @@ func (r *Receiver) Validate() error {
 	return nil
 }
 
-// Cleanup lets go of the shared store and forwarder; the last user closes them.
-func (r *Receiver) Cleanup() error {
-	if r.rt == nil {
-		return nil
-	}
-	rt := r.rt
-	r.rt = nil
-	rt.unregister(r.regID)
-	_, err := runtimes.Delete(rt.dir)
-	return err
-}
+// Cleanup has nothing to let go: the store is the receivers app's, opened
+// at Start and let go at Stop.
+func (r *Receiver) Cleanup() error { return nil }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
-// nameFromUpstream derives a stable receiver name from an upstream URL.
-func nameFromUpstream(upstream string) string {
+// defaultName derives a receiver's name from its upstream URL: the readable
+// part (host, port and path) followed by a hash of the whole URL, so that
+// upstreams differing only by query string, or by "/" against "_", never
+// share a name and a store. A store under the former default name (the
+// readable part alone) keeps being used when it exists, so that an upgrade
+// does not strand its queue; two receivers left with one such name are a
+// config error (see ReceiversApp.add).
+func defaultName(upstream, dataDir string) string {
+	legacy := legacyName(upstream)
+	if st, err := os.Stat(filepath.Join(dataDir, "webhook_receiver", legacy)); err == nil && st.IsDir() {
+		return legacy
+	}
+	sum := sha256.Sum256([]byte(upstream))
+	return strings.TrimSuffix(legacy[:min(len(legacy), 110)], "_") + "-" + hex.EncodeToString(sum[:4])
+}
+
+// legacyName is the default name of earlier versions: host, port and path
+// with every other character turned into "_".
+func legacyName(upstream string) string {
 	u, err := forward.ParseUpstream(upstream)
 	if err != nil {
 		return "default"
@@ -371,6 +437,12 @@ func nameFromUpstream(upstream string) string {
 		return "default"
 	}
 	return name
+}
+
+// caddyJSON is the JSON of a module's configuration.
+func caddyJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
 }
 
 // parseKeys expands placeholders and parses Standard Webhooks keys, checking

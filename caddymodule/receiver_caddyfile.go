@@ -39,7 +39,7 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		dedupe_key           <event> <field…>   # repeatable
 //		dedupe_ttl           <duration>
 //		unknown_events       forward|drop|reject
-//		storage              <dir>
+//		storage              <dir> | postgres { dsn <dsn> }
 //		name                 <name>
 //		sync_writes          [true|false]
 //		retry                <duration…>
@@ -153,11 +153,11 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			r.UnknownEvents = v
 		case "storage":
-			v, err := oneArg(d)
+			st, err := parseStorage(d)
 			if err != nil {
 				return err
 			}
-			r.Storage = v
+			r.Storage = st
 		case "name":
 			v, err := oneArg(d)
 			if err != nil {
@@ -296,3 +296,42 @@ func positiveIntArg(d *caddyfile.Dispenser) (int, error) {
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Receiver)(nil)
+
+// parseStorage reads `storage <dir>` or
+//
+//	storage postgres {
+//		dsn <connection string>
+//	}
+func parseStorage(d *caddyfile.Dispenser) (Storage, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return Storage{}, d.Errf("storage takes a directory, or postgres and a block")
+	}
+	nesting := d.Nesting()
+	if args[0] != BackendPostgres {
+		if d.NextBlock(nesting) {
+			return Storage{}, d.Errf("storage %s takes no block (a block goes with storage postgres)", args[0])
+		}
+		return Storage{Dir: args[0]}, nil
+	}
+	st := Storage{Backend: BackendPostgres}
+	for d.NextBlock(nesting) {
+		switch d.Val() {
+		case "dsn":
+			if st.DSN != "" {
+				return st, d.Errf("dsn given more than once")
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return st, err
+			}
+			st.DSN = v
+		default:
+			return st, d.Errf("storage postgres: unknown option %q (want dsn)", d.Val())
+		}
+	}
+	if st.DSN == "" {
+		return st, d.Errf("storage postgres needs a block with dsn (for a directory named postgres, write ./postgres)")
+	}
+	return st, nil
+}

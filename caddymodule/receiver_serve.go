@@ -17,7 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -94,21 +94,26 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	deadline := start.Add(r.ackTimeout)
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(deadline)
-	body, err := readBody(req.Body, req.ContentLength, r.maxBody)
+	budget := r.app.budget
+	body, held, err := readBody(req.Body, req.ContentLength, r.maxBody, budget)
+	defer budget.give(held)
 	// The connection may carry more requests: lift the deadline again.
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		w.Header().Set("Connection", "close")
 		switch {
 		case errors.Is(err, errBodyTooLarge):
-			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "body exceeds "+strconv.FormatInt(r.maxBody, 10)+" bytes")
 			res.outcome = OutcomeTooLarge
+		case errors.Is(err, errBodyBudget):
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			writeError(w, http.StatusServiceUnavailable, "busy", "too many request bodies in flight; retry later")
+			res.outcome = OutcomeUnavailable
+			r.warnBusy()
 		case isTimeout(err):
-			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusRequestTimeout, "timeout", "body not received within "+r.ackTimeout.String())
 			res.outcome = OutcomeTimeout
 		default:
-			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
 			res.outcome = OutcomeInvalid
 		}
@@ -164,17 +169,28 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	defer cancel()
-	msg := &dedupe.Message{
+	rt := r.runtime()
+	if rt == nil {
+		rt = r.waitRuntime(ctx)
+	}
+	msg := &queue.Message{
 		Key:         res.key,
 		Event:       env.Event,
 		ID:          id,
-		Timestamp:   ts,
-		Signature:   sig,
+		Headers:     signatureHeaders(id, ts, sig),
 		ContentType: req.Header.Get("Content-Type"),
 		Body:        body,
 		AcceptedAt:  start,
 	}
-	seq, dup, err := r.rt.store.Accept(ctx, msg, r.dedupeTTL)
+	var (
+		seq uint64
+		dup bool
+	)
+	if rt == nil {
+		err = errNotRunning
+	} else {
+		seq, dup, err = rt.store.Accept(ctx, msg, r.dedupeTTL)
+	}
 	if err != nil {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
@@ -182,6 +198,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		r.logger.Error("storing envelope", zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
 		return res
 	}
+	res.key = msg.Key // as stored (a long key is hashed)
 	res.id = strconv.FormatUint(seq, 10)
 	if dup {
 		writeJSON(w, http.StatusOK, bodyDuplicate)
@@ -217,7 +234,46 @@ func dedupeKey(env *webhook.Envelope, fields []string, id string, body []byte) s
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-var errBodyTooLarge = errors.New("body too large")
+var (
+	errBodyTooLarge = errors.New("body too large")
+	errBodyBudget   = errors.New("request bodies in flight over the budget")
+	errNotRunning   = errors.New("the receiver's config is not running")
+)
+
+// waitRuntime waits (until ctx ends) for the config's start to open the
+// store: a request may arrive between the HTTP server's start and the
+// receivers app's, which Caddy starts in no set order.
+func (r *Receiver) waitRuntime(ctx context.Context) *runtime {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+	}
+	return r.runtime()
+}
+
+// warnBusy logs, at most once a minute, that bodies were refused for the budget.
+func (r *Receiver) warnBusy() {
+	if r.app.budget.warnDue() {
+		r.logger.Warn("request bodies in flight reached max_body_in_flight; answering 503 until they drain",
+			zap.Int64("max_body_in_flight", r.app.budget.max()))
+	}
+}
+
+// signatureHeaders are the Standard Webhooks headers kept with an envelope
+// and forwarded as received.
+func signatureHeaders(id, ts, sig string) []queue.Header {
+	h := make([]queue.Header, 0, 3)
+	for _, kv := range [...]queue.Header{
+		{Name: webhook.HeaderID, Value: id},
+		{Name: webhook.HeaderTimestamp, Value: ts},
+		{Name: webhook.HeaderSignature, Value: sig},
+	} {
+		if kv.Value != "" {
+			h = append(h, kv)
+		}
+	}
+	return h
+}
 
 // errRepeatedHeader: a webhook-* header came on more than one line. Which
 // one counts would be ambiguous (we read the first, a proxy in front may read
@@ -242,41 +298,66 @@ func header(h http.Header, name string) (string, int) {
 	return v[0], len(v)
 }
 
-// readBody reads the whole body into one exact-size slice when the length is
-// announced, else into a growing one, stopping past max.
-func readBody(rd io.Reader, length, max int64) ([]byte, error) {
+// Body buffers: a body is buffered as its bytes arrive, never on the word
+// of Content-Length. The buffer starts small (an announced length up to
+// initialBody is allocated at once) and doubles as bytes come in, each growth
+// taken from the process-wide budget of body bytes in flight first.
+const initialBody = 1 << 10
+
+// readBody reads the whole body, stopping past limit. held is what it took
+// from budget (give it back once the body is no longer needed); past the
+// budget it fails with errBodyBudget.
+func readBody(rd io.Reader, length, limit int64, budget *bodyBudget) (body []byte, held int64, err error) {
+	size := int64(initialBody)
 	if length >= 0 {
-		buf := make([]byte, length)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, errors.New("body shorter than Content-Length")
-			}
-			return nil, err
-		}
-		return buf, nil
+		size = min(length, size)
 	}
-	buf := make([]byte, 0, 1024)
+	size = min(size, limit+1)
+	if !budget.take(size) {
+		return nil, 0, errBodyBudget
+	}
+	held = size
+	buf := make([]byte, 0, size)
 	for {
-		if int64(len(buf)) > max {
-			return nil, errBodyTooLarge
+		if length >= 0 && int64(len(buf)) == length {
+			// Go's server ends a Content-Length body there (a longer one
+			// is the next request's bytes, or refused).
+			return buf, held, nil
 		}
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			if int64(len(buf)) > limit {
+				return nil, held, errBodyTooLarge
+			}
+			grow := min(max(int64(cap(buf))*2, 64), limit+1)
+			if length >= 0 {
+				grow = min(grow, length) // never more than announced
+			}
+			if !budget.take(grow) {
+				return nil, held, errBodyBudget
+			}
+			next := make([]byte, len(buf), grow)
+			copy(next, buf)
+			budget.give(int64(cap(buf))) // the old buffer is garbage now
+			held += grow - int64(cap(buf))
+			buf = next
 		}
 		n, err := rd.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			if int64(len(buf)) > max {
-				return nil, errBodyTooLarge
+		switch {
+		case err == io.EOF && length >= 0 && int64(len(buf)) < length,
+			errors.Is(err, io.ErrUnexpectedEOF) && length >= 0:
+			return nil, held, errors.New("body shorter than Content-Length")
+		case err == io.EOF:
+			if int64(len(buf)) > limit {
+				return nil, held, errBodyTooLarge
 			}
-			return buf, nil
-		}
-		if err != nil {
+			return buf, held, nil
+		case err != nil:
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, errBodyTooLarge
+				return nil, held, errBodyTooLarge
 			}
-			return nil, err
+			return nil, held, err
 		}
 	}
 }

@@ -12,23 +12,21 @@ import (
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/queue"
 )
 
-// runtimes holds one *runtime per storage directory. A Badger directory can
+// runtimes holds one *runtime per store (Storage.key). A Badger directory can
 // be opened once per process, and during `caddy reload` the old and the new
 // config are alive at once: both use the same store and forwarder, which are
 // closed when the last user lets go.
 var runtimes = caddy.NewUsagePool()
-
-// receivers maps a receiver name to its runtime, for the admin API and metrics.
-var receivers sync.Map // string → *runtime
 
 // stopGrace is how long a closing forwarder waits for attempts under way.
 var stopGrace = 5 * time.Second
 
 type runtimeOptions struct {
 	name       string
-	dir        string
+	storage    Storage
 	syncWrites bool
 	maxBody    int64
 	minFree    int64
@@ -39,11 +37,12 @@ type runtimeOptions struct {
 // runtime is what outlives a config reload: the store and its forwarder.
 type runtime struct {
 	name       string
-	dir        string
+	storage    Storage
 	syncWrites bool  // as the store was opened with
 	maxBody    int64 // as the store was opened with
 	minFree    int64 // as the store was opened with
-	store      *dedupe.Store
+	store      queue.Store
+	closeStore func() error // the store's own close, and its share of a pool
 	logger     *zap.Logger
 	metrics    *receiverMetrics
 
@@ -58,26 +57,41 @@ type registration struct {
 	cfg forward.Config
 }
 
-// acquireRuntime opens the store of o.dir, or shares the one already open.
+// openStore opens the store o names. A variable so that the PostgreSQL
+// backend plugs in (postgres.go) and tests can fail it.
+var openStore = func(o runtimeOptions) (queue.Store, func() error, error) {
+	if o.storage.postgres() {
+		return openPostgresStore(o)
+	}
+	s, err := dedupe.Open(dedupe.Options{
+		Dir:          o.storage.Dir,
+		SyncWrites:   o.syncWrites,
+		MaxValueSize: o.maxBody,
+		MinFreeSpace: o.minFree,
+		Logger:       o.logger.Named("store"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
+}
+
+// acquireRuntime opens the store of o, or shares the one already open.
 func acquireRuntime(o runtimeOptions) (*runtime, error) {
-	v, loaded, err := runtimes.LoadOrNew(o.dir, func() (caddy.Destructor, error) {
-		store, err := dedupe.Open(dedupe.Options{
-			Dir:          o.dir,
-			SyncWrites:   o.syncWrites,
-			MaxValueSize: o.maxBody,
-			MinFreeSpace: o.minFree,
-			Logger:       o.logger.Named("store"),
-		})
+	key := o.storage.key(o.name)
+	v, loaded, err := runtimes.LoadOrNew(key, func() (caddy.Destructor, error) {
+		store, closeStore, err := openStore(o)
 		if err != nil {
 			return nil, err
 		}
 		return &runtime{
 			name:       o.name,
-			dir:        o.dir,
+			storage:    o.storage,
 			syncWrites: o.syncWrites,
 			maxBody:    o.maxBody,
 			minFree:    o.minFree,
 			store:      store,
+			closeStore: closeStore,
 			logger:     o.logger,
 			metrics:    o.metrics,
 		}, nil
@@ -88,8 +102,8 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 	rt := v.(*runtime)
 	if loaded && rt.name != o.name {
 		// Its forwarder, metrics and events carry the name it opened with.
-		_, _ = runtimes.Delete(o.dir)
-		return nil, fmt.Errorf("storage %s is in use by receiver %q: renaming a receiver that keeps its storage takes a restart", o.dir, rt.name)
+		_, _ = runtimes.Delete(key)
+		return nil, fmt.Errorf("storage %s is in use by receiver %q: renaming a receiver that keeps its storage takes a restart", o.storage, rt.name)
 	}
 	if loaded {
 		// The store's own options are fixed while it is open.
@@ -103,8 +117,13 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 			warnStoreOption(o.logger, "min_free_space", rt.minFree, o.minFree)
 		}
 	}
-	receivers.Store(o.name, rt)
 	return rt, nil
+}
+
+// release lets go of a runtime acquired with acquireRuntime.
+func (rt *runtime) release() error {
+	_, err := runtimes.Delete(rt.storage.key(rt.name))
+	return err
 }
 
 // warnStoreOption says that an option of an open store changed in a reload
@@ -158,16 +177,23 @@ func (rt *runtime) forwarder() *forward.Forwarder {
 	return rt.fwd
 }
 
+// stats reads the store's counts, bounded in time (a shared store may be
+// unreachable).
+func (rt *runtime) stats() (queue.Stats, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return rt.store.Stats(ctx)
+}
+
 // Destruct stops the forwarder, then closes the store. Attempts cut short
 // are made again after restart.
 func (rt *runtime) Destruct() error {
-	receivers.CompareAndDelete(rt.name, rt)
 	if fwd := rt.forwarder(); fwd != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 		fwd.Stop(ctx)
 		cancel()
 	}
-	return rt.store.Close()
+	return rt.closeStore()
 }
 
 // Interface guards

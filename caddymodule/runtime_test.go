@@ -19,7 +19,8 @@ import (
 // come back. The store closes when the last user lets go.
 func TestRuntimeSharedAcrossReload(t *testing.T) {
 	dir := t.TempDir()
-	opts := runtimeOptions{name: "rt", dir: dir, syncWrites: true, logger: zap.NewNop(), metrics: newReceiverMetrics()}
+	opts := runtimeOptions{name: "rt", storage: Storage{Backend: BackendBadger, Dir: dir}, syncWrites: true, logger: zap.NewNop(), metrics: newReceiverMetrics()}
+	key := opts.storage.key("rt")
 
 	oldRT, err := acquireRuntime(opts)
 	require.NoError(t, err)
@@ -35,17 +36,15 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 
 	// The new config failed later on and is cleaned up: the old one is back.
 	newRT.unregister(newID)
-	deleted, err := runtimes.Delete(dir)
+	deleted, err := runtimes.Delete(key)
 	require.NoError(t, err)
 	assert.False(t, deleted, "the old config still uses the runtime")
 	assert.Equal(t, "http://127.0.0.1:1/old", oldRT.forwarder().Config().Upstream)
 
 	oldRT.unregister(oldID)
-	deleted, err = runtimes.Delete(dir)
+	deleted, err = runtimes.Delete(key)
 	require.NoError(t, err)
 	assert.True(t, deleted, "the last user closes the runtime")
-	_, ok := receivers.Load("rt")
-	assert.False(t, ok, "a closed runtime leaves the admin registry")
 
 	// A second receiver name on an open storage directory is refused (the
 	// forwarder, metrics and events carry the first name).
@@ -55,7 +54,7 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 	renamed.name = "other"
 	_, err = acquireRuntime(renamed)
 	require.ErrorContains(t, err, `in use by receiver "rt"`)
-	deleted, err = runtimes.Delete(dir)
+	deleted, err = runtimes.Delete(key)
 	require.NoError(t, err)
 	assert.True(t, deleted, "the refused acquire did not keep a reference")
 	_ = first
@@ -64,7 +63,7 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 	again, err := acquireRuntime(opts)
 	require.NoError(t, err)
 	assert.NotSame(t, oldRT, again)
-	_, err = runtimes.Delete(dir)
+	_, err = runtimes.Delete(key)
 	require.NoError(t, err)
 }
 
@@ -74,7 +73,8 @@ func TestRuntimeSharedAcrossReload(t *testing.T) {
 func TestRuntimeWarnsOfFixedStoreOptions(t *testing.T) {
 	dir := t.TempDir()
 	core, logs := observer.New(zap.WarnLevel)
-	opts := runtimeOptions{name: "fixed", dir: dir, syncWrites: true, maxBody: 1 << 20, minFree: 128 << 20,
+	key := Storage{Backend: BackendBadger, Dir: dir}.key("fixed")
+	opts := runtimeOptions{name: "fixed", storage: Storage{Backend: BackendBadger, Dir: dir}, syncWrites: true, maxBody: 1 << 20, minFree: 128 << 20,
 		logger: zap.New(core), metrics: newReceiverMetrics()}
 	first, err := acquireRuntime(opts)
 	require.NoError(t, err)
@@ -97,7 +97,7 @@ func TestRuntimeWarnsOfFixedStoreOptions(t *testing.T) {
 		assert.Contains(t, strings.Join(said, "\n"), opt+" changed for an open storage directory")
 	}
 	for range 3 {
-		_, err = runtimes.Delete(dir)
+		_, err = runtimes.Delete(key)
 		require.NoError(t, err)
 	}
 }

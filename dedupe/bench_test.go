@@ -27,11 +27,8 @@ func BenchmarkAccept(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				m := &Message{
-					Event: "reply.received", ID: "msg_p5jXN8AQM9LWM0D4loKWxJek", Timestamp: "1614265330",
-					Signature: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", ContentType: "application/json",
-					Body: body,
-				}
+				m := msg("reply.received", "")
+				m.Body = body
 				for pb.Next() {
 					m.Key = "rpl_" + strconv.FormatUint(n.Add(1), 10)
 					m.AcceptedAt = time.Time{}

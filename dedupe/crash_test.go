@@ -117,8 +117,7 @@ func crashRun(t *testing.T, dir string, memTable int64, body, killAfter int) []a
 func verifyAcked(t *testing.T, dir string, acks []acked) {
 	t.Helper()
 	s := openTest(t, dir)
-	ready, err := s.Ready(0, 1<<30)
-	require.NoError(t, err)
+	ready := leased(t, s, 0)
 	stored := make(map[uint64]string, len(ready))
 	for _, m := range ready {
 		stored[m.Seq] = m.Key
@@ -134,7 +133,7 @@ func verifyAcked(t *testing.T, dir string, acks []acked) {
 	}
 	assert.Zero(t, missing, "acked messages lost")
 	assert.GreaterOrEqual(t, len(ready), len(acks), "every ack stored (unacked in-flight ones may be too)")
-	assert.Equal(t, int64(len(ready)), s.Stats().Queued)
+	assert.Equal(t, int64(len(ready)), stats(t, s).Queued)
 	// and their dedupe keys
 	for _, a := range acks[:min(len(acks), 50)] {
 		seq, dup, err := s.Accept(context.Background(), msg("reply.received", a.key), time.Hour)

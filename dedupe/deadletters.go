@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/leadterra/caddy-webhooks/queue"
 )
 
 // seqsPerOp is how many dead letters one Replay/Purge op carries; the writer
@@ -11,37 +13,25 @@ import (
 // message moves (or is deleted) atomically.
 const seqsPerOp = 256
 
-// Replay moves the dead letters that filter accepts (nil = all) back to q/
-// under new sequence numbers, so that a forwarder walking q/ with a cursor
-// sees them, with Attempts, LastStatus, LastError and DeadAt reset and
-// AcceptedAt = now (the oldest-age statistic counts from the replay). It
-// returns how many moved; durable like Accept.
-func (s *Store) Replay(ctx context.Context, filter func(*Message) bool) (int, error) {
-	seqs, err := s.deadSeqs(ctx, filter)
+// Replay moves the dead letters sel chooses back to q/ under new sequence
+// numbers, so that the forwarder's walk of q/ sees them, with Attempts,
+// LastStatus, LastError and DeadAt reset and AcceptedAt = now (retry_for and
+// the oldest-age figure count from the replay); corrupt ones stay. It returns
+// how many moved; durable like Accept.
+func (s *Store) Replay(ctx context.Context, sel queue.Selector) (int, error) {
+	seqs, err := s.deadSeqs(ctx, sel)
 	if err != nil {
 		return 0, err
 	}
-	return s.ReplaySeqs(ctx, seqs)
-}
-
-// ReplaySeqs replays the given dead letters; seqs that are not dead letters
-// are skipped (not counted).
-func (s *Store) ReplaySeqs(ctx context.Context, seqs []uint64) (int, error) {
 	return s.deadOps(ctx, opReplay, seqs)
 }
 
-// Purge deletes the dead letters that filter accepts (nil = all) and returns
-// how many.
-func (s *Store) Purge(ctx context.Context, filter func(*Message) bool) (int, error) {
-	seqs, err := s.deadSeqs(ctx, filter)
+// Purge deletes the dead letters sel chooses and returns how many.
+func (s *Store) Purge(ctx context.Context, sel queue.Selector) (int, error) {
+	seqs, err := s.deadSeqs(ctx, sel)
 	if err != nil {
 		return 0, err
 	}
-	return s.PurgeSeqs(ctx, seqs)
-}
-
-// PurgeSeqs deletes the given dead letters; absent seqs are skipped.
-func (s *Store) PurgeSeqs(ctx context.Context, seqs []uint64) (int, error) {
 	return s.deadOps(ctx, opPurge, seqs)
 }
 
@@ -70,13 +60,30 @@ func (s *Store) deadOps(ctx context.Context, kind opKind, seqs []uint64) (int, e
 	return total, nil
 }
 
-// deadSeqs lists the dead letters filter accepts, oldest first.
-func (s *Store) deadSeqs(ctx context.Context, filter func(*Message) bool) ([]uint64, error) {
+// deadSeqs lists the dead letters sel chooses, oldest first. Seqs alone are
+// taken as they are (absent ones are skipped by the writer); any other filter
+// reads the dead letters (a corrupt one matches only a selector without
+// filters).
+func (s *Store) deadSeqs(ctx context.Context, sel queue.Selector) ([]uint64, error) {
+	filtered := sel.Event != "" || !sel.Since.IsZero() || !sel.Until.IsZero()
+	if sel.Empty() {
+		return nil, nil
+	}
+	if len(sel.Seqs) > 0 && !filtered {
+		return sel.Seqs, nil
+	}
+	var wanted map[uint64]bool
+	if len(sel.Seqs) > 0 {
+		wanted = make(map[uint64]bool, len(sel.Seqs))
+		for _, q := range sel.Seqs {
+			wanted[q] = true
+		}
+	}
 	var seqs []uint64
 	err := s.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefixDead
-		opts.PrefetchValues = filter != nil
+		opts.PrefetchValues = filtered
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -85,15 +92,15 @@ func (s *Store) deadSeqs(ctx context.Context, filter func(*Message) bool) ([]uin
 			}
 			item := it.Item()
 			seq, ok := parseSeqKey(item.Key())
-			if !ok {
+			if !ok || (wanted != nil && !wanted[seq]) {
 				continue
 			}
-			if filter != nil {
+			if filtered {
 				m, err := messageFromItem(item)
 				if err != nil {
 					return err
 				}
-				if !filter(m) {
+				if m.Corrupt || !sel.Match(m) {
 					continue
 				}
 			}

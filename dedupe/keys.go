@@ -11,7 +11,9 @@ import (
 //	q/<seq:8 BE>                  -> message, ready to forward (FIFO by seq)
 //	r/<due unix nanos:8 BE><seq:8 BE> -> message, waiting for a retry at due
 //	d/<seq:8 BE>                  -> message, dead letter
+//	l/<len(lane) uvarint><lane><seq:8 BE> -> empty: seq is a pending message of lane (order_by)
 //	m/seq                         -> highest sequence number ever assigned (8 bytes BE)
+//	m/paused                      -> 1 byte: forwarding paused (1) or not (0)
 //
 // The event is part of the dedupe key so that, for example, message.sent and
 // message.bounced of one messageId do not collide.
@@ -20,7 +22,9 @@ var (
 	prefixQueue    = []byte("q/")
 	prefixRetry    = []byte("r/")
 	prefixDead     = []byte("d/")
+	prefixLane     = []byte("l/")
 	keySeqHighMark = []byte("m/seq")
+	keyPaused      = []byte("m/paused")
 )
 
 const (
@@ -39,6 +43,41 @@ func appendDedupeKey(b []byte, event, key string) []byte {
 	b = append(b, event...)
 	b = append(b, 0)
 	return append(b, key...)
+}
+
+// lanePrefix returns l/<len(lane)><lane>: the keys of a lane's pending
+// messages, in seq order, start with it (the length makes it a prefix of no
+// other lane's keys).
+func lanePrefix(lane string) []byte {
+	b := make([]byte, 0, prefixLen+binary.MaxVarintLen32+len(lane)+8)
+	b = append(b, prefixLane...)
+	b = binary.AppendUvarint(b, uint64(len(lane)))
+	return append(b, lane...)
+}
+
+// laneKey returns l/<len(lane)><lane><seq>.
+func laneKey(lane string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(lanePrefix(lane), seq)
+}
+
+// parseLaneSeq returns the seq at the end of an l/ key.
+func parseLaneSeq(k []byte) (uint64, bool) {
+	if len(k) < prefixLen+1+8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(k)-8:]), true
+}
+
+// parseLaneKey returns the lane and seq of an l/ key.
+func parseLaneKey(k []byte) (lane string, seq uint64, ok bool) {
+	if len(k) < prefixLen+1+8 {
+		return "", 0, false
+	}
+	n, w := binary.Uvarint(k[prefixLen:])
+	if w <= 0 || uint64(len(k)-prefixLen-w-8) != n {
+		return "", 0, false
+	}
+	return string(k[prefixLen+w : len(k)-8]), binary.BigEndian.Uint64(k[len(k)-8:]), true
 }
 
 // queueKey returns q/<seq>.

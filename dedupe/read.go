@@ -1,11 +1,9 @@
 package dedupe
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"math"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -43,20 +41,17 @@ func (s *Store) get(key []byte) (*Message, error) {
 	return m, err
 }
 
-// messageFromItem decodes a q/, r/ or d/ item.
+// messageFromItem decodes a q/, r/ or d/ item. A value that does not decode
+// or match its checksum comes back as a message with only its Seq and
+// Corrupt set.
 func messageFromItem(item *badger.Item) (*Message, error) {
 	k := item.Key()
 	m := &Message{}
 	switch {
 	case len(k) == retryKeyLen && k[0] == prefixRetry[0]:
-		due, seq, _ := parseRetryKey(k)
-		m.Seq, m.loc, m.due = seq, locRetry, uint64(due)
-	case len(k) == seqKeyLen && k[0] == prefixQueue[0]:
+		_, m.Seq, _ = parseRetryKey(k)
+	case len(k) == seqKeyLen && (k[0] == prefixQueue[0] || k[0] == prefixDead[0]):
 		m.Seq, _ = parseSeqKey(k)
-		m.loc = locQueue
-	case len(k) == seqKeyLen && k[0] == prefixDead[0]:
-		m.Seq, _ = parseSeqKey(k)
-		m.loc = locDead
 	default:
 		return nil, errCorrupt
 	}
@@ -65,7 +60,7 @@ func messageFromItem(item *badger.Item) (*Message, error) {
 		return nil, err
 	}
 	if err := decodeMessage(v, m); err != nil {
-		return nil, err
+		return &Message{Seq: m.Seq, Corrupt: true}, nil
 	}
 	return m, nil
 }
@@ -78,8 +73,8 @@ func normLimit(limit int) int {
 }
 
 // scan iterates prefix from seek (forward, or backward when reverse) and
-// appends decoded messages until limit or until stop says so.
-func (s *Store) scan(prefix, seek []byte, reverse bool, limit int, stop func(k []byte) bool) ([]*Message, error) {
+// appends decoded messages until limit.
+func (s *Store) scan(prefix, seek []byte, reverse bool, limit int) ([]*Message, error) {
 	limit = normLimit(limit)
 	var out []*Message
 	err := s.view(func(txn *badger.Txn) error {
@@ -90,11 +85,7 @@ func (s *Store) scan(prefix, seek []byte, reverse bool, limit int, stop func(k [
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
-			item := it.Item()
-			if stop != nil && stop(item.Key()) {
-				break
-			}
-			m, err := messageFromItem(item)
+			m, err := messageFromItem(it.Item())
 			if err != nil {
 				return err
 			}
@@ -105,56 +96,10 @@ func (s *Store) scan(prefix, seek []byte, reverse bool, limit int, stop func(k [
 	return out, err
 }
 
-// Ready returns up to limit queued messages (q/) with Seq > after, in
-// ascending Seq order (limit <= 0 means 100). Walk the queue with a cursor:
-// Ready(lastSeq, n).
-func (s *Store) Ready(after uint64, limit int) ([]*Message, error) {
-	if after == math.MaxUint64 {
-		return nil, nil
-	}
-	return s.scan(prefixQueue, queueKey(after+1), false, limit, nil)
-}
-
-// Due returns up to limit retrying messages (r/) whose NextAttempt is at or
-// before now, earliest first.
-func (s *Store) Due(now time.Time, limit int) ([]*Message, error) {
-	bound := retryBound(now)
-	return s.scan(prefixRetry, prefixRetry, false, limit, func(k []byte) bool {
-		return bytes.Compare(k, bound) >= 0
-	})
-}
-
-// NextDueExcept returns the earliest retry time in r/ among the messages
-// for which skip (may be nil: all) is false, reading keys only; false if
-// there is none (or the store is closed). The forwarder skips the ones it has in flight.
-func (s *Store) NextDueExcept(skip func(seq uint64) bool) (time.Time, bool) {
-	var due int64
-	var ok bool
-	_ = s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixRetry
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			d, seq, valid := parseRetryKey(it.Item().Key())
-			if valid && (skip == nil || !skip(seq)) {
-				due, ok = d, true
-				return nil
-			}
-		}
-		return nil
-	})
-	if !ok {
-		return time.Time{}, false
-	}
-	return time.Unix(0, due), true
-}
-
 // DeadLetters returns up to limit dead letters, newest (highest Seq) first,
 // with Seq < before; before = 0 starts from the newest. Page with the last
 // Seq returned.
-func (s *Store) DeadLetters(before uint64, limit int) ([]*Message, error) {
+func (s *Store) DeadLetters(_ context.Context, before uint64, limit int) ([]*Message, error) {
 	if before == 1 {
 		return nil, nil
 	}
@@ -162,10 +107,10 @@ func (s *Store) DeadLetters(before uint64, limit int) ([]*Message, error) {
 	if before > 0 {
 		seek = deadKey(before - 1)
 	}
-	return s.scan(prefixDead, seek, true, limit, nil)
+	return s.scan(prefixDead, seek, true, limit)
 }
 
 // DeadLetter returns the dead letter seq, or ErrNotFound.
-func (s *Store) DeadLetter(seq uint64) (*Message, error) {
+func (s *Store) DeadLetter(_ context.Context, seq uint64) (*Message, error) {
 	return s.get(deadKey(seq))
 }

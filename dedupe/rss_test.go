@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/queue"
 )
 
 const envRSSDir = "DEDUPE_RSS_DIR"
@@ -92,8 +94,8 @@ func TestRSSChild(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		for _, m := range ms[:900] {
-			s.Delivered(m, nil)
+		for _, m := range leased(t, s, 900) {
+			settleAs(t, s, m, queue.Delivered, time.Time{})
 		}
 	}
 	time.Sleep(time.Second) // let flushes and compactions finish

@@ -1,6 +1,7 @@
 package dedupe
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leadterra/caddy-webhooks/internal/badgerlog"
+	"github.com/leadterra/caddy-webhooks/queue"
 )
 
 // Options configure a Store.
@@ -49,37 +51,13 @@ const (
 	defaultLimit        = 100
 	// maxOpsPerBatch caps how many queued operations one commit takes.
 	maxOpsPerBatch = 256
-	// MaxKeyLen bounds len(Event)+len(Key) of a message.
-	MaxKeyLen = 4096
-	// maxErrorLen bounds the stored LastError.
-	maxErrorLen = 1024
 )
 
 // now is the store's clock (AcceptedAt, DeadAt, Replay); tests replace it.
 var now = time.Now
 
-// Message is one accepted envelope and its forwarding state.
-type Message struct {
-	Seq         uint64 // assigned by Accept (and anew by Replay)
-	Key         string // dedupe key ("" = not deduplicated)
-	Event       string
-	ID          string // webhook-id header
-	Timestamp   string // webhook-timestamp header as received
-	Signature   string // webhook-signature header as received
-	ContentType string
-	Body        []byte // raw bytes, forwarded unchanged
-	AcceptedAt  time.Time
-	Attempts    int       // forwarding attempts made so far
-	NextAttempt time.Time // zero while in q/
-	LastStatus  int       // last upstream HTTP status, 0 = none
-	LastError   string
-	DeadAt      time.Time
-
-	// where the message lives: locQueue (q/<Seq>), locRetry (r/<due><Seq>),
-	// locDead (d/<Seq>); locNone for a message the store did not hand out.
-	loc location
-	due uint64
-}
+// Message is the queue contract's message.
+type Message = queue.Message
 
 type location uint8
 
@@ -90,26 +68,8 @@ const (
 	locDead
 )
 
-// storageKey returns the key m lives under.
-func (m *Message) storageKey() ([]byte, error) {
-	switch m.loc {
-	case locQueue:
-		return queueKey(m.Seq), nil
-	case locRetry:
-		return retryKeyAt(m.due, m.Seq), nil
-	case locDead:
-		return deadKey(m.Seq), nil
-	}
-	return nil, fmt.Errorf("%w: message %d was not read from the store", ErrNotFound, m.Seq)
-}
-
-// Stats are the store's counters, kept in memory.
-type Stats struct {
-	Queued, Retrying, Dead int64
-	// OldestAccepted is the AcceptedAt of the oldest message still queued or
-	// retrying (lowest seq); zero if there is none.
-	OldestAccepted time.Time
-}
+// Stats are the queue contract's counts.
+type Stats = queue.Stats
 
 // Store is the receiver's durable store: dedupe keys, the forwarding queue,
 // the retry set and dead letters, in one Badger database. Every mutation goes
@@ -152,8 +112,14 @@ type Store struct {
 	retrying  int64
 	dead      int64
 	pending   pendingSet
+	published uint64 // highest seq whose commit was published to pending
 	oldestSeq uint64
 	oldestAt  time.Time
+
+	paused atomic.Bool // forwarding paused (m/paused), as last committed
+
+	lmu    sync.Mutex // guards the leases (lease.go)
+	leases leaseTable
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -273,6 +239,18 @@ func (s *Store) load() error {
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return err
 		}
+		item, err = txn.Get(keyPaused)
+		switch {
+		case err == nil:
+			if err := item.Value(func(v []byte) error {
+				s.paused.Store(len(v) == 1 && v[0] == 1)
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		for _, p := range [][]byte{prefixQueue, prefixRetry, prefixDead} {
@@ -310,6 +288,8 @@ func (s *Store) load() error {
 		return nil
 	})
 	s.pending.load(items)
+	s.published = s.seq
+	s.leases.init()
 	return err
 }
 
@@ -336,9 +316,21 @@ func (s *Store) Close() error {
 // several commits, so read Ready until it returns nothing new.
 func (s *Store) Notify() <-chan struct{} { return s.notify }
 
-// Stats returns the counters. O(1) except when the oldest pending message
+// Stats returns the counts. O(1) except when the oldest pending message
 // changed since the last call: then one point lookup reads its AcceptedAt.
-func (s *Store) Stats() Stats {
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	if err := s.alive(); err != nil {
+		return Stats{}, err
+	}
+	st := s.stats()
+	s.lmu.Lock()
+	st.Leased = int64(len(s.leases.bySeq))
+	s.lmu.Unlock()
+	st.Paused = s.paused.Load()
+	return st, ctx.Err()
+}
+
+func (s *Store) stats() Stats {
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		st := Stats{Queued: s.queued, Retrying: s.retrying, Dead: s.dead}
@@ -370,4 +362,25 @@ func (s *Store) Stats() Stats {
 		s.mu.Unlock()
 		return st
 	}
+}
+
+// alive reports errClosed once Close has begun.
+func (s *Store) alive() error {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.qclosed {
+		return errClosed
+	}
+	return nil
+}
+
+// Interface guards
+var _ queue.Store = (*Store)(nil)
+
+// SetClock replaces the store's clock (tests of other packages) and returns
+// the previous one.
+func SetClock(f func() time.Time) func() time.Time {
+	old := now
+	now = f
+	return old
 }

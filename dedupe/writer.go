@@ -48,12 +48,15 @@ const (
 	opKill
 	opReplay
 	opPurge
+	opPause
+	opDrop
 )
 
 type op struct {
 	kind opKind
 
 	kkey   []byte        // accept: k/ key, nil = no dedupe
+	lkey   []byte        // accept: l/ key without its seq, nil = no lane; settle: l/ key to delete
 	qkey   []byte        // accept: room for q/<seq>, filled by the writer
 	seqVal []byte        // accept: room for the k/ value (seq)
 	buf    []byte        // accept: backs value, kkey, qkey and seqVal (pooled)
@@ -67,7 +70,9 @@ type op struct {
 	newKey []byte   // reschedule, kill: where it goes
 	newDue uint64   // reschedule
 
-	seqs []uint64 // replay, purge
+	seqs   []uint64 // replay, purge
+	paused bool     // pause
+	keys   [][]byte // drop: keys to delete
 
 	// results
 	resSeq uint64
@@ -76,8 +81,8 @@ type op struct {
 	err    error
 
 	applied bool        // all units applied: complete at the next commit
-	done    func(error) // async ops
-	res     chan *op    // sync ops
+	done    func(error) // bookkeeping after the commit, on the writer goroutine
+	res     chan *op    // the caller waiting
 }
 
 // acceptOps recycles Accept ops (and their buffer) once Accept has returned.
@@ -96,11 +101,14 @@ func putAcceptOp(o *op) {
 	acceptOps.Put(o)
 }
 
+// complete hands the op's result over: done (on the writer goroutine), then
+// the waiting caller.
 func (o *op) complete() {
+	if o.done != nil {
+		o.done(o.err)
+	}
 	if o.res != nil {
 		o.res <- o
-	} else if o.done != nil {
-		o.done(o.err)
 	}
 }
 
@@ -202,6 +210,7 @@ const (
 	chKill                     // q/ or r/ -> d/ (from)
 	chReplay                   // d/ -> q/ (seq = new seq, at, o)
 	chPurge                    // d/ -> gone (o)
+	chPause                    // m/paused changed (o.paused)
 )
 
 type change struct {
@@ -358,6 +367,12 @@ func (s *Store) publish(chg []change) {
 			s.pending.remove(c.seq)
 		case chPurge:
 			c.o.n++
+		case chPause:
+			s.paused.Store(c.o.paused)
+			added = added || !c.o.paused // a resume is new work
+		}
+		if c.kind == chAdd || c.kind == chReplay {
+			s.published = max(s.published, c.seq)
 		}
 	}
 	s.mu.Unlock()
@@ -379,6 +394,10 @@ func (s *Store) applyOp(b *batch, o *op) {
 		for _, seq := range o.seqs {
 			s.applyDead(b, o, seq)
 		}
+	case opPause:
+		s.applyPause(b, o)
+	case opDrop:
+		s.applyDrop(b, o)
 	}
 	// Complete o after the commit of the current transaction, even if it
 	// wrote nothing there: a duplicate may have been found among this
@@ -393,6 +412,10 @@ func (s *Store) applyAccept(b *batch, o *op) {
 	n := int64(1)
 	if o.kkey != nil {
 		size += s.entrySize(len(o.kkey), 8)
+		n++
+	}
+	if o.lkey != nil {
+		size += s.entrySize(len(o.lkey)+8, 0)
 		n++
 	}
 	if !b.room(size, n) {
@@ -440,6 +463,12 @@ func (s *Store) applyAccept(b *batch, o *op) {
 			return
 		}
 	}
+	if o.lkey != nil {
+		if err := b.tx().Set(binary.BigEndian.AppendUint64(o.lkey[:len(o.lkey):len(o.lkey)], seq), nil); err != nil {
+			b.abort(err)
+			return
+		}
+	}
 	s.seq = seq
 	b.seqs = true
 	o.resSeq = seq
@@ -447,12 +476,16 @@ func (s *Store) applyAccept(b *batch, o *op) {
 }
 
 // applyMove handles Delivered, Reschedule and Kill: the message must still be
-// where the caller's copy says.
+// where the lease says.
 func (s *Store) applyMove(b *batch, o *op) {
 	size := s.entrySize(len(o.oldKey), 0)
 	n := int64(1)
 	if o.newKey != nil {
 		size += s.entrySize(len(o.newKey), len(o.value))
+		n++
+	}
+	if o.lkey != nil {
+		size += s.entrySize(len(o.lkey), 0)
 		n++
 	}
 	if !b.room(size, n) {
@@ -467,6 +500,12 @@ func (s *Store) applyMove(b *batch, o *op) {
 			o.err = unavailable(err)
 		}
 		return
+	}
+	if o.lkey != nil {
+		if err := b.tx().Delete(o.lkey); err != nil {
+			b.abort(err)
+			return
+		}
 	}
 	if string(o.oldKey) != string(o.newKey) {
 		if err := b.tx().Delete(o.oldKey); err != nil {
@@ -493,7 +532,8 @@ func (s *Store) applyMove(b *batch, o *op) {
 }
 
 // applyDead replays or purges one dead letter; a seq that is not (or no
-// longer) a dead letter is skipped. Each message moves atomically.
+// longer) a dead letter, and a corrupt one for a replay, is skipped. Each
+// message moves atomically.
 func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 	key := deadKey(seq)
 	for committed := false; ; committed = true {
@@ -507,11 +547,27 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 			}
 			return
 		}
+		var m *Message
 		size, n := s.entrySize(len(key), 0), int64(1)
 		if o.kind == opReplay {
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				if o.err == nil {
+					o.err = unavailable(err)
+				}
+				return
+			}
+			m = &Message{}
+			if decodeMessage(v, m) != nil || m.Corrupt {
+				return // a corrupt dead letter stays where operators can see it
+			}
 			// the re-encoded value may be a few bytes longer (AcceptedAt)
-			size += s.entrySize(seqKeyLen, int(item.ValueSize())+16)
+			size += s.entrySize(seqKeyLen, len(v)+16)
 			n++
+			if m.Lane != "" {
+				size += s.entrySize(len(lanePrefix(m.Lane))+8, 0)
+				n++
+			}
 		}
 		if size > s.txnMaxSize || n > s.txnMaxCount {
 			if o.err == nil {
@@ -520,8 +576,11 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 			return
 		}
 		if b.size+size > s.txnMaxSize || b.n+n > s.txnMaxCount {
-			if committed {
-				panic("dedupe: room after commit") // unreachable
+			if committed { // cannot happen: the size fits an empty transaction
+				if o.err == nil {
+					o.err = ErrTooLarge
+				}
+				return
 			}
 			b.commit() // then read again in the new transaction
 			continue
@@ -537,20 +596,6 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 			b.chg = append(b.chg, change{kind: chPurge, from: locDead, seq: seq, o: o})
 			return
 		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			if o.err == nil {
-				o.err = unavailable(err)
-			}
-			return
-		}
-		m := &Message{}
-		if err := decodeMessage(v, m); err != nil {
-			if o.err == nil {
-				o.err = fmt.Errorf("dedupe: dead letter %d: %w", seq, err)
-			}
-			return
-		}
 		at := now()
 		m.Attempts, m.LastStatus, m.LastError = 0, 0, ""
 		m.NextAttempt, m.DeadAt, m.AcceptedAt = time.Time{}, time.Time{}, at
@@ -558,6 +603,12 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		if err := b.tx().Set(queueKey(newSeq), encodeMessage(m)); err != nil {
 			b.abort(err)
 			return
+		}
+		if m.Lane != "" {
+			if err := b.tx().Set(laneKey(m.Lane, newSeq), nil); err != nil {
+				b.abort(err)
+				return
+			}
 		}
 		if err := b.tx().Delete(key); err != nil {
 			b.abort(err)
@@ -567,5 +618,38 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		b.seqs = true
 		b.chg = append(b.chg, change{kind: chReplay, from: locDead, seq: newSeq, at: at.UnixNano(), o: o})
 		return
+	}
+}
+
+// applyPause records the pause state.
+func (s *Store) applyPause(b *batch, o *op) {
+	if !b.room(s.entrySize(len(keyPaused), 1), 1) {
+		o.err = ErrTooLarge
+		return
+	}
+	b.track(o)
+	v := []byte{0}
+	if o.paused {
+		v[0] = 1
+	}
+	if err := b.tx().Set(keyPaused, v); err != nil {
+		b.abort(err)
+		return
+	}
+	b.chg = append(b.chg, change{kind: chPause, o: o})
+}
+
+// applyDrop deletes keys (stale lane entries).
+func (s *Store) applyDrop(b *batch, o *op) {
+	for _, k := range o.keys {
+		if !b.room(s.entrySize(len(k), 0), 1) {
+			o.err = ErrTooLarge
+			return
+		}
+		b.track(o)
+		if err := b.tx().Delete(k); err != nil {
+			b.abort(err)
+			return
+		}
 	}
 }

@@ -50,6 +50,13 @@ type Config struct {
 	Jitter float64
 }
 
+// CheckConfig reports what is wrong with c, if anything (New and SetConfig
+// would refuse it).
+func CheckConfig(c Config) error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns c with zero fields filled in, checked.
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Retry) == 0 {

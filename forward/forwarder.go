@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -42,49 +42,53 @@ const (
 // Its methods must be fast and safe for concurrent use.
 type Observer interface {
 	Attempt(event, result string, took time.Duration)
-	Dead(m *dedupe.Message)
+	Dead(m *queue.Message)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Attempt(string, string, time.Duration) {}
-func (nopObserver) Dead(*dedupe.Message)                  {}
+func (nopObserver) Dead(*queue.Message)                   {}
 
-// readBatch is how many messages one store read returns.
+// readBatch is how many messages one lease takes at most.
 const readBatch = 64
+
+// leaseMargin is how long a lease outlives its attempt's timeout, for the
+// outcome to be recorded; past it a shared store lets another forwarder
+// take the message (this one is presumed dead).
+const leaseMargin = time.Minute
 
 // maxResponseBody is how much of an upstream's answer is read (then dropped).
 const maxResponseBody = 64 << 10
 
 // Forwarder delivers a store's queue to one upstream. Create it with New,
-// run it with Start, end it with Stop.
+// run it with Start, end it with Stop. The store decides what may go (leases,
+// lanes, pause); the forwarder decides how much goes at once (concurrency,
+// the upstream's health) and what becomes of each attempt.
 type Forwarder struct {
-	store  *dedupe.Store
+	store  queue.Store
 	logger *zap.Logger
 	obs    Observer
 	cfg    atomic.Pointer[setup]
 	setMu  sync.Mutex // serialises SetConfig
 
-	mu       sync.Mutex
-	slotFree *sync.Cond          // signalled when active drops or on stop
-	active   int                 // attempts in flight, from dispatch until their outcome is committed
-	inflight map[uint64]struct{} // dispatched; cleared by the loop once booked
-	booked   []uint64            // booked since the loop last looked
-	health   health
-	stopped  bool
+	mu      sync.Mutex
+	active  int // attempts in flight, from lease until their outcome is stored
+	health  health
+	stopped bool
+	readErr bool // the last store read failed (logged once per outage)
 
 	wake     chan struct{} // cap 1: something changed, look again
 	stop     chan struct{}
 	loopDone chan struct{}
 	attempts sync.WaitGroup
-	booking  sync.WaitGroup // bookkeeping ops handed to the store and not yet committed
 	baseCtx  context.Context
 	cancel   context.CancelFunc
 	started  atomic.Bool
 }
 
 // New makes a forwarder for store with cfg. obs and logger may be nil.
-func New(store *dedupe.Store, cfg Config, logger *zap.Logger, obs Observer) (*Forwarder, error) {
+func New(store queue.Store, cfg Config, logger *zap.Logger, obs Observer) (*Forwarder, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -100,14 +104,12 @@ func New(store *dedupe.Store, cfg Config, logger *zap.Logger, obs Observer) (*Fo
 		store:    store,
 		logger:   logger,
 		obs:      obs,
-		inflight: make(map[uint64]struct{}),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 		baseCtx:  ctx,
 		cancel:   cancel,
 	}
-	f.slotFree = sync.NewCond(&f.mu)
 	f.health.state = StateHealthy
 	f.cfg.Store(&setup{Config: c, transport: newTransport(c.RootCAs)})
 	return f, nil
@@ -167,10 +169,7 @@ func (f *Forwarder) SetConfig(cfg Config) error {
 		prev.CloseIdleConnections()
 		time.AfterFunc(old.Timeout+time.Second, prev.CloseIdleConnections)
 	}
-	f.kick()
-	f.mu.Lock()
-	f.slotFree.Broadcast() // concurrency may have grown
-	f.mu.Unlock()
+	f.kick() // concurrency may have grown
 	return nil
 }
 
@@ -195,7 +194,6 @@ func (f *Forwarder) Stop(ctx context.Context) {
 		return
 	}
 	f.stopped = true
-	f.slotFree.Broadcast()
 	f.mu.Unlock()
 	close(f.stop)
 	if f.started.Load() {
@@ -204,7 +202,6 @@ func (f *Forwarder) Stop(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		f.attempts.Wait()
-		f.booking.Wait()
 		close(done)
 	}()
 	select {
@@ -217,8 +214,8 @@ func (f *Forwarder) Stop(ctx context.Context) {
 	f.cfg.Load().transport.CloseIdleConnections()
 }
 
-// InFlight is the number of attempts under way (sent, or answered and not
-// yet booked).
+// InFlight is the number of attempts under way (sent, or answered and their
+// outcome not yet stored).
 func (f *Forwarder) InFlight() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -233,11 +230,12 @@ func (f *Forwarder) kick() {
 	}
 }
 
-// run is the dispatch loop: due retries first, then fresh envelopes in
-// acceptance order (one probe at a time while the upstream is failing).
+// run is the dispatch loop: it leases what the store has ready (due retries
+// first, then fresh envelopes in acceptance order) as far as free attempt
+// slots and the upstream's health allow (one probe at a time while it is
+// failing), and otherwise sleeps until something may have changed.
 func (f *Forwarder) run() {
 	defer close(f.loopDone)
-	var cursor uint64 // highest q/ seq dispatched; q/ seqs only grow
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -246,68 +244,24 @@ func (f *Forwarder) run() {
 			return
 		default:
 		}
-		// Forget envelopes whose outcome is committed only here, before the
-		// store is read again: a read that began before the commit could
-		// otherwise hand back a stale copy of one just booked.
-		f.clearBooked()
-		progressed := false
-		t0 := now() // one instant for the budget, what is due and how long to sleep
+		t0 := now() // one instant for the budget and how long to sleep
 		budget, probe := f.freshBudget(t0)
-
-		// Due retries first. While the upstream is failing only a probe
-		// goes, and a due retry is the first choice for it.
-		if budget > 0 {
-			due, err := f.store.Due(t0, readBatch+f.cfg.Load().Concurrency)
-			if err != nil {
-				f.readFailed(err)
-			}
-			for _, m := range due {
-				if budget == 0 || (!probe && !f.healthy()) {
-					break
-				}
-				if f.isInflight(m.Seq) {
-					continue
-				}
-				if !f.acquire() {
-					return
-				}
+		cfg := f.cfg.Load()
+		if n := min(budget, f.free(cfg.Concurrency)); n > 0 {
+			ms, err := f.store.Lease(f.baseCtx, n, cfg.Timeout+leaseMargin)
+			f.readDone(err)
+			for _, m := range ms {
 				f.launch(m, probe)
-				progressed = true
-				if probe {
-					budget = 0
-				}
 			}
-		}
-
-		// Then fresh envelopes in acceptance order.
-		if budget > 0 {
-			ready, err := f.store.Ready(cursor, budget)
-			if err != nil {
-				f.readFailed(err)
+			if len(ms) > 0 {
+				continue
 			}
-			for _, m := range ready {
-				if !probe && !f.healthy() {
-					break
-				}
-				if !f.acquire() {
-					return
-				}
-				cursor = m.Seq
-				if f.isInflight(m.Seq) {
-					f.release()
-					continue
-				}
-				f.launch(m, probe)
-				progressed = true
-			}
-		}
-		if progressed {
-			continue
 		}
 
 		untilProbe, waitingToProbe := f.untilProbe(t0)
 		wait := sleepFor(t0, untilProbe, waitingToProbe, f.healthy(), func() (time.Time, bool) {
-			return f.store.NextDueExcept(f.isInflight)
+			t, ok, _ := f.store.NextDue(f.baseCtx)
+			return t, ok
 		})
 		timer.Reset(wait)
 		select {
@@ -346,59 +300,49 @@ func sleepFor(t0 time.Time, untilProbe time.Duration, waitingToProbe, healthy bo
 	return max(wait, time.Millisecond)
 }
 
-// readFailed logs a store read error and backs off a little.
-func (f *Forwarder) readFailed(err error) {
-	f.logger.Error("reading forwarding queue", zap.Error(err))
-	select {
-	case <-f.stop:
-	case <-time.After(time.Second):
+// readDone notes how a store read went: a failure is logged once per outage
+// (and its end once), and the loop backs off a little.
+func (f *Forwarder) readDone(err error) {
+	f.mu.Lock()
+	was := f.readErr
+	f.readErr = err != nil && f.baseCtx.Err() == nil
+	f.mu.Unlock()
+	switch {
+	case f.readErr && !was:
+		f.logger.Error("reading forwarding queue; forwarding waits for the store", zap.Error(err))
+	case !f.readErr && was && err == nil:
+		f.logger.Info("forwarding queue readable again")
+	}
+	if f.readErr {
+		select {
+		case <-f.stop:
+		case <-time.After(time.Second):
+		}
 	}
 }
 
-// clearBooked drops booked envelopes from the in-flight set.
-func (f *Forwarder) clearBooked() {
+// free is how many more attempts may start now.
+func (f *Forwarder) free(concurrency int) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, seq := range f.booked {
-		delete(f.inflight, seq)
-	}
-	f.booked = f.booked[:0]
-}
-
-func (f *Forwarder) isInflight(seq uint64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.inflight[seq]
-	return ok
-}
-
-// acquire waits for a free attempt slot; false when stopping.
-func (f *Forwarder) acquire() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for !f.stopped && f.active >= f.cfg.Load().Concurrency {
-		f.slotFree.Wait()
-	}
 	if f.stopped {
-		return false
+		return 0
 	}
-	f.active++
-	return true
+	return max(concurrency-f.active, 0)
 }
 
 // release gives back an attempt slot.
 func (f *Forwarder) release() {
 	f.mu.Lock()
 	f.active--
-	f.slotFree.Signal()
 	f.mu.Unlock()
 	f.kick()
 }
 
-// launch starts one attempt on a slot already acquired.
-func (f *Forwarder) launch(m *dedupe.Message, probe bool) {
+// launch starts one attempt of a leased message on a new slot.
+func (f *Forwarder) launch(m *queue.Message, probe bool) {
 	f.mu.Lock()
-	f.inflight[m.Seq] = struct{}{}
+	f.active++
 	if probe {
 		f.health.probing = true
 	}
@@ -406,73 +350,108 @@ func (f *Forwarder) launch(m *dedupe.Message, probe bool) {
 	f.attempts.Add(1)
 	go func() {
 		defer f.attempts.Done()
+		defer f.release()
+		if m.Corrupt {
+			f.deadCorrupt(m, probe)
+			return
+		}
 		f.attempt(m, probe)
 	}()
 }
 
-// attempt forwards m once and books the outcome.
-func (f *Forwarder) attempt(m *dedupe.Message, probe bool) {
+// deadCorrupt dead-letters a message whose stored bytes were damaged: it is
+// never sent (nor re-signed).
+func (f *Forwarder) deadCorrupt(m *queue.Message, probe bool) {
+	if probe {
+		f.mu.Lock()
+		f.health.probing = false
+		f.mu.Unlock()
+	}
+	f.logger.Error("stored envelope is corrupt (checksum mismatch); dead-lettered without forwarding",
+		zap.Uint64("seq", m.Seq), zap.String("event", m.Event), zap.String("dedupe_key", m.Key))
+	f.settle(m, queue.Outcome{Verdict: queue.Dead, Attempts: m.Attempts, Corrupt: true,
+		Error: "stored envelope corrupt: checksum mismatch"})
+}
+
+// settle stores an attempt's outcome. The slot is given back only afterwards
+// (the caller's defer): an envelope delivered but not yet settled is
+// forwarded again after a crash, so holding the slot keeps those to at most
+// Concurrency.
+func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
+	err := f.store.Settle(f.baseCtx, m, out)
+	switch {
+	case err == nil:
+		if out.Verdict == queue.Dead {
+			f.obs.Dead(m)
+		}
+	case errors.Is(err, queue.ErrNotFound):
+		// The lease was lost (it outlived its hold and another forwarder
+		// took the envelope): that one records the outcome of its attempt.
+		f.logger.Warn("forwarding outcome not recorded: lease lost",
+			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key))
+	default:
+		// The envelope stays where it was and is attempted again later
+		// (after a restart at the latest): at-least-once.
+		f.logger.Error("recording forwarding outcome",
+			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(err))
+	}
+}
+
+// attempt forwards m once and stores the outcome.
+func (f *Forwarder) attempt(m *queue.Message, probe bool) {
 	cfg := f.cfg.Load()
 	number := m.Attempts + 1
 	start := now()
 	status, retryAfter, err := f.post(cfg, m, number)
 	took := now().Sub(start)
+	if err != nil && f.baseCtx.Err() != nil {
+		// Cut short by Stop: not the upstream's fault, not an attempt.
+		if probe {
+			f.mu.Lock()
+			f.health.probing = false
+			f.mu.Unlock()
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = f.store.Release(rctx, []*queue.Message{m})
+		cancel()
+		return
+	}
 
 	result := classify(status, err)
 	f.obs.Attempt(m.Event, result, took)
 	f.recordHealth(result == ResultDelivered, probe, status, err, &cfg.Config)
 
-	f.booking.Add(1)
-	// The slot is given back only once the outcome is committed: an
-	// envelope delivered but not yet booked is forwarded again after a
-	// crash, so holding the slot keeps those to at most Concurrency.
-	booked := func(berr error) {
-		defer f.booking.Done()
-		f.mu.Lock()
-		f.booked = append(f.booked, m.Seq)
-		f.mu.Unlock()
-		f.release()
-		if berr != nil {
-			// The envelope stays where it was and is attempted again later
-			// (after a restart at the latest): at-least-once.
-			f.logger.Error("recording forwarding outcome",
-				zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(berr))
-		}
-	}
-
-	m.Attempts = number
+	out := queue.Outcome{Attempts: number, Status: status}
 	if result == ResultDelivered {
 		if ce := f.logger.Check(zap.DebugLevel, "forwarded"); ce != nil {
 			ce.Write(zap.Uint64("seq", m.Seq), zap.String("event", m.Event), zap.String("dedupe_key", m.Key),
 				zap.Int("attempt", number), zap.Int("status", status), zap.Duration("took", took))
 		}
-		f.store.Delivered(m, booked)
+		out.Verdict = queue.Delivered
+		f.settle(m, out)
 		return
 	}
 
-	errMsg := describe(status, err)
+	out.Error = describe(status, err)
 	next, dead := nextAttempt(&cfg.Config, m.AcceptedAt, now(), number, retryAfter)
 	if dead {
 		f.logger.Error("envelope dead-lettered",
 			zap.Uint64("seq", m.Seq), zap.String("event", m.Event), zap.String("dedupe_key", m.Key),
-			zap.Int("attempts", number), zap.Int("status", status), zap.String("error", errMsg))
-		f.store.Kill(m, status, errMsg, func(berr error) {
-			if berr == nil {
-				f.obs.Dead(m)
-			}
-			booked(berr)
-		})
+			zap.Int("attempts", number), zap.Int("status", status), zap.String("error", out.Error))
+		out.Verdict = queue.Dead
+		f.settle(m, out)
 		return
 	}
 	f.logger.Warn("forward attempt failed",
 		zap.Uint64("seq", m.Seq), zap.String("event", m.Event), zap.String("dedupe_key", m.Key),
-		zap.Int("attempt", number), zap.Int("status", status), zap.String("error", errMsg),
+		zap.Int("attempt", number), zap.Int("status", status), zap.String("error", out.Error),
 		zap.Time("next_attempt", next))
-	f.store.Reschedule(m, next, status, errMsg, booked)
+	out.Verdict, out.Next = queue.Retry, next
+	f.settle(m, out)
 }
 
 // post sends one attempt. status is 0 when no response came back.
-func (f *Forwarder) post(cfg *setup, m *dedupe.Message, number int) (status int, retryAfter time.Duration, err error) {
+func (f *Forwarder) post(cfg *setup, m *queue.Message, number int) (status int, retryAfter time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(f.baseCtx, cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Upstream, bytes.NewReader(m.Body))
@@ -480,13 +459,16 @@ func (f *Forwarder) post(cfg *setup, m *dedupe.Message, number int) (status int,
 		return 0, 0, err
 	}
 	h := req.Header
+	for _, kept := range m.Headers {
+		h.Add(kept.Name, kept.Value) // the provider's headers, as received
+	}
 	ct := m.ContentType
 	if ct == "" {
 		ct = "application/json"
 	}
 	h.Set("Content-Type", ct)
-	id := m.ID
 	if len(cfg.UpstreamKeys) > 0 {
+		id := m.ID
 		if id == "" {
 			id = "gw_" + strconv.FormatUint(m.Seq, 10)
 		}
@@ -498,10 +480,6 @@ func (f *Forwarder) post(cfg *setup, m *dedupe.Message, number int) (status int,
 		h.Set(webhook.HeaderID, id)
 		h.Set(webhook.HeaderTimestamp, strconv.FormatInt(ts, 10))
 		h.Set(webhook.HeaderSignature, sig)
-	} else {
-		setIf(h, webhook.HeaderID, m.ID)
-		setIf(h, webhook.HeaderTimestamp, m.Timestamp)
-		setIf(h, webhook.HeaderSignature, m.Signature)
 	}
 	h.Set(HeaderDedupeKey, HeaderSafe(m.Key))
 	h.Set(HeaderEvent, HeaderSafe(m.Event))
@@ -519,12 +497,6 @@ func (f *Forwarder) post(cfg *setup, m *dedupe.Message, number int) (status int,
 		retryAfter = webhook.ParseRetryAfter(resp.Header.Get("Retry-After"), now())
 	}
 	return resp.StatusCode, retryAfter, nil
-}
-
-func setIf(h http.Header, k, v string) {
-	if v != "" {
-		h.Set(k, v)
-	}
 }
 
 // HeaderSafe makes s fit in an HTTP header value: bytes outside printable

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
+	"github.com/leadterra/caddy-webhooks/queue"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -172,12 +173,16 @@ func openStore(t *testing.T, dir string) *dedupe.Store {
 func accept(t *testing.T, s *dedupe.Store, n int) {
 	t.Helper()
 	for i := range n {
-		_, dup, err := s.Accept(context.Background(), &dedupe.Message{
-			Key:         fmt.Sprintf("reply.received:rpl_%d", i),
-			Event:       webhook.EventReplyReceived,
-			ID:          fmt.Sprintf("msg_%d", i),
-			Timestamp:   "1614265330",
-			Signature:   "v1,abc",
+		_, dup, err := s.Accept(context.Background(), &queue.Message{
+			Key:   fmt.Sprintf("reply.received:rpl_%d", i),
+			Event: webhook.EventReplyReceived,
+			ID:    fmt.Sprintf("msg_%d", i),
+			Headers: []queue.Header{
+				{Name: webhook.HeaderID, Value: fmt.Sprintf("msg_%d", i)},
+				{Name: webhook.HeaderTimestamp, Value: "1614265330"},
+				{Name: webhook.HeaderSignature, Value: "v1,abc"},
+				{Name: "X-Provider-Extra", Value: "kept"},
+			},
 			ContentType: "application/json",
 			Body:        []byte(fmt.Sprintf(`{"event":"reply.received","n":%d}`, i)),
 			AcceptedAt:  time.Now(),
@@ -202,10 +207,28 @@ func (o *countingObserver) Attempt(_, result string, _ time.Duration) {
 	o.results[result]++
 }
 
-func (o *countingObserver) Dead(*dedupe.Message) {
+func (o *countingObserver) Dead(*queue.Message) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.dead++
+}
+
+// stats reads the store's counts.
+func stats(t *testing.T, s *dedupe.Store) queue.Stats {
+	t.Helper()
+	st, err := s.Stats(context.Background())
+	require.NoError(t, err)
+	return st
+}
+
+// retrying leases the retries due within d (the forwarder must be stopped or
+// not hold them) to look at them.
+func retrying(t *testing.T, s *dedupe.Store, within time.Duration) []*queue.Message {
+	t.Helper()
+	defer func(orig func() time.Time) { dedupe.SetClock(orig) }(dedupe.SetClock(func() time.Time { return time.Now().Add(within) }))
+	ms, err := s.Lease(context.Background(), 100, time.Minute)
+	require.NoError(t, err)
+	return ms
 }
 
 func startForwarder(t *testing.T, s *dedupe.Store, cfg Config, obs Observer) *Forwarder {
@@ -224,7 +247,7 @@ func TestForwarderDeliversInOrderWithHeaders(t *testing.T) {
 	accept(t, s, 5)
 	startForwarder(t, s, Config{Upstream: rec.srv.URL + "/app", Concurrency: 1}, nil)
 
-	require.Eventually(t, func() bool { return s.Stats().Queued == 0 && rec.count() == 5 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Queued == 0 && rec.count() == 5 }, 5*time.Second, 5*time.Millisecond)
 	hits := rec.snapshot()
 	for i, h := range hits {
 		assert.Equal(t, fmt.Sprintf(`{"event":"reply.received","n":%d}`, i), h.body, "FIFO order and unchanged body")
@@ -234,6 +257,7 @@ func TestForwarderDeliversInOrderWithHeaders(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("msg_%d", i), h.header.Get(webhook.HeaderID))
 		assert.Equal(t, "1614265330", h.header.Get(webhook.HeaderTimestamp))
 		assert.Equal(t, "v1,abc", h.header.Get(webhook.HeaderSignature))
+		assert.Equal(t, "kept", h.header.Get("X-Provider-Extra"), "kept provider headers are forwarded")
 		assert.Equal(t, "application/json", h.header.Get("Content-Type"))
 	}
 }
@@ -251,7 +275,7 @@ func TestForwarderRetriesUntilSuccess(t *testing.T) {
 	obs := &countingObserver{}
 	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{10 * time.Millisecond}}, obs)
 
-	require.Eventually(t, func() bool { return rec.count() == 3 && s.Stats().Retrying == 0 && s.Stats().Queued == 0 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return rec.count() == 3 && stats(t, s).Retrying == 0 && stats(t, s).Queued == 0 }, 5*time.Second, 5*time.Millisecond)
 	hits := rec.snapshot()
 	for i, h := range hits {
 		assert.Equal(t, strconv.Itoa(i+1), h.header.Get(HeaderAttempt))
@@ -270,15 +294,15 @@ func TestForwarderDeadLetters(t *testing.T) {
 	obs := &countingObserver{}
 	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{20 * time.Millisecond}, RetryFor: 150 * time.Millisecond}, obs)
 
-	require.Eventually(t, func() bool { return s.Stats().Dead == 1 }, 5*time.Second, 5*time.Millisecond)
-	dead, err := s.DeadLetters(0, 10)
+	require.Eventually(t, func() bool { return stats(t, s).Dead == 1 }, 5*time.Second, 5*time.Millisecond)
+	dead, err := s.DeadLetters(context.Background(), 0, 10)
 	require.NoError(t, err)
 	require.Len(t, dead, 1)
 	assert.Equal(t, http.StatusBadGateway, dead[0].LastStatus)
 	assert.Contains(t, dead[0].LastError, "502")
 	assert.Equal(t, rec.count(), dead[0].Attempts, "every attempt is counted")
 	assert.GreaterOrEqual(t, dead[0].Attempts, 2)
-	assert.Equal(t, int64(0), s.Stats().Retrying)
+	assert.Equal(t, int64(0), stats(t, s).Retrying)
 	obs.mu.Lock()
 	assert.Equal(t, 1, obs.dead)
 	obs.mu.Unlock()
@@ -297,12 +321,12 @@ func TestForwarderDoesNotFollowRedirects(t *testing.T) {
 		http.Redirect(w, r, target.srv.URL, http.StatusFound)
 	})
 	accept(t, s, 1)
-	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}}, nil)
+	f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}}, nil)
 
-	require.Eventually(t, func() bool { return s.Stats().Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, 0, target.count(), "redirect target must not be contacted")
-	due, err := s.Due(time.Now().Add(2*time.Hour), 10)
-	require.NoError(t, err)
+	f.Stop(context.Background())
+	due := retrying(t, s, 2*time.Hour)
 	require.Len(t, due, 1)
 	assert.Equal(t, http.StatusFound, due[0].LastStatus)
 }
@@ -323,6 +347,8 @@ func TestForwarderResignsForUpstream(t *testing.T) {
 	assert.NoError(t, v.Verify(h.header.Get(webhook.HeaderID), h.header.Get(webhook.HeaderTimestamp), h.header.Get(webhook.HeaderSignature), []byte(h.body), time.Now()))
 	assert.Equal(t, "msg_0", h.header.Get(webhook.HeaderID))
 	assert.NotEqual(t, "v1,abc", h.header.Get(webhook.HeaderSignature))
+	assert.Len(t, h.header.Values(webhook.HeaderSignature), 1, "the received signature is replaced, not added to")
+	assert.Equal(t, "kept", h.header.Get("X-Provider-Extra"))
 }
 
 func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
@@ -343,11 +369,11 @@ func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
 	// Only the attempts that tripped the breaker, their retries and a few
 	// probes: not one attempt per queued envelope.
 	assert.Less(t, rec.count(), 25, "a failing upstream must not get an attempt per envelope")
-	assert.Greater(t, s.Stats().Queued, int64(25), "fresh envelopes wait in order")
+	assert.Greater(t, stats(t, s).Queued, int64(25), "fresh envelopes wait in order")
 
 	up.Store(true)
 	require.Eventually(t, func() bool {
-		st := s.Stats()
+		st := stats(t, s)
 		return st.Queued == 0 && st.Retrying == 0
 	}, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, StateHealthy, f.Health().State)
@@ -379,9 +405,9 @@ func TestForwarderStopLeavesUnfinishedWorkForRestart(t *testing.T) {
 
 	s = openStore(t, dir)
 	defer s.Close()
-	assert.Equal(t, int64(1), s.Stats().Queued+s.Stats().Retrying, "an unfinished attempt leaves the envelope queued")
+	assert.Equal(t, int64(1), stats(t, s).Queued+stats(t, s).Retrying, "an unfinished attempt leaves the envelope queued")
 	startForwarder(t, s, Config{Upstream: rec.srv.URL}, nil)
-	require.Eventually(t, func() bool { return s.Stats().Queued+s.Stats().Retrying == 0 && rec.count() >= 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Queued+stats(t, s).Retrying == 0 && rec.count() >= 2 }, 5*time.Second, 5*time.Millisecond)
 }
 
 // TestForwarderWakesForRetriesThatFallDueWhileBusy: retries falling due
@@ -394,17 +420,17 @@ func TestForwarderWakesForRetriesThatFallDueWhileBusy(t *testing.T) {
 		s := openStore(t, t.TempDir())
 		rec := newRecorder(t, nil)
 		accept(t, s, 100)
-		ready, err := s.Ready(0, 7)
+		ready, err := s.Lease(context.Background(), 7, time.Minute)
 		require.NoError(t, err)
 		for i, m := range ready {
-			m.Attempts = 1
-			done := make(chan error, 1)
-			s.Reschedule(m, time.Now().Add(time.Duration(i*7)*time.Millisecond), 0, "refused", func(err error) { done <- err })
-			require.NoError(t, <-done)
+			require.NoError(t, s.Settle(context.Background(), m, queue.Outcome{
+				Verdict: queue.Retry, Attempts: 1, Error: "refused",
+				Next: time.Now().Add(time.Duration(i*7) * time.Millisecond),
+			}))
 		}
 		f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{100 * time.Millisecond}}, nil)
 		require.Eventually(t, func() bool { return rec.count() == 100 }, 5*time.Second, 5*time.Millisecond,
-			"%d of 100 forwarded; stats %+v", rec.count(), s.Stats())
+			"%d of 100 forwarded; stats %+v", rec.count(), stats(t, s))
 		f.Stop(context.Background())
 		require.NoError(t, s.Close())
 	}
@@ -434,13 +460,13 @@ func TestForwarderTrustsRootCAs(t *testing.T) {
 		return obs.results[ResultError] >= 1
 	}, 5*time.Second, 5*time.Millisecond, "an untrusted certificate fails the attempt")
 	assert.Equal(t, int32(0), hits.Load(), "no request reaches an upstream whose certificate is not trusted")
-	assert.Equal(t, int64(1), s.Stats().Retrying+s.Stats().Queued)
+	assert.Equal(t, int64(1), stats(t, s).Retrying+stats(t, s).Queued)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(up.Certificate())
 	cfg.RootCAs = roots
 	require.NoError(t, f.SetConfig(cfg))
-	require.Eventually(t, func() bool { return s.Stats().Retrying == 0 && s.Stats().Queued == 0 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Retrying == 0 && stats(t, s).Queued == 0 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, int32(1), hits.Load())
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
@@ -463,14 +489,14 @@ func TestForwarderTimeout(t *testing.T) {
 	defer close(release)
 	accept(t, s, 1)
 	obs := &countingObserver{}
-	startForwarder(t, s, Config{Upstream: up.URL, Timeout: 100 * time.Millisecond, Retry: []time.Duration{time.Hour}}, obs)
+	f := startForwarder(t, s, Config{Upstream: up.URL, Timeout: 100 * time.Millisecond, Retry: []time.Duration{time.Hour}}, obs)
 
-	require.Eventually(t, func() bool { return s.Stats().Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
 	obs.mu.Lock()
 	assert.Equal(t, map[string]int{ResultTimeout: 1}, obs.results)
 	obs.mu.Unlock()
-	due, err := s.Due(time.Now().Add(2*time.Hour), 10)
-	require.NoError(t, err)
+	f.Stop(context.Background())
+	due := retrying(t, s, 2*time.Hour)
 	require.Len(t, due, 1)
 	assert.Contains(t, due[0].LastError, "deadline exceeded")
 }

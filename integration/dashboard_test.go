@@ -302,3 +302,37 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
 }
+
+// TestDashboardCredentialsInURL (issue 11 item 15): opened as
+// http://ops:pw@host/ops/webhooks/, as operators do from a bookmark, the page
+// still loads its data. fetch refuses URLs that carry credentials, so the
+// page must not build its API URLs relative to its own (which carries them).
+func TestDashboardCredentialsInURL(t *testing.T) {
+	exe := requireChromium(t)
+	t.Parallel()
+	up := newUpstream(t)
+	s := startCaddy(t, dashboardCaddyfile, map[string]string{
+		"UPSTREAM": up.url("/app"), "SECRET": testSecret, "HASH": hashPassword(t, "s3cret"),
+	})
+	withCreds := strings.Replace(s.url("/ops/webhooks/"), "http://", "http://ops:s3cret@", 1)
+	ctx := newBrowser(t, exe)
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	card := `article.receiver[data-name="dash"]`
+	if err := chromedp.Do(tctx,
+		chromedp.Navigate(withCreds),
+		chromedp.WaitVisible(chromedp.CSS(card)),
+	); err != nil {
+		var problem string
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		problem, _ = chromedp.Run(pctx, chromedp.Text(chromedp.CSS(`#problem`)))
+		pcancel()
+		t.Fatalf("the page opened with credentials in its URL shows no receiver (%v); its problem banner says %q", err, problem)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer pcancel()
+	hidden, err := chromedp.Run(pctx, chromedp.Evaluate[bool](`document.getElementById('problem').hidden`))
+	if err != nil || !hidden {
+		t.Errorf("problem banner shown (hidden=%v, err=%v)", hidden, err)
+	}
+}

@@ -122,7 +122,14 @@ func TestFaultSoak(t *testing.T) {
 			len(missing), len(accepted), missing[:min(5, len(missing))])
 	}
 	drained := time.Since(loadEnd)
-	time.Sleep(2 * time.Second) // late answers and their retries settle
+	// Late answers and their retries settle: an envelope answered late is
+	// retried (it may meet the flaky upstream a few more times).
+	_ = eventually(20*time.Second, func() error {
+		if st, err := receiverStatus(s, "rcv"); err != nil || !st.empty() {
+			return fmt.Errorf("%+v %v", st, err)
+		}
+		return nil
+	})
 	samples := rss.finish()
 
 	// Exactly once after dedupe; raw duplicates explained by late answers.

@@ -1,6 +1,6 @@
 // The webhook dashboard: polls the JSON endpoints served next to this page
-// (api/…, relative) and renders them with DOM calls only (every string from
-// the server goes through textContent, never innerHTML).
+// (api/…) and renders them with DOM calls only (every string from the server
+// goes through textContent, never innerHTML).
 'use strict';
 (function () {
 	const REFRESH_MS = 2000;
@@ -21,13 +21,22 @@
 		return e;
 	}
 
+	// The endpoints' base: the page's directory on its origin. Built from
+	// location.origin, which never carries credentials: a relative URL would
+	// resolve against a page URL such as https://ops:pw@host/ops/webhooks/,
+	// and fetch refuses URLs with credentials (the browser still sends the
+	// basic_auth it was given for the page).
+	const BASE = location.origin + location.pathname.replace(/[^/]*$/, '') + 'api/';
+
 	async function api(path, opts) {
 		const init = Object.assign({ cache: 'no-store', credentials: 'same-origin', headers: { 'Accept': 'application/json' } }, opts || {});
-		const r = await fetch('api/' + path, init);
+		const r = await fetch(BASE + path, init);
 		let body = null;
 		try { body = await r.json(); } catch (_) { /* not JSON */ }
 		if (!r.ok) {
-			const err = new Error((body && body.error) || (r.status + ' ' + r.statusText));
+			const e = body && body.error;
+			const msg = (e && (e.message || (typeof e === 'string' && e))) || (r.status + ' ' + r.statusText);
+			const err = new Error(msg);
 			err.status = r.status;
 			throw err;
 		}

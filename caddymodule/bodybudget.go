@@ -1,0 +1,53 @@
+package caddymodule
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// bodyBudget bounds the request body bytes held by all receivers at once, so
+// that what strangers announce or trickle in cannot grow the process without
+// bound (SPEC §10). One per process; the running config sets its limit.
+type bodyBudget struct {
+	limit    atomic.Int64
+	used     atomic.Int64
+	lastWarn atomic.Int64 // unix nanos of the last "over budget" log
+}
+
+var theBodyBudget = new(bodyBudget)
+
+// sharedBodyBudget returns the process's budget with its limit set.
+func sharedBodyBudget(limit int64) *bodyBudget {
+	theBodyBudget.limit.Store(limit)
+	return theBodyBudget
+}
+
+// take reserves n bytes; false when that would pass the limit.
+func (b *bodyBudget) take(n int64) bool {
+	for {
+		used := b.used.Load()
+		if used+n > b.limit.Load() {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes taken before.
+func (b *bodyBudget) give(n int64) {
+	if n != 0 {
+		b.used.Add(-n)
+	}
+}
+
+func (b *bodyBudget) max() int64 { return b.limit.Load() }
+
+// warnDue reports whether a warning about the budget may be logged now (at
+// most once a minute).
+func (b *bodyBudget) warnDue() bool {
+	now := time.Now().UnixNano()
+	last := b.lastWarn.Load()
+	return now-last >= int64(time.Minute) && b.lastWarn.CompareAndSwap(last, now)
+}

@@ -1,0 +1,493 @@
+package dedupe
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/queue"
+)
+
+// Leases. One process owns a Badger store, so leases live in memory: a
+// restart (or Close) ends them all, which is what a lease expiring means for
+// a shared store. The hold duration of Lease is therefore not needed.
+//
+// Fresh messages are walked in q/ order with a cursor (the highest q/ seq
+// handed out or passed over): q/ seqs only grow, so nothing new appears below
+// it. What the walk passed over and may become leasable later (a released
+// lease, a message whose lane was busy) goes to revisit, which Lease serves
+// before walking on, in seq order.
+//
+// Lanes: a message with a lane is leasable only when it is the first l/ entry
+// of its lane (the oldest message of the lane not delivered or dead) and no
+// message of the lane is leased. Lanes cost nothing in memory while idle:
+// only leased lanes and lanes waiting to be looked at again are held.
+
+// leaseTable is the lease bookkeeping, guarded by Store.lmu.
+type leaseTable struct {
+	bySeq    map[uint64]*lease
+	laneBusy map[string]uint64 // lane -> the seq leased in it
+	cursor   uint64            // highest q/ seq the walk handed out or passed over
+	revisit  seqHeap           // q/ seqs <= cursor to look at again
+	lanes    []string          // lanes whose head may have changed: look for it again
+	sweep    bool              // a message of an unknown lane left: look for stale l/ entries
+	token    uint64            // last lease token handed out
+}
+
+type lease struct {
+	token uint64
+	key   []byte // where the message is stored (q/ or r/)
+	loc   location
+	lane  string
+	raw   []byte // a corrupt message's stored bytes, moved as they are to d/
+}
+
+func (t *leaseTable) init() {
+	t.bySeq = make(map[uint64]*lease)
+	t.laneBusy = make(map[string]uint64)
+}
+
+// seqHeap is a min-heap of seqs.
+type seqHeap []uint64
+
+func (h seqHeap) Len() int           { return len(h) }
+func (h seqHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h seqHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *seqHeap) Push(x any)        { *h = append(*h, x.(uint64)) }
+func (h *seqHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Lease hands out up to n messages ready now (see queue.Store): due retries
+// first, then fresh messages in seq order, lane heads only.
+func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, error) {
+	if n <= 0 || s.paused.Load() {
+		return nil, s.alive()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	var out []*Message
+	err := s.view(func(txn *badger.Txn) error {
+		s.resolveLanes(txn)
+		var err error
+		if out, err = s.leaseDue(txn, out, n); err != nil {
+			return err
+		}
+		if out, err = s.leaseRevisit(txn, out, n); err != nil {
+			return err
+		}
+		out, err = s.leaseFresh(txn, out, n)
+		return err
+	})
+	if err != nil {
+		// What was picked is handed out all the same: its leases are taken.
+		if len(out) > 0 {
+			return out, nil
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// take records the lease of m, stored under key at loc, and fills m.Lease.
+func (s *Store) take(m *Message, key []byte, loc location, raw []byte) {
+	t := &s.leases
+	t.token++
+	m.Lease = t.token
+	t.bySeq[m.Seq] = &lease{token: t.token, key: key, loc: loc, lane: m.Lane, raw: raw}
+	if m.Lane != "" {
+		t.laneBusy[m.Lane] = m.Seq
+	}
+}
+
+// leaseDue takes due retries (r/), earliest first.
+func (s *Store) leaseDue(txn *badger.Txn, out []*Message, n int) ([]*Message, error) {
+	bound := retryBound(now())
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefixRetry
+	opts.PrefetchSize = min(n, 64)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if bytes.Compare(k, bound) >= 0 {
+			break
+		}
+		_, seq, ok := parseRetryKey(k)
+		if !ok || s.leases.bySeq[seq] != nil {
+			continue
+		}
+		m, raw, err := s.readItem(item, seq)
+		if err != nil {
+			return out, err
+		}
+		if ok, err := s.laneFree(txn, m); err != nil || !ok {
+			if err != nil {
+				return out, err
+			}
+			continue
+		}
+		s.take(m, item.KeyCopy(nil), locRetry, raw)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// leaseRevisit takes fresh messages the walk passed over that may be
+// leasable now, in seq order.
+func (s *Store) leaseRevisit(txn *badger.Txn, out []*Message, n int) ([]*Message, error) {
+	t := &s.leases
+	for len(out) < n && t.revisit.Len() > 0 {
+		seq := t.revisit[0]
+		if t.bySeq[seq] != nil {
+			heap.Pop(&t.revisit)
+			continue
+		}
+		key := queueKey(seq)
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			heap.Pop(&t.revisit) // delivered, retrying or dead meanwhile
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		m, raw, err := s.readItem(item, seq)
+		if err != nil {
+			return out, err
+		}
+		heap.Pop(&t.revisit)
+		if ok, err := s.laneFree(txn, m); err != nil || !ok {
+			if err != nil {
+				heap.Push(&t.revisit, seq)
+				return out, err
+			}
+			continue // its lane will bring it back
+		}
+		s.take(m, key, locQueue, raw)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// leaseFresh walks q/ past the cursor.
+func (s *Store) leaseFresh(txn *badger.Txn, out []*Message, n int) ([]*Message, error) {
+	t := &s.leases
+	if len(out) >= n || t.cursor == math.MaxUint64 {
+		return out, nil
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefixQueue
+	opts.PrefetchSize = min(n, 64)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(queueKey(t.cursor + 1)); it.Valid() && len(out) < n; it.Next() {
+		item := it.Item()
+		seq, ok := parseSeqKey(item.Key())
+		if !ok {
+			continue
+		}
+		m, raw, err := s.readItem(item, seq)
+		if err != nil {
+			return out, err
+		}
+		t.cursor = seq
+		if t.bySeq[seq] != nil {
+			continue
+		}
+		if ok, err := s.laneFree(txn, m); err != nil || !ok {
+			if err != nil {
+				heap.Push(&t.revisit, seq)
+				return out, err
+			}
+			continue // its lane will bring it back
+		}
+		s.take(m, item.KeyCopy(nil), locQueue, raw)
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// readItem decodes a q/ or r/ item. A value that does not decode or does not
+// match its checksum is handed out as Corrupt (without a body), with the
+// stored bytes kept for the move to d/; its fields are what could be read
+// without the checksum, for the logs.
+func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error) {
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := &Message{Seq: seq}
+	if decodeMessage(v, m) == nil {
+		return m, nil, nil
+	}
+	c := &Message{Seq: seq, Corrupt: true}
+	s.log.Error("stored envelope does not match its checksum; it will become a dead letter marked corrupt and is never forwarded",
+		zap.Uint64("seq", seq))
+	return c, v, nil
+}
+
+// laneFree reports whether m may be leased as far as its lane goes: it is
+// the lane's head and nothing of the lane is leased.
+func (s *Store) laneFree(txn *badger.Txn, m *Message) (bool, error) {
+	if m.Lane == "" || m.Corrupt {
+		return true, nil
+	}
+	if _, busy := s.leases.laneBusy[m.Lane]; busy {
+		return false, nil
+	}
+	head, ok, err := s.laneHead(txn, m.Lane)
+	if err != nil {
+		return false, err
+	}
+	return !ok || head == m.Seq, nil
+}
+
+// laneHead returns the oldest pending seq of lane (false if none). Entries
+// whose message is no longer pending (left by a corrupt value whose lane
+// could not be read) are skipped and dropped.
+func (s *Store) laneHead(txn *badger.Txn, lane string) (uint64, bool, error) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = lanePrefix(lane)
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var stale [][]byte
+	defer func() {
+		if len(stale) > 0 {
+			s.submitAsync(&op{kind: opDrop, keys: stale})
+		}
+	}()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		seq, ok := parseLaneSeq(k)
+		if !ok {
+			continue
+		}
+		s.mu.Lock()
+		pending := seq > s.published || s.pending.find(seq) >= 0
+		s.mu.Unlock()
+		if pending {
+			return seq, true, nil
+		}
+		stale = append(stale, it.Item().KeyCopy(nil))
+	}
+	return 0, false, nil
+}
+
+// resolveLanes looks again at lanes whose head may have changed (a lane
+// message delivered, dead or released): a head the walk passed over goes to
+// revisit.
+func (s *Store) resolveLanes(txn *badger.Txn) {
+	t := &s.leases
+	if t.sweep {
+		t.sweep = false
+		s.sweepLanes(txn)
+	}
+	for _, lane := range t.lanes {
+		head, ok, err := s.laneHead(txn, lane)
+		if err != nil || !ok {
+			continue
+		}
+		if head <= t.cursor && t.bySeq[head] == nil {
+			heap.Push(&t.revisit, head)
+		}
+	}
+	clear(t.lanes)
+	t.lanes = t.lanes[:0]
+}
+
+// sweepLanes finds the lanes of l/ entries whose message is no longer
+// pending: a corrupt message left without its lane being readable. It reads
+// keys only, and runs only after such a (rare) message.
+func (s *Store) sweepLanes(txn *badger.Txn) {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = prefixLane
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		lane, seq, ok := parseLaneKey(it.Item().Key())
+		if !ok {
+			continue
+		}
+		s.mu.Lock()
+		pending := seq > s.published || s.pending.find(seq) >= 0
+		s.mu.Unlock()
+		if !pending {
+			s.leases.lanes = append(s.leases.lanes, lane)
+		}
+	}
+}
+
+// Settle records the outcome of an attempt of a leased message (see
+// queue.Store). The lease ends when the outcome is committed; when storing
+// it fails, the message keeps its lease (it is not handed out again by this
+// process, and is available again after a restart: at-least-once).
+func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error {
+	s.lmu.Lock()
+	l := s.leases.bySeq[m.Seq]
+	if l == nil || l.token != m.Lease || m.Lease == 0 {
+		s.lmu.Unlock()
+		return fmt.Errorf("%w: message %d is not leased under this lease", ErrNotFound, m.Seq)
+	}
+	s.lmu.Unlock()
+
+	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc, res: make(chan *op, 1)}
+	if l.lane != "" && out.Verdict != queue.Retry {
+		o.lkey = laneKey(l.lane, m.Seq)
+	}
+	stored := *m
+	stored.Lease, stored.Attempts = 0, out.Attempts
+	stored.LastStatus, stored.LastError = out.Status, truncate(out.Error)
+	switch out.Verdict {
+	case queue.Delivered:
+		o.kind = opDelivered
+	case queue.Retry:
+		due := dueNanos(out.Next)
+		stored.NextAttempt, stored.DeadAt = out.Next, time.Time{}
+		o.kind, o.newKey, o.newDue = opReschedule, retryKeyAt(due, m.Seq), due
+		o.value = encodeMessage(&stored)
+	case queue.Dead:
+		o.kind, o.newKey = opKill, deadKey(m.Seq)
+		if l.raw != nil {
+			o.value = l.raw // damaged bytes stay as found, for the operator
+		} else {
+			stored.NextAttempt, stored.DeadAt = time.Time{}, now()
+			stored.Corrupt = out.Corrupt
+			o.value = encodeMessage(&stored)
+		}
+	default:
+		return fmt.Errorf("dedupe: unknown verdict %d", out.Verdict)
+	}
+	o.done = func(err error) {
+		if err == nil || errors.Is(err, ErrNotFound) {
+			s.endLease(m.Seq, l, out.Verdict != queue.Retry)
+		}
+	}
+	if err := s.submit(o); err != nil {
+		return err
+	}
+	select {
+	case <-o.res:
+		return o.err
+	case <-ctx.Done():
+		return ctx.Err() // the outcome may still be recorded
+	}
+}
+
+// endLease drops a lease; laneMoved says the lane's head may have changed.
+func (s *Store) endLease(seq uint64, l *lease, laneMoved bool) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	t := &s.leases
+	if t.bySeq[seq] != l {
+		return
+	}
+	delete(t.bySeq, seq)
+	if l.lane != "" {
+		if t.laneBusy[l.lane] == seq {
+			delete(t.laneBusy, l.lane)
+		}
+		if laneMoved {
+			t.lanes = append(t.lanes, l.lane)
+		}
+	}
+	if l.raw != nil { // a corrupt message: its lane could not be read
+		t.sweep = true
+	}
+}
+
+// Release ends leases without an attempt: the messages are leasable again.
+func (s *Store) Release(_ context.Context, ms []*Message) error {
+	s.lmu.Lock()
+	t := &s.leases
+	for _, m := range ms {
+		l := t.bySeq[m.Seq]
+		if l == nil || l.token != m.Lease {
+			continue
+		}
+		delete(t.bySeq, m.Seq)
+		if l.lane != "" && t.laneBusy[l.lane] == m.Seq {
+			delete(t.laneBusy, l.lane)
+		}
+		if l.loc == locQueue {
+			heap.Push(&t.revisit, m.Seq)
+		}
+	}
+	s.lmu.Unlock()
+	s.signal()
+	return nil
+}
+
+// signal wakes whoever waits on Notify.
+func (s *Store) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// NextDue returns when the earliest retry not leased falls due.
+func (s *Store) NextDue(context.Context) (time.Time, bool, error) {
+	var due int64
+	var ok bool
+	err := s.view(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixRetry
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			d, seq, valid := parseRetryKey(it.Item().Key())
+			if !valid {
+				continue
+			}
+			s.lmu.Lock()
+			leased := s.leases.bySeq[seq] != nil
+			s.lmu.Unlock()
+			if !leased {
+				due, ok = d, true
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	return time.Unix(0, due), true, nil
+}
+
+// SetPaused records whether forwarding is paused; durable like Accept.
+func (s *Store) SetPaused(ctx context.Context, paused bool) error {
+	o := &op{kind: opPause, paused: paused, res: make(chan *op, 1)}
+	if err := s.submit(o); err != nil {
+		return err
+	}
+	select {
+	case <-o.res:
+		return o.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Paused reports whether forwarding is paused.
+func (s *Store) Paused(context.Context) (bool, error) {
+	return s.paused.Load(), s.alive()
+}
