@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,8 +59,8 @@ type SenderApp struct {
 	EventTypes []string `json:"event_types,omitempty"`
 
 	// MaxWebhooks is how many webhooks one account may register (a POST
-	// beyond it is answered 422), which bounds one event's fan-out.
-	// Default: 50.
+	// beyond it is answered 422), which bounds one event's fan-out; webhooks
+	// registered before it was lowered stay. Default: 50.
 	MaxWebhooks int `json:"max_webhooks,omitempty"`
 
 	// DisableAfter: a webhook whose every delivery attempt has failed for
@@ -134,6 +135,11 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 	}
 	if a.apiKeys, err = expandKeys("api_key", a.APIKeys); err != nil {
 		return err
+	}
+	for _, k := range a.apiKeys {
+		if slices.Contains(a.adminKeys, k) {
+			return errors.New("the same key is both an admin_key and an api_key: an admin key acts for no account of its own, give the account default its own key")
+		}
 	}
 
 	storage := expand(a.Storage)
