@@ -1,6 +1,8 @@
 package sender
 
 import (
+	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -84,6 +86,40 @@ func TestValidateURLNumericIPv4Forms(t *testing.T) {
 		p := openTest(t, "", nil, Options{AllowPrivate: true})
 		for _, tc := range refused {
 			assert.NoError(t, p.ValidateURL("https://"+tc.host+"/"), tc.host)
+		}
+	})
+}
+
+// FuzzParseIPv4Forms: the inet_aton reader never panics, agrees with
+// netip.ParseAddr on canonical dotted quads, and what it reads is stable:
+// the dotted quad of its result reads back to the same address.
+func FuzzParseIPv4Forms(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1", "0x", "1.2.3.4.5", "08", "4294967295", "0x0.0x0.0x0.0x0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ip, ok := parseIPv4Forms(s)
+		if want, err := netip.ParseAddr(s); err == nil && want.Is4() {
+			if !ok || ip != want {
+				t.Fatalf("%q: read %v %v, netip reads %v", s, ip, ok, want)
+			}
+		}
+		if !ok {
+			return
+		}
+		if !ip.Is4() {
+			t.Fatalf("%q: %v is not IPv4", s, ip)
+		}
+		back, ok := parseIPv4Forms(ip.String())
+		if !ok || back != ip {
+			t.Fatalf("%q → %v → %v %v", s, ip, back, ok)
+		}
+		if !endsInNumber(strings.TrimSuffix(s, ".")) && s != "" {
+			// Every form it reads ends in a number (so ValidateURL asks it).
+			last := s[strings.LastIndexByte(s, '.')+1:]
+			if last != "" {
+				t.Fatalf("%q read as %v but does not end in a number", s, ip)
+			}
 		}
 	})
 }
