@@ -107,14 +107,16 @@ func (s *Sender) DeleteAccount(ctx context.Context, id string) error {
 		return notFound("account") // another deletion is under way
 	}
 	// Its keys stop working at once (and revoke the changes still queued).
+	// A key made meanwhile is either seen here or not kept (CreateAPIKey
+	// looks at deleted under the same lock).
 	var revoked []*apiKey
-	s.keysMu.RLock()
+	s.keysMu.Lock()
 	for _, k := range s.keys {
 		if k.account == id && !k.revoked.Swap(true) {
 			revoked = append(revoked, k)
 		}
 	}
-	s.keysMu.RUnlock()
+	s.keysMu.Unlock()
 	undo := func() {
 		acct.deleted.Store(false)
 		for _, k := range revoked {

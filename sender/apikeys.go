@@ -184,10 +184,13 @@ func (s *Sender) CreateAPIKey(ctx context.Context, account, name string) (NewAPI
 	}
 	k := &apiKey{rec: rec.APIKey, account: account, hash: sum}
 	s.keysMu.Lock()
-	s.keys[id] = k
+	gone := acct.deleted.Load() // deleting the account deletes the stored key too
+	if !gone {
+		s.keys[id] = k
+	}
 	s.keysMu.Unlock()
-	if acct.deleted.Load() { // deleted meanwhile: the key goes with it
-		k.revoked.Store(true)
+	if gone {
+		return NewAPIKey{}, notFound("account")
 	}
 	return NewAPIKey{ID: id, Name: name, Key: token, CreatedAt: rec.CreatedAt}, nil
 }
