@@ -192,13 +192,13 @@ func TestRevokedKeyRefusedAtCommit(t *testing.T) {
 }
 
 // TestLastUsedAtWithoutAWritePerRequest: a key's last use is kept in
-// memory (listed at once) and stored every keyFlushEvery, one commit for
-// every key used meanwhile, not one per request.
+// memory (listed at once) and stored by the flusher, one commit for every
+// key used meanwhile, not one per request; the flusher runs every
+// keyFlushEvery.
 func TestLastUsedAtWithoutAWritePerRequest(t *testing.T) {
 	defer func(d time.Duration) { keyFlushEvery = d }(keyFlushEvery)
-	keyFlushEvery = 300 * time.Millisecond
-	dir := t.TempDir()
-	s := openTest(t, dir, nil, Options{})
+	keyFlushEvery = time.Hour // flushed by hand below
+	s := openTest(t, "", nil, Options{})
 	_, err := s.CreateAccount(bg, "a", "")
 	require.NoError(t, err)
 	k1, err := s.CreateAPIKey(bg, "a", "one")
@@ -206,9 +206,8 @@ func TestLastUsedAtWithoutAWritePerRequest(t *testing.T) {
 	k2, err := s.CreateAPIKey(bg, "a", "two")
 	require.NoError(t, err)
 
-	time.Sleep(keyFlushEvery) // a flush with nothing to store
 	before := s.commits.Load()
-	for range 500 {
+	for range 1000 {
 		_, ok1 := s.Authenticate(k1.Key)
 		_, ok2 := s.Authenticate(k2.Key)
 		require.True(t, ok1 && ok2)
@@ -218,15 +217,27 @@ func TestLastUsedAtWithoutAWritePerRequest(t *testing.T) {
 	require.NotNil(t, keyIn(t, list, k1.ID).LastUsedAt)
 	assert.WithinDuration(t, time.Now(), *keyIn(t, list, k1.ID).LastUsedAt, 2*time.Second, "listed from memory at once")
 
-	eventually(t, 3*time.Second, func() bool { return s.commits.Load() > before }, "flushed")
-	time.Sleep(2 * keyFlushEvery)
-	assert.Equal(t, before+1, s.commits.Load(), "one commit for both keys, and none while nothing is used")
-
-	// Stored: seen after a kill (no Close) as after a restart.
+	s.flushKeys()
+	assert.Equal(t, before+1, s.commits.Load(), "one commit for both keys")
+	s.flushKeys()
+	assert.Equal(t, before+1, s.commits.Load(), "nothing to store: no commit")
 	var r keyRecord
 	require.NoError(t, s.db.View(func(txn *badger.Txn) error { return getJSON(txn, apiKeyKey("a", k2.ID), &r) }))
 	require.NotNil(t, r.LastUsedAt)
 	assert.WithinDuration(t, time.Now(), *r.LastUsedAt, 3*time.Second)
+
+	// The flusher itself, every keyFlushEvery.
+	keyFlushEvery = 50 * time.Millisecond
+	s2 := openTest(t, "", nil, Options{})
+	k3, err := s2.CreateAPIKey(bg, DefaultAccount, "three")
+	require.NoError(t, err)
+	_, ok := s2.Authenticate(k3.Key)
+	require.True(t, ok)
+	eventually(t, 10*time.Second, func() bool {
+		var r keyRecord
+		_ = s2.db.View(func(txn *badger.Txn) error { return getJSON(txn, apiKeyKey(DefaultAccount, k3.ID), &r) })
+		return r.LastUsedAt != nil
+	}, "stored by the flusher")
 }
 
 // TestCloseWhileFlushing: Close never waits on a flush that waits on Close

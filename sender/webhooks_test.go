@@ -92,7 +92,7 @@ func TestUpdateWebhook(t *testing.T) {
 // and one holding only the new both verify them (Standard Webhooks
 // reference library); afterwards only the new secret signs.
 func TestRotateSecretGrace(t *testing.T) {
-	const grace = 700 * time.Millisecond
+	const grace = 3 * time.Second // the first delivery must go out within it, even on a loaded machine
 	s, rec, wh := deliverTo(t, nil, Options{SecretGrace: grace}, 0)
 	old := wh.Secret
 
@@ -325,8 +325,8 @@ func TestFailingInterruptedBySuccess(t *testing.T) {
 			return http.StatusOK
 		}
 		return http.StatusInternalServerError
-	}, Options{Schedule: []time.Duration{30 * time.Millisecond, 30 * time.Millisecond, 30 * time.Millisecond}, DisableAfter: 300 * time.Millisecond}, 0)
-	end := time.Now().Add(1500 * time.Millisecond)
+	}, Options{Schedule: []time.Duration{30 * time.Millisecond, 30 * time.Millisecond, 30 * time.Millisecond}, DisableAfter: time.Second}, 0)
+	end := time.Now().Add(3 * time.Second) // three times disable_after: added up, the failures would disable it
 	for i := 0; time.Now().Before(end); i++ {
 		_, _, err := s.Publish(bg, DefaultAccount, "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
 		require.NoError(t, err)
