@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/leadterra/caddy-webhooks/forward"
 	"github.com/leadterra/caddy-webhooks/queue"
 )
@@ -34,6 +36,10 @@ func (a *AdminAPI) serveReceivers(w http.ResponseWriter, r *http.Request, segs [
 	case n == 1:
 		return a.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) error {
 			return writeAdminJSON(w, http.StatusOK, a.receiverStatus(rt))
+		})
+	case n == 2 && (segs[1] == "pause" || segs[1] == "resume"):
+		return a.method(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) error {
+			return a.setPaused(w, r, rt, segs[1] == "pause")
 		})
 	case n == 2 && segs[1] == "dead":
 		return a.method(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) error {
@@ -117,6 +123,22 @@ func (a *AdminAPI) receiverStatus(rt *runtime) ReceiverStatus {
 		rs.UpstreamHealth = upstreamHealth(fwd.Health())
 	}
 	return rs
+}
+
+// setPaused pauses or resumes a receiver's forwarding (stored: it holds
+// across restarts, reloads and, on a shared store, replicas) and answers
+// the receiver's status.
+func (a *AdminAPI) setPaused(w http.ResponseWriter, r *http.Request, rt *runtime, paused bool) error {
+	if err := rt.store.SetPaused(r.Context(), paused); err != nil {
+		return storeError("pausing forwarding", err)
+	}
+	verb := "forwarding resumed"
+	if paused {
+		verb = "forwarding paused"
+	}
+	rt.logger.Info(verb+" through the admin API", zap.String("remote_addr", r.RemoteAddr))
+	emitPaused(rt.name, paused)
+	return writeAdminJSON(w, http.StatusOK, a.receiverStatus(rt))
 }
 
 func (a *AdminAPI) clock() time.Time {

@@ -16,11 +16,12 @@ type bodyBudget struct {
 
 var theBodyBudget = new(bodyBudget)
 
-// sharedBodyBudget returns the process's budget with its limit set.
-func sharedBodyBudget(limit int64) *bodyBudget {
-	theBodyBudget.limit.Store(limit)
-	return theBodyBudget
-}
+// theBodyBudget starts at the default so that a request served before any
+// config started (a handler tested alone) is bounded too.
+func init() { theBodyBudget.setLimit(DefaultMaxBodyInFlight) }
+
+// setLimit sets the limit (the running config's max_body_in_flight).
+func (b *bodyBudget) setLimit(limit int64) { b.limit.Store(limit) }
 
 // take reserves n bytes; false when that would pass the limit.
 func (b *bodyBudget) take(n int64) bool {

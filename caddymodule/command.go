@@ -37,10 +37,12 @@ the webhook receivers and sender and to list, replay and purge what they could
 not deliver; sign and verify work offline, for debugging with curl.
 
   caddy webhook status [receiver]
+  caddy webhook pause <receiver>
+  caddy webhook resume <receiver>
   caddy webhook dead list <receiver> [--limit N] [--before SEQ]
   caddy webhook dead show <receiver> <seq>
-  caddy webhook dead replay <receiver> (--seq N… | --event TYPE | --all)
-  caddy webhook dead purge <receiver> (--seq N… | --event TYPE | --all)
+  caddy webhook dead replay <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
+  caddy webhook dead purge <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
   caddy webhook sender status
   caddy webhook sender accounts
   caddy webhook sender failed [--account A] [--limit N] [--cursor C]
@@ -149,26 +151,59 @@ func buildWebhookCommand(cmd *cobra.Command) {
 	verify.Flags().String("body-file", "", "File holding the body received (- for stdin)")
 	verify.Flags().Duration("tolerance", DefaultTolerance, "How far the timestamp may be from now (0 = do not check)")
 
-	cmd.AddCommand(status, dead, snd, sign, verify)
+	cmd.AddCommand(status, pauseCommand("pause"), pauseCommand("resume"), dead, snd, sign, verify)
 }
 
 // deadChange is `dead replay` or `dead purge`.
 func deadChange(action string) *cobra.Command {
 	verb := map[string]string{"replay": "Replays", "purge": "Purges"}[action]
 	c := &cobra.Command{
-		Use:   action + " <receiver> (--seq N… | --event TYPE | --all)",
+		Use:   action + " <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)",
 		Short: verb + " dead letters",
-		Args:  cobra.ExactArgs(1),
+		Long: verb + " dead letters: those listed with --seq, or of an event type (--event), or accepted in a time range\n" +
+			"(--since T inclusive, --until T exclusive, RFC 3339 times), or --all. Filters given together must all match.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDeadChange(cmd, args, action)
 		},
 	}
 	c.Flags().StringSlice("seq", nil, "Dead letter seq (repeatable, or comma-separated)")
-	c.Flags().String("event", "", "Every dead letter of this event type")
+	c.Flags().String("event", "", "Dead letters of this event type")
+	c.Flags().String("since", "", "Dead letters accepted at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z)")
+	c.Flags().String("until", "", "Dead letters accepted before this time (RFC 3339)")
 	c.Flags().Bool("all", false, "Every dead letter")
-	c.MarkFlagsOneRequired("seq", "event", "all")
-	c.MarkFlagsMutuallyExclusive("seq", "event", "all")
+	c.MarkFlagsOneRequired("seq", "event", "since", "until", "all")
 	return c
+}
+
+// pauseCommand is `pause` or `resume`.
+func pauseCommand(action string) *cobra.Command {
+	short := map[string]string{
+		"pause":  "Pauses a receiver's forwarding (accepting goes on; stored, so it holds across restarts and reloads)",
+		"resume": "Resumes a receiver's forwarding",
+	}[action]
+	return &cobra.Command{
+		Use:   action + " <receiver>",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAdminClient(cmd)
+			if err != nil {
+				return err
+			}
+			var rs ReceiverStatus
+			uri := "/webhooks/receivers/" + url.PathEscape(args[0]) + "/" + action
+			if printed, err := c.send(cmd, http.MethodPost, uri, map[string]any{}, &rs); printed || err != nil {
+				return err
+			}
+			state := "forwarding"
+			if rs.Paused {
+				state = "paused: accepting, not forwarding"
+			}
+			fmt.Fprintf(termOut(cmd), "receiver %s: %s (%d queued, %d retrying)\n", rs.Name, state, rs.Queued, rs.Retrying)
+			return nil
+		},
+	}
 }
 
 // senderChange is `sender replay` or `sender purge`.
@@ -390,8 +425,12 @@ func printReceivers(out io.Writer, list []ReceiverStatus) {
 	tw := newTable(out)
 	fmt.Fprintln(tw, "RECEIVER\tQUEUED\tRETRYING\tIN FLIGHT\tDEAD\tOLDEST\tUPSTREAM\tHEALTH")
 	for _, rs := range list {
+		health := healthSummary(rs.UpstreamHealth)
+		if rs.Paused {
+			health = "PAUSED, " + health
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", rs.Name, rs.Queued, rs.Retrying, rs.InFlight, rs.Dead,
-			age(rs.OldestQueuedAgeSeconds), orDash(rs.Upstream), healthSummary(rs.UpstreamHealth))
+			age(rs.OldestQueuedAgeSeconds), orDash(rs.Upstream), health)
 	}
 	tw.Flush()
 }
@@ -403,6 +442,7 @@ func printReceiver(out io.Writer, rs ReceiverStatus) {
 		{"receiver", rs.Name},
 		{"storage", rs.Storage},
 		{"upstream", orDash(rs.Upstream)},
+		{"forwarding", map[bool]string{true: "PAUSED (accepting, not forwarding)", false: "on"}[rs.Paused]},
 		{"queued", strconv.FormatInt(rs.Queued, 10)},
 		{"retrying", strconv.FormatInt(rs.Retrying, 10)},
 		{"in flight", strconv.Itoa(rs.InFlight)},
@@ -595,18 +635,20 @@ func runDeadChange(cmd *cobra.Command, args []string, action string) error {
 		}
 		seqs = append(seqs, n)
 	}
-	event, _ := fl.GetString("event")
-	all, _ := fl.GetBool("all")
-	var sel map[string]any
-	switch {
-	case len(seqs) > 0:
-		sel = map[string]any{"seqs": seqs}
-	case event != "":
-		sel = map[string]any{"event": event}
-	case all:
-		sel = map[string]any{"all": true}
-	default:
-		return errors.New("give --seq, --event or --all")
+	sel := map[string]any{}
+	if len(seqs) > 0 {
+		sel["seqs"] = seqs
+	}
+	for _, name := range []string{"event", "since", "until"} {
+		if v, _ := fl.GetString(name); v != "" {
+			sel[name] = v
+		}
+	}
+	if all, _ := fl.GetBool("all"); all {
+		sel["all"] = true
+	}
+	if len(sel) == 0 {
+		return errors.New("give --seq, --event, --since, --until or --all")
 	}
 	c, err := newAdminClient(cmd)
 	if err != nil {

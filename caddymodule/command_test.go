@@ -371,7 +371,7 @@ func TestDeadCommands(t *testing.T) {
 
 	r = runCLI(t, "", "dead", "replay", "cli-dead", "--address", addr)
 	require.Error(t, r.err)
-	assert.Contains(t, r.stderr, "[seq event all]")
+	assert.Contains(t, r.stderr, "[seq event since until all]")
 
 	r = runCLI(t, "", "dead", "replay", "cli-dead", "--seq", "x", "--address", addr)
 	require.Error(t, r.err)
@@ -478,4 +478,48 @@ func TestDeadCommandsEscapeControlCharacters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPauseAndTimeRangeCommands (issue 15): `caddy webhook pause|resume`
+// change and show the stored state; `dead replay|purge --since/--until`
+// choose dead letters by time of acceptance.
+func TestPauseAndTimeRangeCommands(t *testing.T) {
+	rt := testReceiver(t, "cli-pause")
+	addr := adminServer(t, newTestAdmin())
+
+	r := runCLI(t, "", "pause", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "receiver cli-pause: paused: accepting, not forwarding (0 queued, 0 retrying)\n", r.stdout)
+	assert.True(t, storeStats(t, rt).Paused)
+	r = runCLI(t, "", "status", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Regexp(t, `(?m)^forwarding:\s+PAUSED`, r.stdout)
+	r = runCLI(t, "", "resume", "cli-pause", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "receiver cli-pause: forwarding (0 queued, 0 retrying)\n", r.stdout)
+	assert.False(t, storeStats(t, rt).Paused)
+	r = runCLI(t, "", "pause", "nope", "--address", addr)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, `no webhook receiver named "nope"`)
+
+	// Three dead letters accepted an hour apart.
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		acceptMsg(t, rt, "reply.received", t0.Add(time.Duration(i)*time.Hour))
+	}
+	ms, err := rt.store.Lease(context.Background(), 3, time.Minute)
+	require.NoError(t, err)
+	for _, m := range ms {
+		require.NoError(t, rt.store.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Dead, Attempts: 1}))
+	}
+	r = runCLI(t, "", "dead", "purge", "cli-pause", "--since", "2026-11-26T11:00:00Z", "--until", "2026-11-26T12:00:00Z", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "purged 1 dead letter of receiver cli-pause\n", r.stdout)
+	r = runCLI(t, "", "dead", "replay", "cli-pause", "--until", "2026-11-26T11:00:00Z", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "replayed 1 dead letter of receiver cli-pause\n", r.stdout)
+	r = runCLI(t, "", "dead", "replay", "cli-pause", "--since", "yesterday", "--address", addr)
+	require.Error(t, r.err)
+	assert.Contains(t, r.stderr, `"since" is not an RFC 3339 time`)
+	assert.EqualValues(t, 1, storeStats(t, rt).Dead, "the last one is left")
 }

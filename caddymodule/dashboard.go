@@ -127,7 +127,7 @@ func (d *Dashboard) Cleanup() error {
 // handler may be mounted anywhere, with or without the prefix stripped, so
 // only the end of the (escaped) path is matched.
 var (
-	reDashAPI   = regexp.MustCompile(`/api/(receivers|receivers/([^/]+)/dead|receivers/([^/]+)/dead/replay|sender|sender/accounts|series)$`)
+	reDashAPI   = regexp.MustCompile(`/api/(receivers|receivers/([^/]+)/dead|receivers/([^/]+)/dead/replay|receivers/([^/]+)/(?:pause|resume)|sender|sender/accounts|series)$`)
 	reDashAsset = regexp.MustCompile(`/(dashboard\.js|dashboard\.css)$`)
 )
 
@@ -194,7 +194,7 @@ func serveDashboardAsset(w http.ResponseWriter, r *http.Request, name string) er
 func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string) error {
 	route := m[1]
 	want := http.MethodGet
-	if strings.HasSuffix(route, "/replay") {
+	if strings.HasSuffix(route, "/replay") || strings.HasSuffix(route, "/pause") || strings.HasSuffix(route, "/resume") {
 		want = http.MethodPost
 	}
 	if r.Method != want {
@@ -219,7 +219,7 @@ func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string)
 	case route == "series":
 		return writeAdminJSON(w, http.StatusOK, d.sampler.series())
 	}
-	esc := m[2] + m[3] // one of them is set
+	esc := m[2] + m[3] + m[4] // one of them is set
 	name, err := url.PathUnescape(esc)
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("malformed receiver name %q", esc))
@@ -229,6 +229,9 @@ func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string)
 		return apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", name))
 	}
 	rt := rcv.runtime()
+	if strings.HasSuffix(route, "/pause") || strings.HasSuffix(route, "/resume") {
+		return d.admin.setPaused(w, r, rt, strings.HasSuffix(route, "/pause"))
+	}
 	if want == http.MethodPost {
 		err := d.admin.changeDead(w, r, rt, "replayed")
 		if err == nil {

@@ -24,6 +24,7 @@ type receiverMetrics struct {
 	attempts     *prometheus.CounterVec
 	attemptSecs  *prometheus.HistogramVec
 	deadLetters  *prometheus.CounterVec
+	throttled    *prometheus.CounterVec
 	queueDepth   *queueCollector
 	collectorSet []prometheus.Collector
 }
@@ -57,12 +58,23 @@ func newReceiverMetrics() *receiverMetrics {
 			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
 			Help: "Envelopes that became dead letters, by receiver and event type.",
 		}, []string{"receiver", "event"}),
-		queueDepth: &queueCollector{desc: prometheus.NewDesc(
-			"caddy_webhook_queue_depth",
-			"Envelopes held by a receiver, by state (queued, retrying, dead, in_flight).",
-			[]string{"receiver", "state"}, nil)},
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "forward_throttled_seconds_total",
+			Help: "Time a receiver's forwarder waited for its rate cap while envelopes were waiting.",
+		}, []string{"receiver"}),
+		queueDepth: &queueCollector{
+			depth: prometheus.NewDesc("caddy_webhook_queue_depth",
+				"Envelopes held by a receiver, by state (queued, retrying, dead, in_flight).",
+				[]string{"receiver", "state"}, nil),
+			up: prometheus.NewDesc("caddy_webhook_upstream_healthy",
+				"1 while a receiver's upstream takes envelopes, 0 while it is failing (probed).",
+				[]string{"receiver"}, nil),
+			paused: prometheus.NewDesc("caddy_webhook_paused",
+				"1 while a receiver's forwarding is paused.",
+				[]string{"receiver"}, nil),
+		},
 	}
-	m.collectorSet = []prometheus.Collector{m.received, m.ackSeconds, m.attempts, m.attemptSecs, m.deadLetters, m.queueDepth}
+	m.collectorSet = []prometheus.Collector{m.received, m.ackSeconds, m.attempts, m.attemptSecs, m.deadLetters, m.throttled, m.queueDepth}
 	return m
 }
 
@@ -127,11 +139,23 @@ func (o forwardObserver) Dead(msg *queue.Message) {
 	emitDeadLetter(o.receiver, msg)
 }
 
-// queueCollector reports every live receiver's queue from its store's
-// in-memory counters at scrape time.
-type queueCollector struct{ desc *prometheus.Desc }
+func (o forwardObserver) Throttled(d time.Duration) {
+	o.m.throttled.WithLabelValues(o.receiver).Add(d.Seconds())
+}
 
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (o forwardObserver) Health(state string) {
+	emitUpstreamState(o.receiver, state)
+}
+
+// queueCollector reports every live receiver's queue, its upstream's state
+// and whether it is paused, read at scrape time.
+type queueCollector struct{ depth, up, paused *prometheus.Desc }
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.depth
+	ch <- c.up
+	ch <- c.paused
+}
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range runningReceivers() {
@@ -139,18 +163,27 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		if rt == nil {
 			continue
 		}
+		name := rt.name
+		inflight, healthy := 0, 1.0
+		if fwd := rt.forwarder(); fwd != nil {
+			inflight = fwd.InFlight()
+			if fwd.Health().State == forward.StateFailing {
+				healthy = 0
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, healthy, name)
 		st, err := rt.stats()
 		if err != nil {
 			continue // an unreachable shared store: no figures rather than zeros
 		}
-		inflight := 0
-		if fwd := rt.forwarder(); fwd != nil {
-			inflight = fwd.InFlight()
+		paused := 0.0
+		if st.Paused {
+			paused = 1
 		}
-		name := rt.name
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Queued), name, "queued")
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Retrying), name, "retrying")
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(st.Dead), name, "dead")
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(inflight), name, "in_flight")
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, name)
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.Queued), name, "queued")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.Retrying), name, "retrying")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(st.Dead), name, "dead")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(inflight), name, "in_flight")
 	}
 }

@@ -88,6 +88,20 @@ type Receiver struct {
 	// campaign.started → campaignId.
 	DedupeKey map[string][]string `json:"dedupe_key,omitempty"`
 
+	// OrderBy makes lanes: envelopes of an event type (or of every type, "*")
+	// whose `data` field(s) have the same value(s) (e.g. campaignId) are
+	// forwarded one at a time, in acceptance order. A retrying envelope holds
+	// its lane only (other lanes keep flowing); a dead letter releases it.
+	// An envelope without the field(s) is in no lane. Default: no lanes.
+	OrderBy map[string][]string `json:"order_by,omitempty"`
+
+	// Rate caps forwarding attempts (fresh, retries and probes alike):
+	// `<n>/<s|m|h>`, e.g. `20/s`. Attempts are spaced evenly (smoothed);
+	// envelopes wait their turn, none fails or dies because of the cap. Per
+	// process: with several replicas on postgres each one has the cap.
+	// Default: no cap.
+	Rate string `json:"rate,omitempty"`
+
 	// DedupeTTL is how long a dedupe key is remembered. Default: 72h.
 	DedupeTTL caddy.Duration `json:"dedupe_ttl,omitempty"`
 
@@ -260,6 +274,12 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	for i, d := range r.Retry {
 		retry[i] = time.Duration(d)
 	}
+	var rate forward.Rate
+	if r.Rate != "" {
+		if rate, err = forward.ParseRate(expand(r.Rate)); err != nil {
+			return err
+		}
+	}
 	r.fcfg = forward.Config{
 		Upstream:     r.Upstream,
 		UpstreamKeys: upKeys,
@@ -268,6 +288,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		Timeout:      time.Duration(r.UpstreamTimeout),
 		Concurrency:  r.Concurrency,
 		RootCAs:      upRoots,
+		Rate:         rate,
 	}
 	if err := forward.CheckConfig(r.fcfg); err != nil {
 		return fmt.Errorf("configuring forwarder: %w", err)
@@ -374,13 +395,18 @@ func (r *Receiver) Validate() error {
 	default:
 		return fmt.Errorf("unknown_events must be forward, drop or reject, not %q", r.UnknownEvents)
 	}
-	for ev, fields := range r.DedupeKey {
-		if ev == "" || len(fields) == 0 {
-			return fmt.Errorf("dedupe_key %q: an event type and at least one data field are required", ev)
-		}
-		for _, f := range fields {
-			if f == "" {
-				return fmt.Errorf("dedupe_key %q: empty field name", ev)
+	for _, opt := range []struct {
+		name  string
+		rules map[string][]string
+	}{{"dedupe_key", r.DedupeKey}, {"order_by", r.OrderBy}} {
+		for ev, fields := range opt.rules {
+			if ev == "" || len(fields) == 0 {
+				return fmt.Errorf("%s %q: an event type and at least one data field are required", opt.name, ev)
+			}
+			for _, f := range fields {
+				if f == "" {
+					return fmt.Errorf("%s %q: empty field name", opt.name, ev)
+				}
 			}
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/leadterra/caddy-webhooks/forward"
 )
 
 func init() {
@@ -38,6 +40,8 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		min_free_space       <size>|off
 //		dedupe_key           <event> <field…>   # repeatable
 //		dedupe_ttl           <duration>
+//		order_by             <event|*> <field…> # repeatable
+//		rate                 <n>/<s|m|h>
 //		unknown_events       forward|drop|reject
 //		storage              <dir> | postgres { dsn <dsn> }
 //		name                 <name>
@@ -55,7 +59,7 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	seen := map[string]bool{}
-	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "upstream_secret": true, "upstream_trusted_ca": true}
+	repeatable := map[string]bool{"secret": true, "public_key": true, "dedupe_key": true, "order_by": true, "upstream_secret": true, "upstream_trusted_ca": true}
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if seen[opt] && !repeatable[opt] {
@@ -135,6 +139,27 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("dedupe_key for %q given more than once", args[0])
 			}
 			r.DedupeKey[args[0]] = args[1:]
+		case "order_by":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("order_by needs an event type (or *) and at least one field")
+			}
+			if r.OrderBy == nil {
+				r.OrderBy = map[string][]string{}
+			}
+			if _, dup := r.OrderBy[args[0]]; dup {
+				return d.Errf("order_by for %q given more than once", args[0])
+			}
+			r.OrderBy[args[0]] = args[1:]
+		case "rate":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := forward.ParseRate(v); err != nil {
+				return d.Errf("%v", err)
+			}
+			r.Rate = v
 		case "dedupe_ttl":
 			dur, err := durationArg(d, false)
 			if err != nil {

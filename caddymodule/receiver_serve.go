@@ -35,6 +35,7 @@ const (
 	OutcomeTooLarge     = "too_large"
 	OutcomeTimeout      = "timeout"
 	OutcomeUnavailable  = "unavailable"
+	OutcomeBusy         = "busy"
 )
 
 // retryAfterSeconds is the Retry-After sent with a 503.
@@ -108,7 +109,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		case errors.Is(err, errBodyBudget):
 			w.Header().Set("Retry-After", retryAfterSeconds)
 			writeError(w, http.StatusServiceUnavailable, "busy", "too many request bodies in flight; retry later")
-			res.outcome = OutcomeUnavailable
+			res.outcome = OutcomeBusy
 			r.warnBusy()
 		case isTimeout(err):
 			writeError(w, http.StatusRequestTimeout, "timeout", "body not received within "+r.ackTimeout.String())
@@ -176,6 +177,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	msg := &queue.Message{
 		Key:         res.key,
 		Event:       env.Event,
+		Lane:        r.lane(env),
 		ID:          id,
 		Headers:     signatureHeaders(id, ts, sig),
 		ContentType: req.Header.Get("Content-Type"),
@@ -218,6 +220,24 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
 	}
 	return res
+}
+
+// lane is the envelope's order_by lane: the rule for its event type (else
+// the "*" rule) and the values of the rule's fields, "" when there is no rule
+// or a field is absent. The fields are part of the lane so that rules
+// reading different fields never share a lane.
+func (r *Receiver) lane(env *webhook.Envelope) string {
+	fields, ok := r.OrderBy[env.Event]
+	if !ok {
+		if fields, ok = r.OrderBy["*"]; !ok {
+			return ""
+		}
+	}
+	v, ok := env.DedupeKey(fields) // "<event>:<values>"
+	if !ok {
+		return ""
+	}
+	return strings.Join(fields, ",") + "=" + v[len(env.Event)+1:]
 }
 
 // dedupeKey is "<event>:<field values>" when the configured data fields are

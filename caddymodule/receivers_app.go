@@ -34,14 +34,13 @@ type ReceiversApp struct {
 	// on the word of Content-Length. Default: 64 MiB.
 	MaxBodyInFlight int64 `json:"max_body_in_flight,omitempty"`
 
-	logger   *zap.Logger
-	mu       sync.Mutex
-	byName   map[string]*Receiver
-	byStore  map[string]*Receiver
-	order    []*Receiver
-	started  []*Receiver // whose runtime is acquired
-	budget   *bodyBudget
-	startErr error
+	logger  *zap.Logger
+	mu      sync.Mutex
+	byName  map[string]*Receiver
+	byStore map[string]*Receiver
+	order   []*Receiver
+	started []*Receiver // whose runtime is acquired
+	budget  *bodyBudget
 }
 
 // CaddyModule returns the Caddy module information.
@@ -63,7 +62,7 @@ func (a *ReceiversApp) Provision(ctx caddy.Context) error {
 	}
 	a.byName = make(map[string]*Receiver)
 	a.byStore = make(map[string]*Receiver)
-	a.budget = sharedBodyBudget(a.MaxBodyInFlight)
+	a.budget = theBodyBudget
 	return nil
 }
 
@@ -117,6 +116,7 @@ func sameReceiver(a, b *Receiver) bool {
 func (a *ReceiversApp) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.budget.setLimit(a.MaxBodyInFlight)
 	for _, r := range a.order {
 		if err := r.start(); err != nil {
 			a.stopLocked()

@@ -48,6 +48,10 @@ type Config struct {
 	// Jitter spreads each retry delay by up to this fraction either way
 	// (0.1 = ±10 %). Negative disables jitter; zero means 0.1.
 	Jitter float64
+	// Rate caps attempts (fresh, retries and probes alike), smoothed: they
+	// start at least Per/N apart, and envelopes wait for their turn (none
+	// fails or dies because of it). Zero: no cap.
+	Rate Rate
 }
 
 // CheckConfig reports what is wrong with c, if anything (New and SetConfig
@@ -87,6 +91,9 @@ func (c Config) withDefaults() (Config, error) {
 		if d <= 0 {
 			return c, fmt.Errorf("retry delay %d (%s) must be positive", i+1, d)
 		}
+	}
+	if c.Rate.N < 0 || (c.Rate.N > 0 && c.Rate.interval() <= 0) {
+		return c, fmt.Errorf("rate %s is not a positive rate", c.Rate)
 	}
 	if c.RetryFor < 0 || c.Timeout < 0 || c.Concurrency < 0 || c.MaxRetryAfter < 0 {
 		return c, errors.New("retry_for, upstream_timeout, concurrency and the Retry-After cap must not be negative")

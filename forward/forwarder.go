@@ -43,12 +43,20 @@ const (
 type Observer interface {
 	Attempt(event, result string, took time.Duration)
 	Dead(m *queue.Message)
+	// Throttled reports time the forwarder waited for the rate cap while
+	// envelopes were waiting.
+	Throttled(d time.Duration)
+	// Health reports a change of the upstream's state (StateHealthy,
+	// StateFailing).
+	Health(state string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Attempt(string, string, time.Duration) {}
 func (nopObserver) Dead(*queue.Message)                   {}
+func (nopObserver) Throttled(time.Duration)               {}
+func (nopObserver) Health(string)                         {}
 
 // readBatch is how many messages one lease takes at most.
 const readBatch = 64
@@ -111,7 +119,7 @@ func New(store queue.Store, cfg Config, logger *zap.Logger, obs Observer) (*Forw
 		cancel:   cancel,
 	}
 	f.health.state = StateHealthy
-	f.cfg.Store(&setup{Config: c, transport: newTransport(c.RootCAs)})
+	f.cfg.Store(&setup{Config: c, transport: newTransport(c.RootCAs), limiter: NewLimiter(c.Rate)})
 	return f, nil
 }
 
@@ -123,6 +131,7 @@ func New(store queue.Store, cfg Config, logger *zap.Logger, obs Observer) (*Forw
 type setup struct {
 	Config
 	transport *http.Transport
+	limiter   Limiter // nil: no rate cap
 }
 
 // newTransport returns the transport attempts use: keep-alive with a large
@@ -156,9 +165,12 @@ func (f *Forwarder) SetConfig(cfg Config) error {
 	f.setMu.Lock()
 	defer f.setMu.Unlock()
 	old := f.cfg.Load()
-	next := &setup{Config: c, transport: old.transport}
+	next := &setup{Config: c, transport: old.transport, limiter: old.limiter}
 	if !c.RootCAs.Equal(old.RootCAs) {
 		next.transport = newTransport(c.RootCAs)
+	}
+	if c.Rate != old.Rate {
+		next.limiter = NewLimiter(c.Rate)
 	}
 	f.cfg.Store(next)
 	if next.transport != old.transport {
@@ -238,6 +250,7 @@ func (f *Forwarder) run() {
 	defer close(f.loopDone)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	full := false // the last lease took all it asked for: more may be waiting
 	for {
 		select {
 		case <-f.stop:
@@ -247,9 +260,19 @@ func (f *Forwarder) run() {
 		t0 := now() // one instant for the budget and how long to sleep
 		budget, probe := f.freshBudget(t0)
 		cfg := f.cfg.Load()
-		if n := min(budget, f.free(cfg.Concurrency)); n > 0 {
+		n := min(budget, f.free(cfg.Concurrency))
+		var throttle time.Duration // > 0: the rate cap holds attempts back
+		if n > 0 && cfg.limiter != nil {
+			granted, wait := cfg.limiter.Take(t0, n)
+			n, throttle = granted, wait
+		}
+		if n > 0 {
 			ms, err := f.store.Lease(f.baseCtx, n, cfg.Timeout+leaseMargin)
 			f.readDone(err)
+			if cfg.limiter != nil && len(ms) < n {
+				cfg.limiter.Return(n - len(ms))
+			}
+			full = len(ms) == n
 			for _, m := range ms {
 				f.launch(m, probe)
 			}
@@ -263,6 +286,12 @@ func (f *Forwarder) run() {
 			t, ok, _ := f.store.NextDue(f.baseCtx)
 			return t, ok
 		})
+		if throttle > 0 {
+			wait = max(min(wait, throttle), time.Millisecond)
+			if full {
+				f.obs.Throttled(wait)
+			}
+		}
 		timer.Reset(wait)
 		select {
 		case <-f.stop:

@@ -193,9 +193,23 @@ func accept(t *testing.T, s *dedupe.Store, n int) {
 }
 
 type countingObserver struct {
-	mu      sync.Mutex
-	results map[string]int
-	dead    int
+	mu        sync.Mutex
+	results   map[string]int
+	dead      int
+	throttled time.Duration
+	states    []string
+}
+
+func (o *countingObserver) Throttled(d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.throttled += d
+}
+
+func (o *countingObserver) Health(state string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.states = append(o.states, state)
 }
 
 func (o *countingObserver) Attempt(_, result string, _ time.Duration) {
@@ -362,7 +376,8 @@ func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
 		return http.StatusServiceUnavailable
 	})
 	accept(t, s, 50)
-	f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{50 * time.Millisecond}, Concurrency: 2}, nil)
+	obs := &countingObserver{}
+	f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{50 * time.Millisecond}, Concurrency: 2}, obs)
 
 	require.Eventually(t, func() bool { return f.Health().State == StateFailing }, 5*time.Second, 5*time.Millisecond)
 	time.Sleep(200 * time.Millisecond)
@@ -377,6 +392,9 @@ func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
 		return st.Queued == 0 && st.Retrying == 0
 	}, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, StateHealthy, f.Health().State)
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	assert.Equal(t, []string{StateFailing, StateHealthy}, obs.states, "each transition reported once")
 }
 
 func TestForwarderStopLeavesUnfinishedWorkForRestart(t *testing.T) {

@@ -57,8 +57,16 @@ func (f *Forwarder) Health() Health {
 	}
 }
 
-// recordHealth folds one attempt's outcome into the upstream's state.
+// recordHealth folds one attempt's outcome into the upstream's state and
+// tells the observer of a change (outside the lock: it may emit events).
 func (f *Forwarder) recordHealth(ok, probe bool, status int, err error, cfg *Config) {
+	if changed := f.foldHealth(ok, probe, status, err, cfg); changed != "" {
+		f.obs.Health(changed)
+	}
+}
+
+// foldHealth updates the state; it returns the new state when it changed.
+func (f *Forwarder) foldHealth(ok, probe bool, status int, err error, cfg *Config) (changed string) {
 	t := now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -69,6 +77,7 @@ func (f *Forwarder) recordHealth(ok, probe bool, status int, err error, cfg *Con
 	if ok {
 		if h.state != StateHealthy {
 			f.logger.Info("upstream recovered", zap.Int("failed_attempts", h.consecutive))
+			changed = StateHealthy
 		}
 		h.state = StateHealthy
 		h.consecutive = 0
@@ -85,10 +94,12 @@ func (f *Forwarder) recordHealth(ok, probe bool, status int, err error, cfg *Con
 	if h.state != StateFailing {
 		f.logger.Warn("upstream failing; holding fresh envelopes and probing",
 			zap.Int("failed_attempts", h.consecutive), zap.String("error", h.lastError))
+		changed = StateFailing
 	}
 	h.state = StateFailing
 	d := min(retryDelay(cfg.Retry, h.consecutive-failingAfter+1, 0, nil), maxProbeInterval)
 	h.probeAt = t.Add(d)
+	return changed
 }
 
 // freshBudget is how many envelopes the loop may dispatch at t, and whether

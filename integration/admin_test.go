@@ -157,6 +157,8 @@ func TestAdminCLI(t *testing.T) {
 // tests look at.
 type adminReceiverStatus struct {
 	Name           string `json:"name"`
+	Storage        string `json:"storage"`
+	Paused         bool   `json:"paused"`
 	Queued         int64  `json:"queued"`
 	Retrying       int64  `json:"retrying"`
 	InFlight       int    `json:"in_flight"`

@@ -61,7 +61,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	caddyBin = filepath.Join(dir, "caddy")
-	binaryErr = buildBinary(caddyBin)
+	if bin := os.Getenv("CADDY_WEBHOOKS_TEST_BIN"); bin != "" {
+		// Run the suite against another build (e.g. an older commit's, to
+		// see a new test fail on the code it guards against).
+		caddyBin = bin
+	} else {
+		binaryErr = buildBinary(caddyBin)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -598,6 +604,7 @@ func requireDuplicate(t testing.TB, r response) {
 // recorded is one request an upstream received.
 type recorded struct {
 	Path    string
+	Query   string // raw query
 	Header  http.Header
 	Body    []byte
 	At      time.Time   // arrival
@@ -700,7 +707,7 @@ func (up *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	rec := &recorded{Path: r.URL.Path, Header: r.Header.Clone(), Body: body, At: time.Now(), Reply: http.Header{}}
+	rec := &recorded{Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, At: time.Now(), Reply: http.Header{}}
 	rec.Header.Set("X-Recorded-Method", r.Method)
 	up.mu.Lock()
 	key := r.Header.Get(hdrDedupeKey)

@@ -114,12 +114,30 @@
 		return el('div', null, el('dt', { text: label }), el('dd', { class: cls + (alert ? ' alert' : ''), text: value }));
 	}
 
+	// What the operator typed in a receiver's replay range, kept across the
+	// re-renders of its card.
+	const ranges = {};
+
+	function rangeForm(rc) {
+		const r = ranges[rc.name] || (ranges[rc.name] = { since: '', until: '' });
+		const input = (field, label) => {
+			const i = el('input', { type: 'datetime-local', step: '1', class: 'range-' + field, 'data-receiver': rc.name, 'aria-label': label });
+			i.value = r[field];
+			i.addEventListener('input', () => { r[field] = i.value; });
+			return i;
+		};
+		return el('div', { class: 'range' },
+			'Accepted from ', input('since', 'accepted from (local time)'),
+			' to ', input('until', 'accepted before (local time)'), ' ',
+			el('button', { type: 'button', class: 'replay-range', 'data-receiver': rc.name }, 'Replay range'));
+	}
+
 	function deadTable(rc, page) {
 		const wrap = el('div', { class: 'dead' });
 		const head = el('div', { class: 'dead-head' }, el('h4', { text: `Dead letters (${rc.dead})` }));
 		const all = el('button', { type: 'button', class: 'replay-all', 'data-receiver': rc.name }, 'Replay all');
 		head.append(all);
-		wrap.append(head);
+		wrap.append(head, rangeForm(rc));
 		const tbody = el('tbody');
 		for (const d of page.data) {
 			const answer = d.last_status ? 'HTTP ' + d.last_status : (d.last_error || '—');
@@ -148,7 +166,10 @@
 		const card = el('article', { class: 'card receiver', 'data-name': rc.name },
 			el('div', { class: 'card-head' },
 				el('h3', { text: rc.name }),
-				el('span', { class: 'badge state ' + (h.state || 'unknown'), text: h.state || 'unknown' })),
+				el('span', { class: 'badge state ' + (h.state || 'unknown'), text: h.state || 'unknown' }),
+				rc.paused ? el('span', { class: 'badge paused', text: 'paused' }) : null,
+				el('button', { type: 'button', class: rc.paused ? 'resume' : 'pause', 'data-receiver': rc.name },
+					rc.paused ? 'Resume forwarding' : 'Pause forwarding')),
 			el('div', { class: 'upstream muted', text: '→ ' + (rc.upstream || '(not configured)') }));
 		card.append(el('dl', { class: 'stats' },
 			stat('Queued', String(rc.queued), 'count-queued'),
@@ -227,6 +248,8 @@
 
 	let generation = 0;
 	async function refresh() {
+		const a = document.activeElement;
+		if (a && a.tagName === 'INPUT' && a.closest('#receivers')) return; // the operator is typing
 		const mine = ++generation;
 		try {
 			const [recv, series] = await Promise.all([api('receivers'), api('series')]);
@@ -268,10 +291,48 @@
 		await refresh();
 	}
 
+	async function setPaused(btn, paused) {
+		const name = btn.getAttribute('data-receiver');
+		btn.disabled = true;
+		try {
+			await api('receivers/' + encodeURIComponent(name) + (paused ? '/pause' : '/resume'), {
+				method: 'POST',
+				headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+				body: '{}',
+			});
+			show('flash', paused ? `Forwarding of ${name} paused: envelopes are accepted and wait.` : `Forwarding of ${name} resumed.`);
+		} catch (e) {
+			show('flash', (paused ? 'Pause' : 'Resume') + ' failed: ' + e.message, true);
+			btn.disabled = false;
+		}
+		await refresh();
+	}
+
+	// rfc3339 turns a datetime-local value (the browser's local time) into
+	// an RFC 3339 instant, '' when empty.
+	function rfc3339(v) {
+		if (!v) return '';
+		const d = new Date(v);
+		return isNaN(d) ? null : d.toISOString();
+	}
+
 	document.addEventListener('click', ev => {
 		const btn = ev.target.closest('button');
 		if (!btn || btn.disabled) return;
-		if (btn.classList.contains('replay')) {
+		if (btn.classList.contains('pause') || btn.classList.contains('resume')) {
+			setPaused(btn, btn.classList.contains('pause'));
+		} else if (btn.classList.contains('replay-range')) {
+			const r = ranges[btn.getAttribute('data-receiver')] || {};
+			const since = rfc3339(r.since), until = rfc3339(r.until);
+			if (since === null || until === null || (!since && !until)) {
+				show('flash', 'Give a start or an end (or both) for the range to replay.', true);
+				return;
+			}
+			const sel = {};
+			if (since) sel.since = since;
+			if (until) sel.until = until;
+			replay(btn, JSON.stringify(sel), 'dead letter(s) of that range');
+		} else if (btn.classList.contains('replay')) {
 			// The seq is a uint64: sent as its digits, not through a JS number.
 			const seq = btn.getAttribute('data-seq');
 			if (/^[0-9]+$/.test(seq)) replay(btn, '{"seqs":[' + seq + ']}', 'dead letter');
