@@ -257,7 +257,8 @@ func runSender(env *benchEnv) {
 	apiKey, adminKey := "bench_"+runID()+runID(), "bench_admin_"+runID()+runID()
 	accounts := cfg.accounts
 	var accountNote string
-	if accounts > 0 && !senderHasAccounts(env, dir) {
+	hasAccounts := senderHasAccounts(env, dir)
+	if accounts > 0 && !hasAccounts {
 		accountNote = fmt.Sprintf("this binary's sender has no accounts: the %d endpoints are the api_key's (-accounts %d ignored)", cfg.endpoints, accounts)
 		env.logf("sender: %s", accountNote)
 		accounts = 0
@@ -265,8 +266,12 @@ func runSender(env *benchEnv) {
 	accounts = min(accounts, cfg.endpoints)
 	port, admin := freePort(), freePort()
 	accountOpts := ""
+	if hasAccounts {
+		// max_webhooks (default 50) must let one account have them all.
+		accountOpts = fmt.Sprintf("\t\tmax_webhooks %d\n", cfg.endpoints)
+	}
 	if accounts > 0 {
-		accountOpts = fmt.Sprintf("\t\tadmin_key %s\n\t\tmax_webhooks %d\n", adminKey, cfg.endpoints)
+		accountOpts += fmt.Sprintf("\t\tadmin_key %s\n", adminKey)
 	}
 	app := fmt.Sprintf("\twebhook_sender {\n\t\tstorage %s\n\t\tapi_key %s\n%s\t\tretry %s\n\t\tallow_private\n\t\ttrusted_ca %s\n\t}\n",
 		filepath.Join(dir, "storage"), apiKey, accountOpts, cfg.senderRetry, caPath)
