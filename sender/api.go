@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -563,11 +564,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, stri
 		writeError(w, http.StatusBadRequest, CodeInvalidJSON, "reading the request body failed")
 		return false
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		writeError(w, http.StatusBadRequest, CodeInvalidJSON, "the request body is empty; a JSON object is expected")
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
 		dec.DisallowUnknownFields()
 	}

@@ -616,10 +616,10 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 	}
 	var sig string
 	var err error
-	if keys := wh.signingKeys(start); len(keys) == 1 {
-		sig, err = webhook.Sign(wh.key, msgID, start.Unix(), body)
+	if wh.inGrace(start) {
+		sig, err = webhook.SignAll([]webhook.Key{wh.key, wh.prevKey}, msgID, start.Unix(), body) // both sign
 	} else {
-		sig, err = webhook.SignAll(keys, msgID, start.Unix(), body) // a rotation's grace period: both sign
+		sig, err = webhook.Sign(wh.key, msgID, start.Unix(), body)
 	}
 	if err != nil {
 		return fail(fmt.Errorf("signing: %w", err))

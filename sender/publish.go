@@ -54,11 +54,12 @@ func (s *Sender) PublishAt(ctx context.Context, account, event string, at time.T
 		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
 	}
 
-	acct, err := s.account(account)
-	if err != nil {
-		return "", 0, err
-	}
 	s.mu.Lock()
+	acct := s.accounts[account]
+	if acct == nil || acct.deleted.Load() {
+		s.mu.Unlock()
+		return "", 0, notFound("account")
+	}
 	var targets []string
 	for whID := range acct.webhooks {
 		if w := s.webhooks[whID]; w.Status == WebhookActive && w.subscribed(event) {

@@ -46,9 +46,14 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 
 // setJSON writes v at key, expiring after ttl if ttl > 0.
 func setJSON(txn *badger.Txn, key []byte, v any, ttl time.Duration) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	var b []byte
+	if d, ok := v.(*Delivery); ok && d.encodable() {
+		b = d.appendJSON(make([]byte, 0, 384+128*len(d.Attempts)))
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
 	}
 	e := badger.NewEntry(key, b)
 	if ttl > 0 {

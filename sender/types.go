@@ -184,13 +184,10 @@ func (w *Webhook) public(now time.Time) Webhook {
 	return c
 }
 
-// signingKeys returns the keys a delivery attempted at t is signed with:
-// the secret, and the previous one during its grace period.
-func (w *Webhook) signingKeys(t time.Time) []webhook.Key {
-	if w.PreviousSecretExpiresAt != nil && t.Before(*w.PreviousSecretExpiresAt) && w.prevKey.CanSign() {
-		return []webhook.Key{w.key, w.prevKey}
-	}
-	return []webhook.Key{w.key}
+// inGrace reports whether a delivery attempted at t is signed with the
+// previous secret too (a rotation's grace period).
+func (w *Webhook) inGrace(t time.Time) bool {
+	return w.PreviousSecretExpiresAt != nil && t.Before(*w.PreviousSecretExpiresAt) && w.prevKey.CanSign()
 }
 
 // Account is a customer of the provider: the owner of webhooks, API keys,
