@@ -191,7 +191,7 @@ func TestAccountIsolation(t *testing.T) {
 // authenticating at once), its webhooks and every delivery (pending ones
 // too: never attempted again), and nothing of another account.
 func TestDeleteAccount(t *testing.T) {
-	s, recA, recB, whA, whB := twoAccounts(t, Options{Schedule: []time.Duration{200 * time.Millisecond, time.Hour}},
+	s, recA, recB, whA, whB := twoAccounts(t, Options{Schedule: []time.Duration{time.Second, time.Hour}},
 		func(int, http.ResponseWriter) int { return http.StatusServiceUnavailable })
 	key, err := s.CreateAPIKey(bg, "a", "ci")
 	require.NoError(t, err)
@@ -222,9 +222,9 @@ func TestDeleteAccount(t *testing.T) {
 	eventually(t, 5*time.Second, func() bool { st := s.Stats(); return st.Pending+st.InFlight == 3 },
 		"b's pending deliveries stay (some may be in flight), a's are gone")
 
-	time.Sleep(400 * time.Millisecond) // past the 200ms retry
+	recB.wait(t, 3, 10*time.Second) // b's retries, 1 s after the first attempts: a's were due then too
+	time.Sleep(200 * time.Millisecond)
 	assert.Len(t, recA.requests(), 3, "a deleted account's delivery was attempted again")
-	recB.wait(t, 3, 5*time.Second)
 
 	// Nothing of a is left in the store; b's deliveries and envelopes are.
 	left := storeKeys(t, s)

@@ -290,6 +290,12 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		}
 		s.report(cfg, d.Event, OutcomeSkipped, 0)
 		return
+	case wh.life.deleting.Load() || wh.acct.deleted.Load():
+		// Its webhook or account is being deleted: nothing more is sent.
+		// Once deleted, the delivery is gone; should the deletion fail, it
+		// is attempted again.
+		requeue = it.again(now.Add(time.Second))
+		return
 	case wh.Status != WebhookActive:
 		if _, err := s.finish(&wh, &d, it, "", now, "webhook disabled", nil); err != nil {
 			log.Error("failing delivery of a disabled webhook", zap.Error(err))
@@ -494,8 +500,8 @@ func (s *Sender) markDelivered(wh *Webhook, d *Delivery, it item, health *failin
 		return releaseEvent(txn, d.EventID)
 	})
 	if err == nil && !dropped {
+		wh.acct.delivered.Add(1) // before the total, which tests wait on
 		s.delivered.Add(1)
-		wh.acct.delivered.Add(1)
 		wh.life.storedUpdate(health)
 	}
 	return dropped, err

@@ -147,7 +147,8 @@ type Webhook struct {
 // webhookLife is what every in-memory copy of a registration shares: whether
 // it was deleted, and how long it has been failing.
 type webhookLife struct {
-	deleted atomic.Bool
+	deleted  atomic.Bool
+	deleting atomic.Bool // its deletion is under way: no attempt starts
 
 	mu           sync.Mutex
 	failingSince time.Time // zero when the last attempt succeeded

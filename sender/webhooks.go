@@ -306,6 +306,7 @@ func (s *Sender) DeleteWebhook(ctx context.Context, account, id string) error {
 		return err
 	}
 	defer s.release()
+	w.life.deleting.Store(true) // attempts starting from now wait
 	err = s.commit(func(txn *badger.Txn) error {
 		if err := allowed(ctx, w.acct); err != nil {
 			return leave(err)
@@ -322,6 +323,7 @@ func (s *Sender) DeleteWebhook(ctx context.Context, account, id string) error {
 		return txn.Delete(webhookKey(id))
 	})
 	if err != nil {
+		w.life.deleting.Store(false)
 		return err
 	}
 	s.mu.Lock()
