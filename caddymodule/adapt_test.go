@@ -186,9 +186,44 @@ func TestAdaptErrors(t *testing.T) {
 		{"retry with zero", receiver(up + "\t\tretry 1s 0 5s"), `retry: "0" is not a positive duration`},
 		{"retry without value", receiver(up + "\t\tretry"), "retry needs at least one duration"},
 		{"concurrency 0", receiver(up + "\t\tconcurrency 0"), `concurrency: "0" is not a positive whole number`},
-		{"dedupe_key with no field", receiver(up + "\t\tdedupe_key reply.received"), "dedupe_key needs an event type and at least one data field"},
+		{"dedupe_key with no field", receiver(up + "\t\tdedupe_key reply.received"), "dedupe_key needs an event type (or *) and at least one selector"},
 		{"dedupe_key repeated event", receiver(up + "\t\tdedupe_key a.b x\n\t\tdedupe_key a.b y"), `dedupe_key for "a.b" given more than once`},
 		{"bad sync_writes", receiver(up + "\t\tsync_writes maybe"), `sync_writes: "maybe" is not true or false`},
+		{"unknown source", receiver(up + "\t\tsource paypal"), `webhook_receiver: source: unknown source "paypal" (want standard_webhooks, svix, stripe, github, shopify, slack, hmac)`},
+		{"source without name", receiver(up + "\t\tsource"), "source takes one name (standard_webhooks, svix, stripe, github, shopify, slack, hmac)"},
+		{"source twice", receiver(up + "\t\tsource stripe\n\t\tsource github"), "source given more than once"},
+		{"block for a named source", receiver(up + "\t\tsource stripe {\n\t\t\theader X-Sig\n\t\t}"), "source stripe takes no block (a block goes with source hmac)"},
+		{"hmac without block", receiver(up + "\t\tsource hmac"), "source hmac needs a block with at least header <Name>"},
+		{"hmac without header", receiver(up + "\t\tsource hmac {\n\t\t\talgorithm sha1\n\t\t}"), "source hmac needs a block with at least header <Name>"},
+		{"hmac unknown option", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\thash sha1\n\t\t}"),
+			`source hmac: unknown option "hash" (want header, algorithm, encoding, prefix, signed or timestamp_header)`},
+		{"hmac repeated option", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\theader X-Other\n\t\t}"), "source hmac: header given more than once"},
+		{"hmac option without value", receiver(up + "\t\tsource hmac {\n\t\t\theader\n\t\t}"), "header needs a value"},
+		{"hmac bad algorithm", receiver(up + "\t\tsecret k\n\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\talgorithm md5\n\t\t}"),
+			`webhook_receiver: hmac algorithm: "md5", want sha1, sha256 or sha512`},
+		{"hmac bad encoding", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\tencoding base32\n\t\t}"), `hmac encoding: "base32", want hex or base64`},
+		{"hmac bad header", receiver(up + "\t\tsource hmac {\n\t\t\theader X:Sig\n\t\t}"), `hmac header: "X:Sig" is not a valid header name`},
+		{"hmac bad timestamp header", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\ttimestamp_header X(Ts\n\t\t}"), `hmac timestamp_header: "X(Ts" is not a valid header name`},
+		{"hmac unknown placeholder", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\tsigned {query}.{body}\n\t\t}"),
+			"hmac signed: unknown placeholder {http.request.uri.query}: want {body}, {header.<Name>}, {method} or {path}"},
+		{"hmac unclosed placeholder", receiver(up + "\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t\tsigned {body\n\t\t}"), "hmac signed: '{' without '}' at offset 0"},
+		{"hmac bad secret", receiver(up + "\t\tsecret hex:xyz\n\t\tsource hmac {\n\t\t\theader X-Sig\n\t\t}"), "secret #1: hex: value is not valid hex"},
+		{"stripe secret without whsec_", receiver(up + "\t\tsource stripe\n\t\tsecret sk_live_abc"), "secret #1: a Stripe endpoint signing secret starts with whsec_"},
+		{"standard secret with a wrong prefix", receiver(up + "\t\tsecret whpk_abc"), "secret #1 must start with whsec_ or whsk_"},
+		{"public_key for stripe", receiver(up + "\t\tsource stripe\n\t\tpublic_key {env.PK}"), "public_key: only for source standard_webhooks (v1a signatures), and the source is stripe"},
+		{"three public keys", receiver(up + "\t\tpublic_key {env.PK1}\n\t\tpublic_key {env.PK2}\n\t\tpublic_key {env.PK3}"),
+			"public_key: 3 ed25519 keys, at most 2 are used"},
+		{"nine secrets", receiver(up + "\t\tsource github" + strings.Repeat("\n\t\tsecret {env.S}", 9)), "secret: 9 secrets and keys, at most 8"},
+		{"unknown_events with another source", receiver(up + "\t\tsource shopify\n\t\tunknown_events reject"),
+			"unknown_events: only for source standard_webhooks (source shopify accepts every event type)"},
+		{"event_type for standard_webhooks", receiver(up + "\t\tevent_type json:type"), `event_type: the standard_webhooks source reads the envelope's "event"`},
+		{"bad event_type", receiver(up + "\t\tsource stripe\n\t\tevent_type query:type"), `event_type: invalid selector "query:type": unknown kind "query"`},
+		{"event_type twice", receiver(up + "\t\tsource stripe\n\t\tevent_type json:type\n\t\tevent_type json:kind"), "event_type given more than once"},
+		{"bad dedupe_key selector", receiver(up + "\t\tdedupe_key reply.received json:a..b"),
+			`dedupe_key reply.received: invalid selector "json:a..b": empty path segment`},
+		{"bad dedupe_key header", receiver(up + "\t\tdedupe_key * header:X(Y"), `dedupe_key *: invalid selector "header:X(Y": "X(Y" is not a valid header name`},
+		{"bad order_by selector", receiver(up + "\t\torder_by * form:"), `order_by *: invalid selector "form:": empty field name`},
+		{"order_by with no selector", receiver(up + "\t\torder_by *"), "order_by needs an event type (or *) and at least one selector"},
 		{"receiver argument", ":8080 {\n\twebhook_receiver /a /b {\n" + up + "\t}\n}\n", "wrong argument count"},
 
 		{"sender unknown option", "{\n\twebhook_sender {\n\t\tapi_key k\n\t\tkeys k\n\t}\n}\n:8081\n", `webhook_sender: unrecognized option "keys"`},
@@ -211,6 +246,11 @@ func TestAdaptErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+			for _, secret := range []string{"sk_live_abc", "hex:xyz", "whpk_abc"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q repeats the secret %q", err, secret)
+				}
 			}
 		})
 	}

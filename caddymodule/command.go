@@ -3,9 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -22,8 +19,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-
-	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 func init() {
@@ -48,8 +43,14 @@ not deliver; sign and verify work offline, for debugging with curl.
   caddy webhook sender failed [--account A] [--limit N] [--cursor C]
   caddy webhook sender replay (--id ID… | --all [--account A])
   caddy webhook sender purge (--id ID… | --all [--account A])
-  caddy webhook sign --secret whsec_… [--id msg_…] [--timestamp UNIX] (--body '…' | --body-file F) [--url URL]
-  caddy webhook verify --secret whsec_… --id … --timestamp … --signature … (--body '…' | --body-file F) [--tolerance 5m]
+  caddy webhook sign [--source NAME] --secret S… [--id msg_…] [--timestamp UNIX] (--body '…' | --body-file F) [--url URL]
+  caddy webhook verify [--source NAME] --secret S… [--id …] [--timestamp …] --signature … (--body '…' | --body-file F) [--tolerance 5m]
+
+sign and verify speak every receiver source (--source standard_webhooks, svix,
+stripe, github, shopify, slack, hmac; hmac takes --header, --algorithm,
+--encoding, --prefix, --signed and --timestamp-header like the receiver's
+source hmac block). -H 'Name: value' adds a request header (one a template or
+selector reads, or one copied from a request).
 
 The admin address is --address, else the admin address of the config given
 with --config/--adapter (like 'caddy reload'), else localhost:2019. --json
@@ -124,32 +125,7 @@ func buildWebhookCommand(cmd *cobra.Command) {
 	}
 	snd.AddCommand(sndStatus, sndAccounts, sndFailed, senderChange("replay"), senderChange("purge"))
 
-	sign := &cobra.Command{
-		Use:   "sign",
-		Short: "Signs a body and prints the webhook-* headers, or a curl command with --url",
-		Args:  cobra.NoArgs,
-		RunE:  runSign,
-	}
-	sign.Flags().StringArray("secret", nil, "Signing key, whsec_… or whsk_… (repeatable; default: $WEBHOOK_SECRET)")
-	sign.Flags().String("id", "", "webhook-id (default: a fresh msg_…)")
-	sign.Flags().Int64("timestamp", 0, "webhook-timestamp in Unix seconds (default: now)")
-	sign.Flags().String("body", "", "The body to sign")
-	sign.Flags().String("body-file", "", "File holding the body to sign (- for stdin)")
-	sign.Flags().String("url", "", "Print a curl command that POSTs the signed body to this URL")
-
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Verifies a webhook's signature; exits 0 when valid, 1 with the reason when not",
-		Args:  cobra.NoArgs,
-		RunE:  runVerify,
-	}
-	verify.Flags().StringArray("secret", nil, "Key to check against, whsec_… or whpk_… (repeatable; default: $WEBHOOK_SECRET)")
-	verify.Flags().String("id", "", "webhook-id header")
-	verify.Flags().String("timestamp", "", "webhook-timestamp header")
-	verify.Flags().String("signature", "", "webhook-signature header")
-	verify.Flags().String("body", "", "The body received")
-	verify.Flags().String("body-file", "", "File holding the body received (- for stdin)")
-	verify.Flags().Duration("tolerance", DefaultTolerance, "How far the timestamp may be from now (0 = do not check)")
+	sign, verify := signCommand(), verifyCommand()
 
 	cmd.AddCommand(status, pauseCommand("pause"), pauseCommand("resume"), dead, snd, sign, verify)
 }
@@ -793,168 +769,4 @@ func runSenderChange(cmd *cobra.Command, action string) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "skipped %s: %s\n", s.ID, s.Error)
 	}
 	return nil
-}
-
-// ---------------------------------------------------------------- sign and verify
-
-// keysFlag parses --secret (or $WEBHOOK_SECRET).
-func keysFlag(cmd *cobra.Command) ([]webhook.Key, error) {
-	raw, _ := cmd.Flags().GetStringArray("secret")
-	if len(raw) == 0 {
-		if env := strings.TrimSpace(os.Getenv("WEBHOOK_SECRET")); env != "" {
-			raw = []string{env}
-		}
-	}
-	if len(raw) == 0 {
-		return nil, errors.New("give --secret (or set WEBHOOK_SECRET)")
-	}
-	keys := make([]webhook.Key, 0, len(raw))
-	for i, s := range raw {
-		k, err := webhook.ParseKey(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("secret %d: %w", i+1, err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
-}
-
-// bodyFlag reads --body or --body-file (exactly one); fromFile is the
-// file's name when the body came from a file other than stdin.
-func bodyFlag(cmd *cobra.Command) (body []byte, fromFile string, err error) {
-	fl := cmd.Flags()
-	inline, _ := fl.GetString("body")
-	file, _ := fl.GetString("body-file")
-	switch {
-	case fl.Changed("body") && file != "":
-		return nil, "", errors.New("give --body or --body-file, not both")
-	case fl.Changed("body"):
-		return []byte(inline), "", nil
-	case file == "-":
-		b, err := io.ReadAll(cmd.InOrStdin())
-		if err != nil {
-			return nil, "", fmt.Errorf("reading the body from stdin: %w", err)
-		}
-		return b, "", nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, "", fmt.Errorf("reading the body: %w", err)
-		}
-		return b, file, nil
-	}
-	return nil, "", errors.New("give the body with --body '…' or --body-file FILE")
-}
-
-func runSign(cmd *cobra.Command, _ []string) error {
-	keys, err := keysFlag(cmd)
-	if err != nil {
-		return err
-	}
-	body, file, err := bodyFlag(cmd)
-	if err != nil {
-		return err
-	}
-	fl := cmd.Flags()
-	id, _ := fl.GetString("id")
-	if id == "" {
-		id = newMessageID()
-	}
-	ts := cmdNow().Unix()
-	if fl.Changed("timestamp") {
-		ts, _ = fl.GetInt64("timestamp")
-	}
-	sig, err := webhook.SignAll(keys, id, ts, body)
-	if err != nil {
-		return err
-	}
-	tsStr := strconv.FormatInt(ts, 10)
-	out := cmd.OutOrStdout()
-	target, _ := fl.GetString("url")
-	switch {
-	case asJSON(cmd):
-		b, _ := json.MarshalIndent(map[string]string{
-			webhook.HeaderID: id, webhook.HeaderTimestamp: tsStr, webhook.HeaderSignature: sig,
-		}, "", "  ")
-		fmt.Fprintln(out, string(b))
-	case target != "":
-		data := "--data-binary " + shellQuote(string(body))
-		if file != "" {
-			data = "--data-binary " + shellQuote("@"+file)
-		}
-		fmt.Fprintf(out, "curl -sS -i -X POST %s \\\n  -H %s \\\n  -H %s \\\n  -H %s \\\n  -H %s \\\n  %s\n",
-			shellQuote(target),
-			shellQuote("Content-Type: application/json"),
-			shellQuote(webhook.HeaderID+": "+id),
-			shellQuote(webhook.HeaderTimestamp+": "+tsStr),
-			shellQuote(webhook.HeaderSignature+": "+sig),
-			data)
-	default:
-		fmt.Fprintf(out, "%s: %s\n%s: %s\n%s: %s\n", webhook.HeaderID, id, webhook.HeaderTimestamp, tsStr, webhook.HeaderSignature, sig)
-	}
-	return nil
-}
-
-// newMessageID returns a fresh msg_ id.
-func newMessageID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "msg_" + hex.EncodeToString(b)
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func runVerify(cmd *cobra.Command, _ []string) error {
-	keys, err := keysFlag(cmd)
-	if err != nil {
-		return err
-	}
-	body, _, err := bodyFlag(cmd)
-	if err != nil {
-		return err
-	}
-	fl := cmd.Flags()
-	id, _ := fl.GetString("id")
-	ts, _ := fl.GetString("timestamp")
-	sig, _ := fl.GetString("signature")
-	tolerance, _ := fl.GetDuration("tolerance")
-	if tolerance < 0 {
-		return errors.New("--tolerance must not be negative")
-	}
-	var missing []string
-	for _, f := range []struct{ name, v string }{{"--id", id}, {"--timestamp", ts}, {"--signature", sig}} {
-		if f.v == "" {
-			missing = append(missing, f.name)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("give %s", strings.Join(missing, ", "))
-	}
-	now := cmdNow()
-	v := webhook.Verifier{Keys: keys, Tolerance: tolerance}
-	err = v.Verify(id, ts, sig, body, now)
-	if err == nil {
-		fmt.Fprintln(cmd.OutOrStdout(), "valid")
-		return nil
-	}
-	reason := err.Error()
-	switch {
-	case errors.Is(err, webhook.ErrTimestampOutOfTolerance):
-		if sec, perr := strconv.ParseInt(ts, 10, 64); perr == nil {
-			skew := now.Sub(time.Unix(sec, 0)).Round(time.Second)
-			dir := "in the past"
-			if skew < 0 {
-				skew, dir = -skew, "in the future"
-			}
-			reason += fmt.Sprintf(": %s is %s %s, the tolerance is %s (--tolerance 0 skips the check)", ts, skew, dir, tolerance)
-		}
-	case errors.Is(err, webhook.ErrNoMatchingSignature):
-		reason += fmt.Sprintf(" for %d key%s: wrong secret, or the body, id or timestamp differ from what was signed", len(keys), plural(len(keys)))
-	}
-	fmt.Fprintln(cmd.ErrOrStderr(), "invalid: "+reason)
-	cmd.SilenceErrors = true
-	return errReported
 }

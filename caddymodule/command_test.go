@@ -166,7 +166,7 @@ func TestVerify(t *testing.T) {
 		msg  string
 	}{
 		{"no secret", []string{"--id", "x", "--timestamp", "1", "--signature", "v1,x", "--body", "{}"}, "give --secret (or set WEBHOOK_SECRET)"},
-		{"bad secret", []string{"--secret", "whsec_short", "--id", "x", "--timestamp", "1", "--signature", "v1,x", "--body", "{}"}, "secret 1: invalid webhook key"},
+		{"bad secret", []string{"--secret", "whsec_short", "--id", "x", "--timestamp", "1", "--signature", "v1,x", "--body", "{}"}, "secret #1: invalid webhook key"},
 		{"no body", []string{"--secret", vectorSecret, "--id", "x", "--timestamp", "1", "--signature", "v1,x"}, "give the body with --body"},
 		{"missing headers", []string{"--secret", vectorSecret, "--body", "{}"}, "give --id, --timestamp, --signature"},
 	} {

@@ -41,10 +41,12 @@ const (
 )
 
 // Receiver is the webhook_receiver HTTP handler. It verifies a provider's
-// Standard Webhooks signature, drops redeliveries by the event's stable id,
-// stores the envelope durably, answers in milliseconds, and forwards the
-// envelope to the upstream in the background, retrying until it is
-// delivered or becomes a dead letter.
+// signature (Standard Webhooks by default, or the scheme of the configured
+// source: Svix, Stripe, GitHub, Shopify, Slack or a configurable HMAC),
+// drops redeliveries by the event's stable id, stores the body durably,
+// answers in milliseconds, and forwards the body unchanged to the upstream
+// in the background, retrying until it is delivered or becomes a dead
+// letter.
 //
 // It is a terminal handler: it always writes the response itself.
 type Receiver struct {
@@ -52,23 +54,42 @@ type Receiver struct {
 	// or https:// URL (private addresses are allowed). Required.
 	Upstream string `json:"upstream,omitempty"`
 
-	// Secret lists the provider's symmetric signing secrets (`whsec_…`).
-	// Several may be given during a rotation: a request is accepted when any
-	// of its signatures matches any secret or public key. Placeholders such as
+	// Source is the provider's scheme: its signature, its body and where its
+	// event type and ids are (SPEC §6). A name (`standard_webhooks`, `svix`,
+	// `stripe`, `github`, `shopify`, `slack`), or `hmac` with its scheme; in
+	// JSON a string, or an object for hmac: `{"name": "hmac", "header":
+	// "X-Signature", "algorithm": "sha256", "encoding": "hex", "prefix":
+	// "sha256=", "signed": "{http.request.header.X-Timestamp}.{body}",
+	// "timestamp_header": "X-Timestamp"}` (see ReceiverSource).
+	// Default: standard_webhooks.
+	Source ReceiverSource `json:"source,omitzero"`
+
+	// Secret lists the provider's signing secrets; several may be given
+	// during a rotation (a request is accepted when any of its signatures
+	// matches any secret or public key), at most 8 with the public keys.
+	// Their form depends on the source: `whsec_…` (standard_webhooks also
+	// takes `whsk_…`, whose public half checks v1a signatures; svix takes
+	// `whsec_…` only); for stripe the `whsec_…` string itself; for github,
+	// shopify and slack the string itself; for hmac the string itself, or
+	// `base64:…` / `hex:…` for a binary key. Placeholders such as
 	// `{env.LEADTERRA_WEBHOOK_SECRET}` (optionally `{env.NAME:default}`) are
-	// expanded at load time.
+	// expanded at load time. At least one is required unless
+	// insecure_skip_verify is on.
 	Secret []string `json:"secret,omitempty"`
 
 	// PublicKey lists the provider's ed25519 public keys (`whpk_…`) for v1a
-	// signatures.
+	// signatures (standard_webhooks only). At most two, with any `whsk_…`
+	// secret: a request costs at most two ed25519 checks.
 	PublicKey []string `json:"public_key,omitempty"`
 
 	// InsecureSkipVerify accepts envelopes without checking their signature.
 	// For local testing only; a warning is logged at every start. Default: off.
 	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
 
-	// Tolerance is how far `webhook-timestamp` may be from the gateway's
-	// clock, in either direction. 0 disables the check. Default: 5m.
+	// Tolerance is how far a signed timestamp (`webhook-timestamp`, or the
+	// source's: `svix-timestamp`, Stripe's `t=`, `X-Slack-Request-Timestamp`,
+	// hmac's timestamp_header) may be from the gateway's clock, in either
+	// direction. 0 disables the check. Default: 5m.
 	Tolerance *caddy.Duration `json:"tolerance,omitempty"`
 
 	// MaxBody is the largest body accepted, in bytes; larger ones get 413.
@@ -80,19 +101,39 @@ type Receiver struct {
 	// Default: 9s (the provider waits 10s).
 	AckTimeout caddy.Duration `json:"ack_timeout,omitempty"`
 
-	// DedupeKey maps an event type to the `data` field(s) that identify one
-	// event of that type (several are joined with ":"). Entries given here
-	// replace the default for their event type only. When a field is absent
-	// from an envelope, its `webhook-id` is the key. Default:
+	// EventType is the selector of the event type, replacing the source's
+	// default: `json:<dot.path>` (from the body's root, e.g. `json:type`),
+	// `header:<Name>`, `form:<field>`, or a bare name (a field of the body's
+	// `data` object). Not for standard_webhooks, whose event type is the
+	// envelope's `event`. Default: per source — svix and stripe `json:type`,
+	// github `header:X-GitHub-Event`, shopify `header:X-Shopify-Topic`,
+	// slack `json:event.type`, else `json:type`, else `form:command`; hmac
+	// none (the event type is then empty).
+	EventType string `json:"event_type,omitempty"`
+
+	// DedupeKey maps an event type, or `*` for every event type without an
+	// entry of its own, to the selectors (as for event_type; a bare name is
+	// a field of `data`) whose values identify one event across
+	// redeliveries; several are joined with ":" and the key is
+	// `<event>:<values>`. Entries given here replace the default for their
+	// event type only. When a selector has no value, the source's own id is
+	// the key (standard_webhooks: `webhook-id`; svix: `svix-id`; stripe:
+	// the JSON `id`; github: `X-GitHub-Delivery`; shopify:
+	// `X-Shopify-Event-Id`, else `X-Shopify-Webhook-Id`; slack: the JSON
+	// `event_id`), else the SHA-256 of the body. Default (standard_webhooks):
 	// reply.received → replyId, message.sent and message.bounced → messageId,
-	// campaign.started → campaignId.
+	// campaign.started → campaignId; other sources: their own id.
 	DedupeKey map[string][]string `json:"dedupe_key,omitempty"`
 
-	// OrderBy makes lanes: envelopes of an event type (or of every type, "*")
-	// whose `data` field(s) have the same value(s) (e.g. campaignId) are
-	// forwarded one at a time, in acceptance order. A retrying envelope holds
-	// its lane only (other lanes keep flowing); a dead letter releases it.
-	// An envelope without the field(s) is in no lane. Default: no lanes.
+	// OrderBy makes lanes: envelopes of an event type (or of every type
+	// without an entry of its own, `*`) whose selectors (as for dedupe_key,
+	// e.g. `campaignId`, `json:data.object.customer`, `header:X-Tenant`) have
+	// the same values are forwarded one at a time, in acceptance order. A
+	// retrying envelope holds its lane only (other lanes keep flowing); a dead
+	// letter releases it. An envelope where a selector has no value is in no
+	// lane. The lane is `<selectors>=<values>` (e.g. `campaignId=cmp_41`), so
+	// entries with the same selectors share lanes across event types.
+	// Default: no lanes.
 	OrderBy map[string][]string `json:"order_by,omitempty"`
 
 	// Rate caps forwarding attempts (fresh, retries and probes alike):
@@ -108,6 +149,7 @@ type Receiver struct {
 	// UnknownEvents says what to do with an event type that is neither one of
 	// the provider's four nor named in dedupe_key: `forward` it, `drop` it
 	// (answer 200 `{"status":"dropped"}`, store nothing) or `reject` it (422).
+	// standard_webhooks only: the other sources accept every event type.
 	// Default: forward.
 	UnknownEvents string `json:"unknown_events,omitempty"`
 
@@ -156,21 +198,27 @@ type Receiver struct {
 
 	// UpstreamSecret, when set, re-signs forwarded requests (Standard
 	// Webhooks, `whsec_…` or `whsk_…`; repeatable for rotation) so the
-	// upstream can verify they come from the gateway.
+	// upstream can verify they come from the gateway: `webhook-id`,
+	// `webhook-timestamp` and `webhook-signature` are set (replacing the
+	// provider's, for standard_webhooks). The `webhook-id` is the provider's
+	// id where the source has one that fits a header (webhook-id, svix-id,
+	// Stripe's and Slack's event ids, X-GitHub-Delivery,
+	// X-Shopify-Webhook-Id), else `gw_<seq>`; the same on every attempt.
 	UpstreamSecret []string `json:"upstream_secret,omitempty"`
 
 	// UpstreamTrustedCA are PEM files of root certificates trusted, on top of
 	// the system roots, for an https upstream (e.g. an internal CA).
 	UpstreamTrustedCA []string `json:"upstream_trusted_ca,omitempty"`
 
-	verifier   *webhook.Verifier
-	dedupe     map[string][]string
+	source     *webhook.Source
+	readsPath  bool    // the source is hmac, whose {path} reads the request's path
 	storage    Storage // resolved
 	syncWrites bool
 	fcfg       forward.Config
 	app        *ReceiversApp
 	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
-	rt         atomic.Pointer[runtime] // set while the config runs
+	rt         atomic.Pointer[runtime] // set when the config starts
+	released   atomic.Bool             // the config stopped: rt was let go
 	ready      chan struct{}           // closed once start has run
 	regID      uint64
 	maxBody    int64
@@ -198,18 +246,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	if _, err := forward.ParseUpstream(r.Upstream); err != nil {
 		return err
 	}
-	keys, err := parseKeys("secret", r.Secret, "whsec_")
-	if err != nil {
-		return err
-	}
-	pubs, err := parseKeys("public_key", r.PublicKey, "whpk_")
-	if err != nil {
-		return err
-	}
-	keys = append(keys, pubs...)
-	if len(keys) == 0 && !r.InsecureSkipVerify {
-		return errors.New("webhook_receiver: at least one secret or public_key is required (or insecure_skip_verify for local testing)")
-	}
 	upKeys, err := parseKeys("upstream_secret", r.UpstreamSecret, "whsec_", "whsk_")
 	if err != nil {
 		return err
@@ -227,7 +263,11 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	if r.Tolerance != nil {
 		r.tolerance = time.Duration(*r.Tolerance)
 	}
-	r.verifier = &webhook.Verifier{Keys: keys, Tolerance: r.tolerance}
+	name := r.sourceName()
+	if r.source, err = r.newSource(name); err != nil {
+		return err
+	}
+	r.readsPath = name == webhook.SourceHMAC
 	r.maxBody = r.MaxBody
 	if r.maxBody == 0 {
 		r.maxBody = DefaultMaxBody
@@ -242,10 +282,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	}
 	if r.UnknownEvents == "" {
 		r.UnknownEvents = UnknownForward
-	}
-	r.dedupe = webhook.DefaultDedupeFields()
-	for ev, fields := range r.DedupeKey {
-		r.dedupe[ev] = fields
 	}
 	r.syncWrites = r.SyncWrites == nil || *r.SyncWrites
 
@@ -345,13 +381,22 @@ func (r *Receiver) start() error {
 		zap.String("upstream", redactURL(r.Upstream)),
 		zap.String("storage", r.storage.String()),
 		zap.Bool("sync_writes", r.syncWrites),
-		zap.Int("keys", len(r.verifier.Keys)))
+		zap.String("source", r.source.Name()),
+		zap.Int("keys", len(r.Secret)+len(r.PublicKey)))
 	return nil
 }
 
 // stop lets go of the store: the receivers app's Stop.
+//
+// The handler keeps its runtime: during a reload the old config's server
+// finishes the requests it is serving after its apps stopped, and they still
+// need the store (shared with the new config, so still open; at a real
+// shutdown it is closed, and they get 503).
 func (r *Receiver) stop() error {
-	rt := r.rt.Swap(nil)
+	if r.primary != r || !r.released.CompareAndSwap(false, true) {
+		return nil
+	}
+	rt := r.rt.Load()
 	if rt == nil {
 		return nil
 	}
@@ -395,20 +440,8 @@ func (r *Receiver) Validate() error {
 	default:
 		return fmt.Errorf("unknown_events must be forward, drop or reject, not %q", r.UnknownEvents)
 	}
-	for _, opt := range []struct {
-		name  string
-		rules map[string][]string
-	}{{"dedupe_key", r.DedupeKey}, {"order_by", r.OrderBy}} {
-		for ev, fields := range opt.rules {
-			if ev == "" || len(fields) == 0 {
-				return fmt.Errorf("%s %q: an event type and at least one data field are required", opt.name, ev)
-			}
-			for _, f := range fields {
-				if f == "" {
-					return fmt.Errorf("%s %q: empty field name", opt.name, ev)
-				}
-			}
-		}
+	if r.source == nil {
+		return errors.New("the receiver's source is not set up")
 	}
 	if !validName.MatchString(r.Name) {
 		return fmt.Errorf("name %q: use letters, digits, '.', '_' and '-' only", r.Name)

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/leadterra/caddy-webhooks/forward"
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 func init() {
@@ -31,16 +34,26 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //
 //	webhook_receiver [<matcher>] {
 //		upstream             <url>
-//		secret               <whsec_…>          # repeatable
+//		source               standard_webhooks|svix|stripe|github|shopify|slack
+//		source               hmac {
+//			header           <Name>
+//			algorithm        sha1|sha256|sha512
+//			encoding         hex|base64
+//			prefix           <text>
+//			signed           <template>
+//			timestamp_header <Name>
+//		}
+//		secret               <secret>           # repeatable
 //		public_key           <whpk_…>           # repeatable
 //		insecure_skip_verify
 //		tolerance            <duration>
 //		max_body             <size>
 //		ack_timeout          <duration>
 //		min_free_space       <size>|off
-//		dedupe_key           <event> <field…>   # repeatable
+//		event_type           <selector>
+//		dedupe_key           <event|*> <selector…> # repeatable
 //		dedupe_ttl           <duration>
-//		order_by             <event|*> <field…> # repeatable
+//		order_by             <event|*> <selector…> # repeatable
 //		rate                 <n>/<s|m|h>
 //		unknown_events       forward|drop|reject
 //		storage              <dir> | postgres { dsn <dsn> }
@@ -53,6 +66,9 @@ func parseReceiverCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler
 //		upstream_secret      <whsec_…>          # repeatable
 //		upstream_trusted_ca  <pem file…>        # repeatable
 //	}
+//
+// A selector is json:<dot.path>, header:<Name>, form:<field>, or a field
+// name of the body's data object.
 func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -127,10 +143,28 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			r.AckTimeout = caddy.Duration(dur)
+		case "source":
+			src, err := parseSource(d)
+			if err != nil {
+				return err
+			}
+			r.Source = src
+		case "event_type":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := webhook.ParseSelector(v); err != nil {
+				return d.Errf("event_type: %v", err)
+			}
+			r.EventType = v
 		case "dedupe_key":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
-				return d.Errf("dedupe_key needs an event type and at least one data field")
+				return d.Errf("dedupe_key needs an event type (or *) and at least one selector")
+			}
+			if err := checkSelectors(opt+" "+args[0], args[1:]); err != nil {
+				return d.Errf("%v", err)
 			}
 			if r.DedupeKey == nil {
 				r.DedupeKey = map[string][]string{}
@@ -142,7 +176,10 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "order_by":
 			args := d.RemainingArgs()
 			if len(args) < 2 {
-				return d.Errf("order_by needs an event type (or *) and at least one field")
+				return d.Errf("order_by needs an event type (or *) and at least one selector")
+			}
+			if err := checkSelectors(opt+" "+args[0], args[1:]); err != nil {
+				return d.Errf("%v", err)
 			}
 			if r.OrderBy == nil {
 				r.OrderBy = map[string][]string{}
@@ -233,7 +270,79 @@ func (r *Receiver) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if r.Upstream == "" {
 		return d.Err("webhook_receiver: upstream is required")
 	}
+	if err := r.checkSource(); err != nil {
+		return d.Errf("webhook_receiver: %v", err)
+	}
 	return nil
+}
+
+// checkSelectors parses the selectors of option (e.g. "dedupe_key").
+func checkSelectors(option string, texts []string) error {
+	for _, t := range texts {
+		if _, err := webhook.ParseSelector(t); err != nil {
+			return fmt.Errorf("%s: %w", option, err)
+		}
+	}
+	return nil
+}
+
+// parseSource reads `source <name>` or
+//
+//	source hmac {
+//		header           <Name>
+//		algorithm        sha1|sha256|sha512
+//		encoding         hex|base64
+//		prefix           <text>
+//		signed           <template>
+//		timestamp_header <Name>
+//	}
+func parseSource(d *caddyfile.Dispenser) (ReceiverSource, error) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return ReceiverSource{}, d.Errf("source takes one name (%s)", strings.Join(webhook.SourceNames, ", "))
+	}
+	src := ReceiverSource{Name: args[0]}
+	nesting := d.Nesting()
+	if args[0] != webhook.SourceHMAC && !hasPlaceholder(args[0]) {
+		if d.NextBlock(nesting) {
+			return src, d.Errf("source %s takes no block (a block goes with source hmac)", args[0])
+		}
+		return src, nil
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(nesting) {
+		opt := d.Val()
+		if seen[opt] {
+			return src, d.Errf("source hmac: %s given more than once", opt)
+		}
+		seen[opt] = true
+		var field *string
+		switch opt {
+		case "header":
+			field = &src.Header
+		case "algorithm":
+			field = &src.Algorithm
+		case "encoding":
+			field = &src.Encoding
+		case "prefix":
+			field = &src.Prefix
+		case "signed":
+			field = &src.Signed
+		case "timestamp_header":
+			field = &src.TimestampHeader
+		default:
+			return src, d.Errf("source hmac: unknown option %q (want header, algorithm, encoding, prefix, signed or timestamp_header)", opt)
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return src, err
+		}
+		*field = v
+	}
+	if args[0] == webhook.SourceHMAC && src.Header == "" {
+		return src, d.Errf("source hmac needs a block with at least header <Name> (the request header that holds the signature)")
+	}
+	return src, nil
 }
 
 // oneArg reads exactly one argument.

@@ -2,15 +2,12 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,6 +33,7 @@ const (
 	OutcomeTimeout      = "timeout"
 	OutcomeUnavailable  = "unavailable"
 	OutcomeBusy         = "busy"
+	OutcomeHandshake    = "handshake"
 )
 
 // retryAfterSeconds is the Retry-After sent with a 503.
@@ -80,8 +78,12 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		res.outcome = OutcomeMethod
 		return res
 	}
-	if !isJSON(req.Header.Get("Content-Type")) {
-		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	var contentType string
+	if v := req.Header["Content-Type"]; len(v) > 0 {
+		contentType = v[0]
+	}
+	if err := r.source.CheckMediaType(contentType); err != nil {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error())
 		res.outcome = OutcomeMediaType
 		return res
 	}
@@ -121,52 +123,70 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		return res
 	}
 
-	id, idN := header(req.Header, hdrID)
-	ts, tsN := header(req.Header, hdrTimestamp)
-	sig, sigN := header(req.Header, hdrSignature)
-	if !r.InsecureSkipVerify {
-		err := errRepeatedHeader
-		if idN <= 1 && tsN <= 1 && sigN <= 1 {
-			err = r.verifier.Verify(id, ts, sig, body, time.Now())
-		}
-		if err != nil {
-			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
-			res.outcome = OutcomeUnauthorized
-			// Anyone can send unsigned requests: the reason is logged at
-			// debug level only (the 401s are counted in the metrics).
-			if ce := r.logger.Check(zap.DebugLevel, "signature rejected"); ce != nil {
-				ce.Write(zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
-			}
+	view := r.requestView(req)
+	if err := r.source.Verify(view, body, time.Now()); err != nil {
+		if errors.Is(err, webhook.ErrVerifyBusy) {
+			// A flood of bad ed25519 signatures spent this second's
+			// budget of failed checks: not a verdict, try again.
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			writeError(w, http.StatusServiceUnavailable, "busy", "signature checks are saturated; retry later")
+			res.outcome = OutcomeBusy
 			return res
 		}
+		writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
+		res.outcome = OutcomeUnauthorized
+		// Anyone can send unsigned requests: the reason is logged at
+		// debug level only (the 401s are counted in the metrics).
+		if ce := r.logger.Check(zap.DebugLevel, "signature rejected"); ce != nil {
+			ce.Write(zap.String("reason", err.Error()), zap.String("remote_ip", remoteIP(req)))
+		}
+		return res
 	}
 
-	env, err := webhook.ParseEnvelope(body, webhook.ParseOptions{})
+	d, err := r.source.Inspect(view, body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_envelope", err.Error())
+		if errors.Is(err, webhook.ErrUnsupportedMediaType) {
+			writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error())
+			res.outcome = OutcomeMediaType
+			return res
+		}
+		code := "invalid_body"
+		if r.source.Name() == webhook.SourceStandardWebhooks {
+			code = "invalid_envelope"
+		}
+		writeError(w, http.StatusBadRequest, code, err.Error())
 		res.outcome = OutcomeInvalid
 		return res
 	}
-	res.event = env.Event
-	fields, configured := r.dedupe[env.Event]
-	if webhook.KnownEvent(env.Event) {
-		res.eventLabel = env.Event
-	} else {
+	if h := d.Handshake; h != nil {
+		// Answered at once: never stored, never forwarded.
+		w.Header().Set("Content-Type", h.ContentType)
+		w.Header().Set("Content-Length", strconv.Itoa(len(h.Body)))
+		w.WriteHeader(h.Status)
+		_, _ = w.Write(h.Body)
+		res.outcome = OutcomeHandshake
+		return res
+	}
+	res.event = d.Event
+	switch {
+	case webhook.KnownEvent(d.Event):
+		res.eventLabel = d.Event
+	case d.Event != "":
 		res.eventLabel = "other"
-		if !configured {
-			switch r.UnknownEvents {
-			case UnknownReject:
-				writeError(w, http.StatusUnprocessableEntity, "unknown_event", "unknown event type "+strconv.Quote(env.Event))
-				res.outcome = OutcomeRejected
-				return res
-			case UnknownDrop:
-				writeJSON(w, http.StatusOK, bodyDropped)
-				res.outcome = OutcomeDropped
-				return res
-			}
+	}
+	if d.Unknown {
+		switch r.UnknownEvents {
+		case UnknownReject:
+			writeError(w, http.StatusUnprocessableEntity, "unknown_event", "unknown event type "+strconv.Quote(d.Event))
+			res.outcome = OutcomeRejected
+			return res
+		case UnknownDrop:
+			writeJSON(w, http.StatusOK, bodyDropped)
+			res.outcome = OutcomeDropped
+			return res
 		}
 	}
-	res.key = dedupeKey(env, fields, id, body)
+	res.key = d.Key
 
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	defer cancel()
@@ -176,11 +196,11 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	}
 	msg := &queue.Message{
 		Key:         res.key,
-		Event:       env.Event,
-		Lane:        r.lane(env),
-		ID:          id,
-		Headers:     signatureHeaders(id, ts, sig),
-		ContentType: req.Header.Get("Content-Type"),
+		Event:       d.Event,
+		Lane:        d.Lane,
+		ID:          messageID(d.ID),
+		Headers:     keptHeaders(r.source.Headers(), req.Header),
+		ContentType: contentType,
 		Body:        body,
 		AcceptedAt:  start,
 	}
@@ -197,8 +217,16 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		writeError(w, http.StatusServiceUnavailable, "storage_unavailable", "the envelope could not be stored; retry later")
 		res.outcome = OutcomeUnavailable
-		r.logger.Error("storing envelope", zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		if rt == nil || rt.storeFailing.CompareAndSwap(false, true) {
+			r.logger.Error("storing envelope failed; answering 503 until the store takes envelopes again (further failures at debug level)",
+				zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		} else if ce := r.logger.Check(zap.DebugLevel, "storing envelope"); ce != nil {
+			ce.Write(zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Error(err))
+		}
 		return res
+	}
+	if rt.storeFailing.Load() && rt.storeFailing.CompareAndSwap(true, false) {
+		r.logger.Info("storing envelopes again")
 	}
 	res.key = msg.Key // as stored (a long key is hashed)
 	res.id = strconv.FormatUint(seq, 10)
@@ -206,7 +234,7 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		writeJSON(w, http.StatusOK, bodyDuplicate)
 		res.outcome = OutcomeDuplicate
 		if ce := r.logger.Check(zap.DebugLevel, "duplicate dropped"); ce != nil {
-			ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
+			ce.Write(zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
 		}
 		return res
 	}
@@ -217,41 +245,9 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	writeJSON(w, http.StatusAccepted, b)
 	res.outcome = OutcomeAccepted
 	if ce := r.logger.Check(zap.DebugLevel, "envelope accepted"); ce != nil {
-		ce.Write(zap.String("event", env.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
+		ce.Write(zap.String("event", d.Event), zap.String("dedupe_key", res.key), zap.Uint64("seq", seq))
 	}
 	return res
-}
-
-// lane is the envelope's order_by lane: the rule for its event type (else
-// the "*" rule) and the values of the rule's fields, "" when there is no rule
-// or a field is absent. The fields are part of the lane so that rules
-// reading different fields never share a lane.
-func (r *Receiver) lane(env *webhook.Envelope) string {
-	fields, ok := r.OrderBy[env.Event]
-	if !ok {
-		if fields, ok = r.OrderBy["*"]; !ok {
-			return ""
-		}
-	}
-	v, ok := env.DedupeKey(fields) // "<event>:<values>"
-	if !ok {
-		return ""
-	}
-	return strings.Join(fields, ",") + "=" + v[len(env.Event)+1:]
-}
-
-// dedupeKey is "<event>:<field values>" when the configured data fields are
-// present, else "webhook-id:<id>", else (unsigned, id-less test traffic) a
-// hash of the body.
-func dedupeKey(env *webhook.Envelope, fields []string, id string, body []byte) string {
-	if k, ok := env.DedupeKey(fields); ok {
-		return k
-	}
-	if id != "" {
-		return "webhook-id:" + id
-	}
-	sum := sha256.Sum256(body)
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 var (
@@ -277,45 +273,6 @@ func (r *Receiver) warnBusy() {
 		r.logger.Warn("request bodies in flight reached max_body_in_flight; answering 503 until they drain",
 			zap.Int64("max_body_in_flight", r.app.budget.max()))
 	}
-}
-
-// signatureHeaders are the Standard Webhooks headers kept with an envelope
-// and forwarded as received.
-func signatureHeaders(id, ts, sig string) []queue.Header {
-	h := make([]queue.Header, 0, 3)
-	for _, kv := range [...]queue.Header{
-		{Name: webhook.HeaderID, Value: id},
-		{Name: webhook.HeaderTimestamp, Value: ts},
-		{Name: webhook.HeaderSignature, Value: sig},
-	} {
-		if kv.Value != "" {
-			h = append(h, kv)
-		}
-	}
-	return h
-}
-
-// errRepeatedHeader: a webhook-* header came on more than one line. Which
-// one counts would be ambiguous (we read the first, a proxy in front may read
-// the last), so the delivery is refused like any other signature failure.
-var errRepeatedHeader = errors.New("webhook-id, webhook-timestamp or webhook-signature given more than once")
-
-// The webhook-* header names in canonical form: looked up directly, they
-// cost no allocation (Header.Get canonicalises its argument on every call).
-var (
-	hdrID        = http.CanonicalHeaderKey(webhook.HeaderID)
-	hdrTimestamp = http.CanonicalHeaderKey(webhook.HeaderTimestamp)
-	hdrSignature = http.CanonicalHeaderKey(webhook.HeaderSignature)
-)
-
-// header returns the first value of the canonical header name and how many
-// lines it came on.
-func header(h http.Header, name string) (string, int) {
-	v := h[name]
-	if len(v) == 0 {
-		return "", 0
-	}
-	return v[0], len(v)
 }
 
 // Body buffers: a body is buffered as its bytes arrive, never on the word
@@ -388,15 +345,6 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// isJSON accepts application/json and any +json media type.
-func isJSON(ct string) bool {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	ct = strings.ToLower(strings.TrimSpace(ct))
-	return ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

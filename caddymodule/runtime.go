@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,6 +46,10 @@ type runtime struct {
 	closeStore func() error // the store's own close, and its share of a pool
 	logger     *zap.Logger
 	metrics    *receiverMetrics
+
+	// storeFailing: an Accept failed and none has succeeded since; the
+	// outage is logged at error level once, not once per request.
+	storeFailing atomic.Bool
 
 	mu     sync.Mutex
 	fwd    *forward.Forwarder
@@ -137,6 +142,9 @@ func warnStoreOption(l *zap.Logger, option string, inForce, configured any) {
 func (rt *runtime) register(cfg forward.Config) (uint64, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if pg, ok := rt.store.(*pgReceiver); ok && cfg.Limiter == nil {
+		cfg.Limiter = pg.limiter(cfg.Rate) // one cap for every replica
+	}
 	if rt.fwd == nil {
 		fwd, err := forward.New(rt.store, cfg, rt.logger, rt.metrics.observer(rt.name))
 		if err != nil {

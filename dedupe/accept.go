@@ -2,6 +2,8 @@ package dedupe
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,8 +34,7 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 	stored.NextAttempt, stored.DeadAt = time.Time{}, time.Time{}
 	stored.LastError = truncate(stored.LastError)
 	stored.Corrupt, stored.Lease = false, 0
-	// The event takes part in the k/ key: bound it like the key.
-	kevent := queue.StoredKey(m.Event)
+	kevent := keyEvent(m.Event)
 	// One buffer: value | k/ key | q/ key | k/ value.
 	need := encodedSize(&stored) + len(prefixKey) + len(kevent) + 1 + len(m.Key) + seqKeyLen + 8
 	buf := o.buf
@@ -76,6 +77,20 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 		m.Seq = seq
 	}
 	return seq, duplicate, nil
+}
+
+// keyEvent is the event as it stands in a k/ key (k/<event>\x00<key>): as
+// it is, unless it is long or holds a NUL byte (which would make the split
+// between event and key ambiguous: "a\x00b"+"c" against "a"+"b\x00c"); then
+// a NUL and the hex SHA-256 of the event, which no plain event can equal
+// (plain ones hold no NUL) and which holds no NUL itself. Keys written before
+// this rule stay valid: the events the receivers produce never held a NUL.
+func keyEvent(event string) string {
+	if len(event) <= queue.MaxKeyLen && !strings.Contains(event, "\x00") {
+		return event
+	}
+	sum := sha256.Sum256([]byte(event))
+	return "\x00" + hex.EncodeToString(sum[:])
 }
 
 func truncate(s string) string {

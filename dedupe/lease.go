@@ -278,15 +278,21 @@ func (s *Store) laneHead(txn *badger.Txn, lane string) (uint64, bool, error) {
 		if !ok {
 			continue
 		}
-		s.mu.Lock()
-		pending := seq > s.published || s.pending.find(seq) >= 0
-		s.mu.Unlock()
-		if pending {
+		if s.isPending(seq) {
 			return seq, true, nil
 		}
 		stale = append(stale, it.Item().KeyCopy(nil))
 	}
 	return 0, false, nil
+}
+
+// isPending reports whether seq is a message not yet delivered or dead. A seq
+// above the last published one counts as pending: its commit may have landed
+// before its publication.
+func (s *Store) isPending(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return seq > s.published || s.pending.find(seq) >= 0
 }
 
 // resolveLanes looks again at lanes whose head may have changed (a lane
@@ -325,10 +331,7 @@ func (s *Store) sweepLanes(txn *badger.Txn) {
 		if !ok {
 			continue
 		}
-		s.mu.Lock()
-		pending := seq > s.published || s.pending.find(seq) >= 0
-		s.mu.Unlock()
-		if !pending {
+		if !s.isPending(seq) {
 			s.leases.lanes = append(s.leases.lanes, lane)
 		}
 	}
@@ -414,6 +417,9 @@ func (s *Store) endLease(seq uint64, l *lease, laneMoved bool) {
 
 // Release ends leases without an attempt: the messages are leasable again.
 func (s *Store) Release(_ context.Context, ms []*Message) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
 	s.lmu.Lock()
 	t := &s.leases
 	for _, m := range ms {

@@ -8,14 +8,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// view runs fn in a read-only transaction unless the store is closed.
+// view runs fn in a read-only transaction unless the store is closed; a
+// panic inside Badger becomes an error (unavailable).
 func (s *Store) view(fn func(txn *badger.Txn) error) error {
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.rclosed {
 		return errClosed
 	}
-	err := s.db.View(fn)
+	err := s.db.Safely(func() error { return s.db.View(fn) }) // Badger trusts what it reads
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, errCorrupt),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

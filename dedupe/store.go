@@ -12,7 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/internal/badgerlog"
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 	"github.com/leadterra/caddy-webhooks/queue"
 )
 
@@ -36,9 +36,9 @@ type Options struct {
 	GCInterval time.Duration
 	// MinFreeSpace is the free-space reserve, in bytes, on the filesystem of
 	// Dir: below it Accept and Replay fail with ErrUnavailable, below half of
-	// it every mutation does (see freespace.go: Badger would crash the process
-	// on a full disk). Default: 128 MiB (at least 16 memtables); negative:
-	// not enforced.
+	// it every mutation does, and Open refuses to open (see
+	// internal/badgerstore: Badger would crash the process on a full disk).
+	// Default: 128 MiB (at least 16 memtables); negative: not enforced.
 	MinFreeSpace int64
 
 	// memTableSize overrides the Badger memtable size (tests: force rotations).
@@ -76,7 +76,7 @@ type Stats = queue.Stats
 // through a single writer goroutine that commits whatever is queued in one
 // transaction (group commit).
 type Store struct {
-	db  *badger.DB
+	db  *badgerstore.DB // opened, guarded and closed by badgerstore
 	log *zap.Logger
 
 	// transaction budget: stay under Badger's ErrTxnTooBig limits
@@ -102,7 +102,6 @@ type Store struct {
 	closeErr  error
 
 	seq     uint64       // last assigned; owned by the writer (and Open)
-	space   freeSpace    // owned by the writer
 	commits atomic.Int64 // transactions committed by the writer (diagnostics)
 	// commitFault, when set (tests), fails the next commits with its error.
 	commitFault atomic.Pointer[func() error]
@@ -139,19 +138,14 @@ func Open(o Options) (*Store, error) {
 	if o.MinFreeSpace == 0 {
 		o.MinFreeSpace = max(128<<20, 16*memTableSize(o))
 	}
-	// Opening replays the memtable WALs through their memory mappings; on
-	// tmpfs (and other filesystems that allocate on a read fault) touching a
-	// sparse part of a mapping with no space left raises SIGBUS and kills the
-	// process. So a store is not opened below the level at which no mutation
-	// is allowed anyway (half the reserve): a restart on a full disk returns
-	// an error instead of crashing in badger.Open.
-	space := freeSpace{dir: o.Dir, min: o.MinFreeSpace, last: -1}
-	if _, err := space.check(); err != nil {
-		return nil, err
-	}
-	db, err := badger.Open(badgerOptions(o))
+	// badgerstore refuses to open below half the reserve, and a damaged
+	// store with an error naming the file; it logs damage it recovers from.
+	db, err := badgerstore.Open(o.Dir, badgerOptions(o), o.Logger, badgerstore.Config{MinFreeSpace: o.MinFreeSpace})
 	if err != nil {
-		return nil, fmt.Errorf("opening badger at %s: %w", o.Dir, err)
+		if errors.Is(err, badgerstore.ErrNoSpace) {
+			return nil, unavailable(err)
+		}
+		return nil, err
 	}
 	s := &Store{
 		db:             db,
@@ -167,9 +161,8 @@ func Open(o Options) (*Store, error) {
 		quit:        make(chan struct{}),
 		writerDone:  make(chan struct{}),
 		gcDone:      make(chan struct{}),
-		space:       space,
 	}
-	if err := s.load(); err != nil {
+	if err := db.Safely(s.load); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("loading dedupe store at %s: %w", o.Dir, err)
 	}
@@ -187,7 +180,6 @@ func badgerOptions(o Options) badger.Options {
 	// it at 1 MiB and at its maximum batch size.
 	threshold := min(int64(1<<20), mt*15/100)
 	opt := badger.DefaultOptions(o.Dir).
-		WithLogger(badgerlog.New(o.Logger)).
 		WithSyncWrites(o.SyncWrites).
 		WithMemTableSize(mt).
 		WithNumMemtables(2).
@@ -294,7 +286,9 @@ func (s *Store) load() error {
 }
 
 // Close stops the writer (pending operations fail with ErrClosed), the GC
-// loop, and closes Badger. It is idempotent.
+// loop, and closes Badger through badgerstore (which never flushes onto a
+// full disk or a deleted directory, and gives up waiting after a while). It
+// is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.qmu.Lock()
@@ -376,11 +370,3 @@ func (s *Store) alive() error {
 
 // Interface guards
 var _ queue.Store = (*Store)(nil)
-
-// SetClock replaces the store's clock (tests of other packages) and returns
-// the previous one.
-func SetClock(f func() time.Time) func() time.Time {
-	old := now
-	now = f
-	return old
-}

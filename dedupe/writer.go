@@ -223,7 +223,13 @@ type change struct {
 }
 
 func (s *Store) apply(ops []*op) {
-	addErr, allErr := s.space.check()
+	addErr, allErr := s.db.Check() // free-space reserve, storage directory still there
+	if addErr != nil {
+		addErr = unavailable(addErr)
+	}
+	if allErr != nil {
+		allErr = unavailable(allErr)
+	}
 	b := &batch{s: s}
 	for _, o := range ops {
 		switch {

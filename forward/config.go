@@ -52,6 +52,9 @@ type Config struct {
 	// start at least Per/N apart, and envelopes wait for their turn (none
 	// fails or dies because of it). Zero: no cap.
 	Rate Rate
+	// Limiter, when not nil, enforces Rate instead of an in-process limiter
+	// (e.g. one that a shared store keeps for every replica).
+	Limiter Limiter
 }
 
 // CheckConfig reports what is wrong with c, if anything (New and SetConfig

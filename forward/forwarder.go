@@ -119,7 +119,7 @@ func New(store queue.Store, cfg Config, logger *zap.Logger, obs Observer) (*Forw
 		cancel:   cancel,
 	}
 	f.health.state = StateHealthy
-	f.cfg.Store(&setup{Config: c, transport: newTransport(c.RootCAs), limiter: NewLimiter(c.Rate)})
+	f.cfg.Store(&setup{Config: c, transport: newTransport(c.RootCAs), limiter: limiterFor(c)})
 	return f, nil
 }
 
@@ -155,6 +155,18 @@ func newTransport(roots *x509.CertPool) *http.Transport {
 	return transport
 }
 
+// limiterFor is the limiter enforcing c.Rate: c.Limiter, else one of this
+// process; nil without a rate.
+func limiterFor(c Config) Limiter {
+	if c.Rate.IsZero() {
+		return nil
+	}
+	if c.Limiter != nil {
+		return c.Limiter
+	}
+	return NewLimiter(c.Rate)
+}
+
 // SetConfig switches to a new upstream configuration; attempts already under
 // way finish with the old one.
 func (f *Forwarder) SetConfig(cfg Config) error {
@@ -169,8 +181,8 @@ func (f *Forwarder) SetConfig(cfg Config) error {
 	if !c.RootCAs.Equal(old.RootCAs) {
 		next.transport = newTransport(c.RootCAs)
 	}
-	if c.Rate != old.Rate {
-		next.limiter = NewLimiter(c.Rate)
+	if c.Rate != old.Rate || c.Limiter != nil {
+		next.limiter = limiterFor(c)
 	}
 	f.cfg.Store(next)
 	if next.transport != old.transport {

@@ -235,14 +235,13 @@ func stats(t *testing.T, s *dedupe.Store) queue.Stats {
 	return st
 }
 
-// retrying leases the retries due within d (the forwarder must be stopped or
-// not hold them) to look at them.
-func retrying(t *testing.T, s *dedupe.Store, within time.Duration) []*queue.Message {
+// onlyDeadLetter returns the store's one dead letter.
+func onlyDeadLetter(t *testing.T, s *dedupe.Store) *queue.Message {
 	t.Helper()
-	defer func(orig func() time.Time) { dedupe.SetClock(orig) }(dedupe.SetClock(func() time.Time { return time.Now().Add(within) }))
-	ms, err := s.Lease(context.Background(), 100, time.Minute)
+	dead, err := s.DeadLetters(context.Background(), 0, 10)
 	require.NoError(t, err)
-	return ms
+	require.Len(t, dead, 1)
+	return dead[0]
 }
 
 func startForwarder(t *testing.T, s *dedupe.Store, cfg Config, obs Observer) *Forwarder {
@@ -335,14 +334,12 @@ func TestForwarderDoesNotFollowRedirects(t *testing.T) {
 		http.Redirect(w, r, target.srv.URL, http.StatusFound)
 	})
 	accept(t, s, 1)
-	f := startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}}, nil)
+	// One attempt, then a dead letter that shows what it got.
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}, RetryFor: time.Millisecond}, nil)
 
-	require.Eventually(t, func() bool { return stats(t, s).Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Dead == 1 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, 0, target.count(), "redirect target must not be contacted")
-	f.Stop(context.Background())
-	due := retrying(t, s, 2*time.Hour)
-	require.Len(t, due, 1)
-	assert.Equal(t, http.StatusFound, due[0].LastStatus)
+	assert.Equal(t, http.StatusFound, onlyDeadLetter(t, s).LastStatus)
 }
 
 func TestForwarderResignsForUpstream(t *testing.T) {
@@ -507,16 +504,13 @@ func TestForwarderTimeout(t *testing.T) {
 	defer close(release)
 	accept(t, s, 1)
 	obs := &countingObserver{}
-	f := startForwarder(t, s, Config{Upstream: up.URL, Timeout: 100 * time.Millisecond, Retry: []time.Duration{time.Hour}}, obs)
+	startForwarder(t, s, Config{Upstream: up.URL, Timeout: 100 * time.Millisecond, Retry: []time.Duration{time.Hour}, RetryFor: time.Millisecond}, obs)
 
-	require.Eventually(t, func() bool { return stats(t, s).Retrying == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return stats(t, s).Dead == 1 }, 5*time.Second, 5*time.Millisecond)
 	obs.mu.Lock()
 	assert.Equal(t, map[string]int{ResultTimeout: 1}, obs.results)
 	obs.mu.Unlock()
-	f.Stop(context.Background())
-	due := retrying(t, s, 2*time.Hour)
-	require.Len(t, due, 1)
-	assert.Contains(t, due[0].LastError, "deadline exceeded")
+	assert.Contains(t, onlyDeadLetter(t, s).LastError, "deadline exceeded")
 }
 
 // TestSleepFor: how long the loop sleeps when nothing could go.

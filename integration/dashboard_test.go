@@ -336,3 +336,127 @@ func TestDashboardCredentialsInURL(t *testing.T) {
 		t.Errorf("problem banner shown (hidden=%v, err=%v)", hidden, err)
 	}
 }
+
+// TestDashboardPauseAndReplayRange (issue 15): the dashboard's button pauses
+// and resumes a receiver's forwarding (the admin API agrees), and its range
+// form replays the dead letters accepted in a time range.
+func TestDashboardPauseAndReplayRange(t *testing.T) {
+	exe := requireChromium(t)
+	t.Parallel()
+	var failing atomic.Bool
+	failing.Store(true)
+	up := newUpstream(t)
+	up.setBehavior(func(*upstream, *recorded) int {
+		if failing.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	s := startCaddy(t, dashboardCaddyfile, map[string]string{
+		"UPSTREAM": up.url("/app"), "SECRET": testSecret, "HASH": hashPassword(t, "s3cret"),
+	})
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:s3cret"))
+	rid := newReplyID()
+	requireAccepted(t, deliver(t, s.url("/webhooks/leadterra"), testSecret, replyEnvelope(rid)))
+	if err := eventually(10*time.Second, func() error {
+		if st := mustReceiverStatus(t, s, "dash"); st.Dead != 1 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("waiting for the dead letter: %v", err)
+	}
+	failing.Store(false)
+
+	ctx := newBrowser(t, exe)
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": auth},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(tctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	card := `article.receiver[data-name="dash"]`
+	run("opening the dashboard", chromedp.Navigate(s.url("/ops/webhooks/")), chromedp.WaitVisible(chromedp.CSS(card+` button.pause`)))
+	run("clicking Pause", chromedp.Click(chromedp.CSS(card+` button.pause`)), chromedp.WaitVisible(chromedp.CSS(card+` .badge.paused`)))
+	if st := mustReceiverStatus(t, s, "dash"); !st.Paused {
+		t.Errorf("after the dashboard's Pause the admin API says %+v", st)
+	}
+	screenshot(t, ctx, "dashboard-paused.png")
+	run("clicking Resume", chromedp.Click(chromedp.CSS(card+` button.resume`)), chromedp.WaitVisible(chromedp.CSS(card+` button.pause`)))
+	if st := mustReceiverStatus(t, s, "dash"); st.Paused {
+		t.Errorf("after the dashboard's Resume the admin API says %+v", st)
+	}
+
+	// A range that ends before the dead letter's acceptance replays nothing;
+	// one around it replays it. The page re-renders every 2 s, so the form
+	// is filled and submitted in one script run.
+	local := func(tm time.Time) string { return tm.Local().Format("2006-01-02T15:04:05") }
+	replayRange := func(since, until time.Time) string {
+		t.Helper()
+		js := fmt.Sprintf(`(() => {
+			document.getElementById('flash').hidden = true;
+			const set = (cls, v) => { const i = document.querySelector(%q + ' input.' + cls); i.value = v; i.dispatchEvent(new Event('input', {bubbles: true})); };
+			set('range-since', %q); set('range-until', %q);
+			document.querySelector(%q + ' button.replay-range').click();
+			return true; })()`, card, local(since), local(until), card)
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](js)); err != nil {
+			t.Fatalf("filling and sending the range: %v", err)
+		}
+		var got string
+		_ = eventually(10*time.Second, func() error {
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			v, err := chromedp.Run(tctx, chromedp.Evaluate[string](`(() => { const f = document.getElementById('flash'); return f.hidden ? '' : f.textContent; })()`))
+			if err != nil || v == "" {
+				return errNotYet
+			}
+			got = v
+			return nil
+		})
+		return got
+	}
+	run("waiting for the range form", chromedp.WaitVisible(chromedp.CSS(card+` input.range-since`)))
+	if got := replayRange(time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)); !strings.Contains(got, "Replayed 0") {
+		t.Errorf("flash after replaying a range before the dead letter: %q", got)
+	}
+	if st := mustReceiverStatus(t, s, "dash"); st.Dead != 1 {
+		t.Fatalf("a range before the dead letter replayed it: %+v", st)
+	}
+	run("waiting for the range form again", chromedp.WaitVisible(chromedp.CSS(card+` input.range-since`)))
+	if got := replayRange(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)); !strings.Contains(got, "Replayed 1") {
+		t.Errorf("flash after the range replay: %q", got)
+	}
+	up.waitUntil(10*time.Second, func(rs []recorded) bool { return len(up.withKey(rid)) >= 1 && rs[len(rs)-1].Status == http.StatusOK })
+	if err := eventually(10*time.Second, func() error {
+		if st := mustReceiverStatus(t, s, "dash"); st.Dead != 0 {
+			return fmt.Errorf("%+v", st)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("the range replay left the dead letter: %v", err)
+	}
+}
+
+// readText reads an element's text.
+func readText(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("reading %s: %v", sel, err)
+	}
+	return strings.TrimSpace(v)
+}

@@ -267,6 +267,10 @@ func TestFaultHostileCatalogue(t *testing.T) {
 		env400("event and Event both", []string{"event", "duplicate"}, func(rid string) string {
 			return `{"event":"reply.received","Event":"message.sent",` + ts + `,"data":` + data(rid) + `}`
 		}),
+		// Issue 11 item 11: encoding/json would read ReplyId, the gateway replyId.
+		env400("replyId and ReplyId in data", []string{"ambiguous"}, func(rid string) string {
+			return `{"event":"reply.received",` + ts + `,"data":{"replyId":"` + rid + `","ReplyId":"` + rid + `_other"}}`
+		}),
 		env400("Timestamp instead of timestamp", []string{"timestamp"}, func(rid string) string {
 			return `{"event":"reply.received","Timestamp":"2026-11-26T10:15:00Z","data":` + data(rid) + `}`
 		}),

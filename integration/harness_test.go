@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadterra/caddy-webhooks/internal/pgtest"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -69,6 +70,7 @@ func TestMain(m *testing.M) {
 		binaryErr = buildBinary(caddyBin)
 	}
 	code := m.Run()
+	pgtest.Cleanup()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

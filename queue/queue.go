@@ -206,7 +206,8 @@ type Stats struct {
 // concurrent use.
 type Store interface {
 	// Accept stores m (a new Seq, AcceptedAt = now when zero) with its dedupe
-	// key m.Key remembered for ttl (<= 0: forever), in one transaction, and
+	// key — the pair (m.Event, m.Key): one key of two event types is two
+	// keys — remembered for ttl (<= 0: forever), in one transaction, and
 	// returns once both are durable. If the key is already remembered,
 	// nothing is written and Accept returns the first acceptance's seq with
 	// duplicate = true. A message with an empty Key is never a duplicate.

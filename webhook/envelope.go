@@ -53,7 +53,8 @@ type ParseError struct {
 	// Msg names the problem, e.g. `duplicate key "event"`.
 	Msg string
 
-	kind errKind // for tests: which rule rejected the body
+	kind    errKind // for tests: which rule rejected the body
+	subject string  // what was parsed: "" for the envelope, else e.g. "JSON body"
 }
 
 // errKind classifies a ParseError for the fuzz cross-checks.
@@ -68,12 +69,18 @@ const (
 	errShape                    // valid JSON, but not a valid envelope
 )
 
-// Error returns e.g. `invalid envelope: duplicate key "event" at offset 42`.
+// Error returns e.g. `invalid envelope: duplicate key "event" at offset 42`,
+// or `invalid JSON body: …`, `invalid form body: …`, `invalid request: …`
+// for what the sources other than standard_webhooks parse.
 func (e *ParseError) Error() string {
-	if e.Offset < 0 {
-		return "invalid envelope: " + e.Msg
+	subject := e.subject
+	if subject == "" {
+		subject = "envelope"
 	}
-	return "invalid envelope: " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
+	if e.Offset < 0 {
+		return "invalid " + subject + ": " + e.Msg
+	}
+	return "invalid " + subject + ": " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
 }
 
 // DataField returns the top-level member name of "data" as a string: a JSON

@@ -101,6 +101,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		`{"Event":"e","timestamp":"2026-01-02T03:04:05Z","data":{}}`,
 		"{\"event\":\"e\",\"timestamp\":\"2026-01-02T03:04:05Z\",\"data\":{\"a\":\"\xff\"}}",
 		`{"event":"e","timestamp":"2026-01-02T03:04:05Z","data":{` + manyKeys(20, `"k3":0`) + `}}`,
+		`{"event":"e","timestamp":"2026-01-02T03:04:05Z","data":{"replyId":"a","ReplyId":"b"}}`,
 		`[` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `]`,
 		``, ` `, `{`, `{"a":1}x`, `{"a":01}`, `{"a":-}`, `{"a":1.}`, `{"a":1e}`, `{"a":tru}`,
 	} {
@@ -148,6 +149,14 @@ func FuzzParseEnvelope(f *testing.F) {
 		ts, err := time.Parse(time.RFC3339, top.Timestamp)
 		if err != nil || !ts.Equal(env.Timestamp) {
 			t.Fatalf("timestamp: encoding/json %q, ParseEnvelope %v", top.Timestamp, env.Timestamp)
+		}
+		// No two data keys that encoding/json would match to one field.
+		folded := map[string]string{}
+		for name := range top.Data {
+			if other, dup := folded[jsonFold(name)]; dup {
+				t.Fatalf("accepted data keys %q and %q, equal under encoding/json's folding", name, other)
+			}
+			folded[jsonFold(name)] = name
 		}
 		scalars := 0
 		for name, v := range top.Data {

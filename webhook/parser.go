@@ -73,13 +73,23 @@ type parser struct {
 	keys   []keyRef // keys of every object being parsed, outermost first
 	keyBuf []byte   // decoded keys that had escapes
 
-	arena   []byte // decoded event, timestamp and data members
+	arena   []byte // decoded event, timestamp, data members and path values
 	members []memberRef
 
 	haveEvent, haveTimestamp, haveData bool
 	eventStart, eventEnd               int // in arena
 	tsStart, tsEnd                     int // in arena
 	tsOffset                           int // in data
+
+	// paths are the values to read (nil: none); slots hold what was found
+	// for each of their nodes.
+	paths    *pathSet
+	slots    []pathSlot
+	subject  string              // for ParseError: "" (the envelope) or what else is parsed
+	foldBuf  []byte              // scratch for folded keys
+	foldSigs [smallObject]uint64 // of the "data" object's keys, while it has few
+	folds    map[uint64]uint64   // of the "data" object's keys, past smallObject: folded hash → packed keyRef
+	collided []uint64            // packed keyRefs of "data" keys whose folded hash was taken
 }
 
 var parserPool = sync.Pool{New: func() any { return new(parser) }}
@@ -92,6 +102,14 @@ const (
 
 func (p *parser) release() {
 	p.data = nil
+	p.paths = nil
+	p.folds = nil
+	if cap(p.slots) > maxPooledRefs {
+		p.slots = nil
+	}
+	if cap(p.foldBuf) > maxPooledBytes {
+		p.foldBuf = nil
+	}
 	if cap(p.arena) > maxPooledBytes {
 		p.arena = nil
 	}
@@ -107,14 +125,38 @@ func (p *parser) release() {
 	parserPool.Put(p)
 }
 
-func (p *parser) parse(body []byte, opts ParseOptions) (*Envelope, error) {
+// reset prepares p to scan body, reading the values of paths (may be nil).
+func (p *parser) reset(body []byte, maxDepth int, paths *pathSet) {
 	p.data, p.pos = body, 0
-	p.maxDepth = opts.MaxDepth
+	p.maxDepth = maxDepth
 	if p.maxDepth <= 0 {
 		p.maxDepth = DefaultMaxDepth
 	}
 	p.keys, p.keyBuf, p.arena, p.members = p.keys[:0], p.keyBuf[:0], p.arena[:0], p.members[:0]
 	p.haveEvent, p.haveTimestamp, p.haveData = false, false, false
+	p.paths = paths
+	p.subject = ""
+	p.slots = p.slots[:0]
+	if paths != nil {
+		p.slots = append(p.slots, make([]pathSlot, len(paths.nodes))...)
+	}
+}
+
+// root is the path node of the top-level value: 0, or -1 without paths.
+func (p *parser) root() int {
+	if p.paths == nil {
+		return -1
+	}
+	return 0
+}
+
+func (p *parser) parse(body []byte, opts ParseOptions) (*Envelope, error) {
+	return p.parseWith(body, opts, nil)
+}
+
+// parseWith parses an envelope, also reading the values of paths.
+func (p *parser) parseWith(body []byte, opts ParseOptions, paths *pathSet) (*Envelope, error) {
+	p.reset(body, opts.MaxDepth, paths)
 
 	if len(body) == 0 {
 		return nil, p.errAt(0, errSyntax, "empty body")
@@ -129,7 +171,7 @@ func (p *parser) parse(body []byte, opts ParseOptions) (*Envelope, error) {
 		}
 		return nil, p.errChar(p.pos, "looking for beginning of value")
 	}
-	if err := p.parseObject(1, ctxTop); err != nil {
+	if err := p.parseObject(1, ctxTop, p.root()); err != nil {
 		return nil, err
 	}
 	p.skipWS()
@@ -160,14 +202,22 @@ func (p *parser) parse(body []byte, opts ParseOptions) (*Envelope, error) {
 	return env, nil
 }
 
-// parseObject parses the object at p.pos ('{'), whose nesting depth is depth.
-func (p *parser) parseObject(depth int, ctx uint8) error {
+// parseObject parses the object at p.pos ('{'), whose nesting depth is
+// depth, in the context ctx; node is its path node, or -1 when no path goes
+// through it.
+func (p *parser) parseObject(depth int, ctx uint8, node int) error {
 	if depth > p.maxDepth {
 		return p.errAt(p.pos, errDepth, "nesting deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+	}
+	if node >= 0 {
+		p.slots[node].kind = slotOther
 	}
 	p.pos++ // '{'
 	keysStart, bufStart := len(p.keys), len(p.keyBuf)
 	var set map[string]struct{} // for objects with more than smallObject keys
+	if ctx == ctxData {
+		p.folds = nil
+	}
 
 	p.skipWS()
 	if p.pos >= len(p.data) {
@@ -197,8 +247,14 @@ func (p *parser) parseObject(depth int, ctx uint8) error {
 		}
 		key := p.keyBytes(ref)
 
-		// Duplicate detection, on decoded keys.
-		if set == nil {
+		// Duplicate detection, on decoded keys; in "data", keys that only
+		// differ in case (as encoding/json folds them) are refused too.
+		switch {
+		case ctx == ctxData:
+			if err := p.dataKey(ref, keysStart, keyOffset); err != nil {
+				return err
+			}
+		case set == nil:
 			for _, other := range p.keys[keysStart:] {
 				if bytes.Equal(p.keyBytes(other), key) {
 					return p.errAt(keyOffset, errDuplicate, "duplicate key "+quoteKey(key))
@@ -211,11 +267,15 @@ func (p *parser) parseObject(depth int, ctx uint8) error {
 					set[string(p.keyBytes(r))] = struct{}{}
 				}
 			}
-		} else {
+		default:
 			if _, dup := set[string(key)]; dup {
 				return p.errAt(keyOffset, errDuplicate, "duplicate key "+quoteKey(key))
 			}
 			set[string(key)] = struct{}{}
+		}
+		child := -1
+		if node >= 0 {
+			child = p.memberNode(node, key)
 		}
 
 		p.skipWS()
@@ -230,11 +290,11 @@ func (p *parser) parseObject(depth int, ctx uint8) error {
 
 		switch ctx {
 		case ctxTop:
-			err = p.topMember(key, keyOffset, depth)
+			err = p.topMember(key, keyOffset, depth, child)
 		case ctxData:
-			err = p.dataMember(key, depth)
+			err = p.dataMember(key, depth, child)
 		default:
-			err = p.parseValue(depth)
+			err = p.parseValue(depth, child)
 		}
 		if err != nil {
 			return err
@@ -260,7 +320,7 @@ func (p *parser) parseObject(depth int, ctx uint8) error {
 
 // topMember parses the value of the envelope's member key (p.pos is at the
 // value) and records event, timestamp and data.
-func (p *parser) topMember(key []byte, keyOffset, depth int) error {
+func (p *parser) topMember(key []byte, keyOffset, depth, node int) error {
 	if p.pos >= len(p.data) {
 		return p.errEOF()
 	}
@@ -290,6 +350,7 @@ func (p *parser) topMember(key []byte, keyOffset, depth int) error {
 				return p.errAt(valueOffset, errShape, `"event" contains a control character`)
 			}
 		}
+		p.setScalar(node, p.eventStart, p.eventEnd, true)
 		return nil
 	case string(key) == "timestamp":
 		p.haveTimestamp = true
@@ -304,13 +365,14 @@ func (p *parser) topMember(key []byte, keyOffset, depth int) error {
 		p.tsStart = len(p.arena)
 		p.arena = appendString(p.arena, p.data[start:end], escaped)
 		p.tsEnd = len(p.arena)
+		p.setScalar(node, p.tsStart, p.tsEnd, true)
 		return nil
 	case string(key) == "data":
 		p.haveData = true
 		if p.data[p.pos] != '{' {
 			return p.errValueShape(`"data" is not an object`, depth)
 		}
-		return p.parseObject(depth+1, ctxData)
+		return p.parseObject(depth+1, ctxData, node)
 	}
 	for _, name := range [...]string{"event", "timestamp", "data"} {
 		if bytes.EqualFold(key, []byte(name)) {
@@ -318,14 +380,14 @@ func (p *parser) topMember(key []byte, keyOffset, depth int) error {
 				"ambiguous key "+quoteKey(key)+`: only the case differs from "`+name+`"`)
 		}
 	}
-	return p.parseValue(depth)
+	return p.parseValue(depth, node)
 }
 
 // errValueShape reports that a required member has the wrong type. A value
 // that is not even JSON is reported as such.
 func (p *parser) errValueShape(msg string, depth int) error {
 	offset := p.pos
-	if err := p.parseValue(depth); err != nil {
+	if err := p.parseValue(depth, -1); err != nil {
 		return err
 	}
 	return p.errAt(offset, errShape, msg)
@@ -333,7 +395,7 @@ func (p *parser) errValueShape(msg string, depth int) error {
 
 // dataMember parses the value of the data member key (p.pos is at the
 // value) and records it when it is a string, a number or a boolean.
-func (p *parser) dataMember(key []byte, depth int) error {
+func (p *parser) dataMember(key []byte, depth, node int) error {
 	if p.pos >= len(p.data) {
 		return p.errEOF()
 	}
@@ -341,6 +403,7 @@ func (p *parser) dataMember(key []byte, depth int) error {
 	p.arena = append(p.arena, key...)
 	m.nameEnd = len(p.arena)
 	m.valueStart = m.nameEnd
+	valueOffset := p.pos
 	switch c := p.data[p.pos]; {
 	case c == '"':
 		start, end, escaped, err := p.scanString()
@@ -366,24 +429,28 @@ func (p *parser) dataMember(key []byte, depth int) error {
 		p.arena = append(p.arena, "false"...)
 	default: // null, object, array: not a field value
 		p.arena = p.arena[:m.nameStart]
-		return p.parseValue(depth)
+		return p.parseValue(depth, node)
 	}
 	m.valueEnd = len(p.arena)
 	p.members = append(p.members, m)
+	p.setScalar(node, m.valueStart, m.valueEnd, p.data[valueOffset] == '"')
 	return nil
 }
 
 // parseValue parses any JSON value at p.pos inside a container of nesting
-// depth depth.
-func (p *parser) parseValue(depth int) error {
+// depth depth; node is the value's path node, or -1.
+func (p *parser) parseValue(depth, node int) error {
 	if p.pos >= len(p.data) {
 		return p.errEOF()
 	}
+	if node >= 0 {
+		return p.parsePathValue(depth, node)
+	}
 	switch c := p.data[p.pos]; {
 	case c == '{':
-		return p.parseObject(depth+1, ctxOther)
+		return p.parseObject(depth+1, ctxOther, -1)
 	case c == '[':
-		return p.parseArray(depth + 1)
+		return p.parseArray(depth+1, -1)
 	case c == '"':
 		_, _, _, err := p.scanString()
 		return err
@@ -399,10 +466,59 @@ func (p *parser) parseValue(depth int) error {
 	return p.errChar(p.pos, "looking for beginning of value")
 }
 
-// parseArray parses the array at p.pos ('['), whose nesting depth is depth.
-func (p *parser) parseArray(depth int) error {
+// parsePathValue is parseValue for a value on a path: a scalar is kept in
+// the arena for its slot.
+func (p *parser) parsePathValue(depth, node int) error {
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		return p.parseObject(depth+1, ctxOther, node)
+	case c == '[':
+		return p.parseArray(depth+1, node)
+	case c == '"':
+		start, end, escaped, err := p.scanString()
+		if err != nil {
+			return err
+		}
+		at := len(p.arena)
+		p.arena = appendString(p.arena, p.data[start:end], escaped)
+		p.setScalar(node, at, len(p.arena), true)
+		return nil
+	case c == '-' || isDigit(c):
+		start := p.pos
+		if err := p.scanNumber(); err != nil {
+			return err
+		}
+		at := len(p.arena)
+		p.arena = append(p.arena, p.data[start:p.pos]...)
+		p.setScalar(node, at, len(p.arena), false)
+		return nil
+	case c == 't', c == 'f':
+		lit := "true"
+		if c == 'f' {
+			lit = "false"
+		}
+		if err := p.scanLiteral(lit); err != nil {
+			return err
+		}
+		at := len(p.arena)
+		p.arena = append(p.arena, lit...)
+		p.setScalar(node, at, len(p.arena), false)
+		return nil
+	case c == 'n':
+		p.slots[node].kind = slotOther
+		return p.scanLiteral("null")
+	}
+	return p.errChar(p.pos, "looking for beginning of value")
+}
+
+// parseArray parses the array at p.pos ('['), whose nesting depth is depth;
+// node is its path node, or -1.
+func (p *parser) parseArray(depth, node int) error {
 	if depth > p.maxDepth {
 		return p.errAt(p.pos, errDepth, "nesting deeper than "+strconv.Itoa(p.maxDepth)+" levels")
+	}
+	if node >= 0 {
+		p.slots[node].kind = slotOther
 	}
 	p.pos++ // '['
 	p.skipWS()
@@ -413,8 +529,12 @@ func (p *parser) parseArray(depth int) error {
 		p.pos++
 		return nil
 	}
-	for {
-		if err := p.parseValue(depth); err != nil {
+	for i := 0; ; i++ {
+		child := -1
+		if node >= 0 {
+			child = p.paths.indexChild(node, i)
+		}
+		if err := p.parseValue(depth, child); err != nil {
 			return err
 		}
 		p.skipWS()
@@ -677,7 +797,7 @@ func (p *parser) keyBytes(r keyRef) []byte {
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func (p *parser) errAt(offset int, kind errKind, msg string) error {
-	return &ParseError{Offset: offset, Msg: msg, kind: kind}
+	return &ParseError{Offset: offset, Msg: msg, kind: kind, subject: p.subject}
 }
 
 func (p *parser) errEOF() error {

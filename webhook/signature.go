@@ -49,6 +49,11 @@ var (
 	ErrTimestampOutOfTolerance = errors.New("webhook-timestamp outside the tolerance")
 	// ErrNoMatchingSignature: no listed signature matches any configured key.
 	ErrNoMatchingSignature = errors.New("no matching signature")
+	// ErrVerifyBusy: the request needs an ed25519 check and so many have
+	// failed this second (a flood of bad signatures) that it was not made.
+	// Not a verdict on the request: answer 503 with Retry-After, and the
+	// sender tries again.
+	ErrVerifyBusy = errors.New("too many failed ed25519 checks this second; not checked")
 	// ErrMalformedSignature: an entry of webhook-signature is not "<version>,<base64>".
 	ErrMalformedSignature = errors.New("malformed webhook-signature")
 )

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,7 +15,36 @@ import (
 var strictBase64 = base64.StdEncoding.Strict()
 
 // Verifier checks Standard Webhooks signatures against a set of keys.
-// A Verifier is safe for concurrent use once its fields are set.
+// A Verifier is safe for concurrent use once its fields are set, and must
+// not be copied after its first use.
+//
+// HMAC (v1) entries are cheap: one HMAC-SHA256 per whsec_ secret over the
+// body, compared with every v1 entry. Ed25519 (v1a) entries are not (≈ 70 µs
+// each here), so their cost is bounded whatever the request lists: only two
+// (entry, key) pairs are candidates, the first v1a entry with the first
+// public key, then the first entry with the second public key or, when one
+// public key is configured, the second v1a entry with the first key. Other
+// entries and keys are never tried. The pair that matched last is tried
+// first, and the other one only while the Verifier's allowance of
+// secondEd25519ChecksPerSecond second checks a second lasts. This keeps every
+// two-generation rotation working:
+//
+//   - receiver has the old and the new public key, sender signs with either
+//     or with both (in any order): the first entry is by one of the two keys;
+//   - receiver has one key, sender signs with the old and the new key (in
+//     any order): one of the first two entries is by it.
+//
+// A third public key is never used (configure at most two), and during a
+// flood of bad signatures a delivery whose pair is not the last one to have
+// matched may be rejected and must be retried by its sender.
+//
+// Failed ed25519 checks are themselves bounded: once
+// failedEd25519ChecksPerSecond have failed within a second, requests that
+// would need one are not checked until the next second (ErrVerifyBusy, which
+// the receiver answers with 503 and Retry-After), so that a flood of bad v1a
+// signatures costs the process a bounded slice of CPU, and its requests the
+// price of a rejected HMAC one. Checks that succeed never count: a sender's
+// own volume is not limited.
 type Verifier struct {
 	// Keys are the accepted keys: whsec_ secrets check v1 signatures, whpk_
 	// and whsk_ keys check v1a signatures. Several keys allow rotation.
@@ -23,7 +53,32 @@ type Verifier struct {
 	// verification, in either direction. 0 disables the check. It must not
 	// be negative (a negative Tolerance rejects every message).
 	Tolerance time.Duration
+
+	// secondMatched records that the last ed25519 match was the second
+	// candidate pair, which is then tried first.
+	secondMatched atomic.Bool
+	// extraChecks bounds the second ed25519 checks of all requests.
+	extraChecks allowance
+	// failedChecks counts the ed25519 checks that failed this second.
+	failedChecks allowance
 }
+
+// MaxEd25519Checks is the most ed25519 verifications one call of
+// Verifier.Verify makes, whatever the webhook-signature header lists and
+// however many public keys are configured (issue 11 item 7: 32 v1a entries
+// against 4 keys used to cost 128 verifications, about 9 ms of CPU).
+const MaxEd25519Checks = 2
+
+// secondEd25519ChecksPerSecond bounds, per Verifier, the requests a second
+// that may make a second ed25519 check: past it a request that failed its
+// first check is rejected at once, so that a flood of bad signatures costs
+// one verification per request.
+const secondEd25519ChecksPerSecond = 20
+
+// failedEd25519ChecksPerSecond bounds, per Verifier, the ed25519 checks that
+// may fail within a second (≈ 14 ms of CPU here); past it requests needing
+// one get ErrVerifyBusy until the next second.
+const failedEd25519ChecksPerSecond = 200
 
 // sigSlot holds one decoded signature of a header, on the stack.
 type sigSlot struct {
@@ -48,9 +103,10 @@ const (
 
 // Verify checks a delivery at time now, given the values of the three
 // webhook-* headers and the raw body bytes exactly as received. It returns
-// nil when ANY listed signature matches ANY of v.Keys (v1 against whsec_
-// secrets, v1a against whpk_/whsk_ keys, compared in constant time), and
-// otherwise one of:
+// nil when a listed signature matches one of v.Keys (v1 entries against
+// every whsec_ secret; v1a entries against the whpk_/whsk_ keys within the
+// bound described on Verifier; compared in constant time), and otherwise
+// one of:
 //
 //   - ErrMissingHeaders: a header value is empty;
 //   - ErrInvalidID: the id is longer than MaxIDLength bytes;
@@ -126,16 +182,11 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 		}
 	}
 
-	var msg *[]byte // signed content for ed25519, built at most once
-	defer func() {
-		if msg != nil {
-			putMessage(msg)
-		}
-	}()
-	for _, k := range v.Keys {
-		switch k.kind {
-		case kindSecret:
-			if !hasHMAC {
+	// HMAC first: one MAC per secret over the body, compared with every v1
+	// entry (at most MaxSignatures compares per secret).
+	if hasHMAC {
+		for _, k := range v.Keys {
+			if k.kind != kindSecret {
 				continue
 			}
 			m := k.mac(id, timestamp, body)
@@ -151,23 +202,111 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 			if matched {
 				return nil
 			}
-		case kindPublic, kindPrivate:
-			if !hasEd255 {
-				continue
-			}
-			if msg == nil {
-				msg = getMessage()
-				*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
-			}
-			for i := range sigs[:count] {
-				s := &sigs[i]
-				if s.version == sigEd25519 && s.n == ed25519.SignatureSize && ed25519.Verify(k.public, *msg, s.val[:s.n]) {
-					return nil
-				}
+		}
+	}
+	if hasEd255 {
+		return v.verifyEd25519(sigs[:count], id, timestamp, body, now)
+	}
+	return ErrNoMatchingSignature
+}
+
+// verifyEd25519 checks the v1a entries of sigs against the public keys with
+// the bounded pairing rule described on Verifier: at most two (entry, key)
+// pairs, the one that matched last first, the second subject to the shared
+// allowance.
+func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []byte, now time.Time) error {
+	e0, e1, k0, k1 := -1, -1, -1, -1
+	for i := range sigs {
+		if s := &sigs[i]; s.version == sigEd25519 && s.n == ed25519.SignatureSize {
+			if e0 < 0 {
+				e0 = i
+			} else {
+				e1 = i
+				break
 			}
 		}
 	}
+	for i := range v.Keys {
+		if k := v.Keys[i].kind; k == kindPublic || k == kindPrivate {
+			if k0 < 0 {
+				k0 = i
+			} else {
+				k1 = i
+				break
+			}
+		}
+	}
+	if e0 < 0 || k0 < 0 {
+		return ErrNoMatchingSignature
+	}
+	if v.failedChecks.spent(now, failedEd25519ChecksPerSecond) {
+		return ErrVerifyBusy
+	}
+	// The candidate pairs: the first entry with the first key, then the
+	// first entry with the second key or, with one key, the second entry
+	// with the first key.
+	pairs := [2][2]int{{e0, k0}, {-1, -1}}
+	np := 1
+	switch {
+	case k1 >= 0:
+		pairs[1], np = [2]int{e0, k1}, 2
+	case e1 >= 0:
+		pairs[1], np = [2]int{e1, k0}, 2
+	}
+	first := 0
+	if np == 2 && v.secondMatched.Load() {
+		first = 1
+	}
+	msg := getMessage()
+	defer putMessage(msg)
+	*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
+	for i := 0; i < np; i++ {
+		if i > 0 && !v.extraChecks.take(now, secondEd25519ChecksPerSecond) {
+			return ErrNoMatchingSignature
+		}
+		j := (first + i) % np
+		p := pairs[j]
+		// A copy: what ed25519Verify is given escapes (it is a variable),
+		// and sigs must stay on Verify's stack.
+		sig := make([]byte, ed25519.SignatureSize)
+		copy(sig, sigs[p[0]].val[:])
+		if ed25519Verify(v.Keys[p[1]].public, *msg, sig) {
+			if second := j == 1; v.secondMatched.Load() != second {
+				v.secondMatched.Store(second)
+			}
+			return nil
+		}
+		v.failedChecks.take(now, failedEd25519ChecksPerSecond)
+	}
 	return ErrNoMatchingSignature
+}
+
+// allowance hands out at most limit (< 65536) tokens per second of the
+// clock given to take; its state is the second (high bits) and the tokens
+// taken in it (low 16 bits), in one word.
+type allowance struct{ state atomic.Uint64 }
+
+func (a *allowance) take(now time.Time, limit uint64) bool {
+	sec := uint64(now.Unix()) << 16
+	for {
+		old := a.state.Load()
+		next := sec | 1
+		if old&^0xffff == sec {
+			if old&0xffff >= limit {
+				return false
+			}
+			next = old + 1
+		}
+		if a.state.CompareAndSwap(old, next) {
+			return true
+		}
+	}
+}
+
+// spent reports whether the second of now has no token left.
+func (a *allowance) spent(now time.Time, limit uint64) bool {
+	s := a.state.Load()
+	return s&^0xffff == uint64(now.Unix())<<16 && s&0xffff >= limit
 }
 
 // decodeSignature decodes value (strict, padded base64) into s. A value too
@@ -206,6 +345,9 @@ func parseUnixSeconds(s string) (int64, bool) {
 	}
 	return int64(n), true
 }
+
+// ed25519Verify is ed25519.Verify; tests count the calls through it.
+var ed25519Verify = ed25519.Verify
 
 // messagePool recycles buffers for the ed25519 signed content.
 var messagePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}

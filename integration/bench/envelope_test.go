@@ -29,7 +29,7 @@ func TestSignerVector(t *testing.T) {
 
 func TestEnvBuilderRequest(t *testing.T) {
 	_, key := newSecret()
-	b := newEnvBuilder("127.0.0.1:1", "/hook", "abc", key, time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC))
+	b := newEnvBuilder("127.0.0.1:1", "/hook", "abc", key, time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC), nil)
 	now := time.Unix(1800000000, 0)
 	raw := append([]byte(nil), b.request(42, now)...)
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))

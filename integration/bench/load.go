@@ -93,6 +93,14 @@ type loadOpts struct {
 	dup      float64       // fraction of requests that redeliver an earlier envelope
 	key      []byte        // HMAC key
 	ids      *idSource
+	// sign, when set, gives worker w the function that writes its
+	// webhook-signature values (instead of v1 under key).
+	sign func(w int) sigFunc
+	// expect is the status that counts as the expected answer (e.g. 401 for
+	// requests meant to be rejected); 0 means any 2xx. expectAlso, when not
+	// 0, counts too (e.g. 503 for a rejection the server did not even check).
+	// Other statuses are errors.
+	expect, expectAlso int
 }
 
 // idSource hands out envelope numbers, unique within a run of the benchmark.
@@ -104,14 +112,14 @@ type idSource struct {
 
 type loadResult struct {
 	sent     int64
-	ok       int64 // 2xx
+	ok       int64 // 2xx, or the expected status (loadOpts.expect)
 	accepted int64 // 202
 	dups     int64 // 200 (duplicate)
 	errs     int64 // non-2xx or transport error
 	timeouts int64 // no answer within timeout
 	netErrs  int64 // dial/read/write failures other than timeouts
 	status   map[int]int64
-	lat      hist // latency of 2xx answers
+	lat      hist // latency of the expected answers
 	wall     time.Duration
 	firstErr string
 }
@@ -176,7 +184,11 @@ func runLoad(o loadOpts) *loadResult {
 
 func loadWorker(o loadOpts, w int, stop *atomic.Bool, issued *atomic.Int64) *loadResult {
 	res := &loadResult{status: map[int]int64{}}
-	b := newEnvBuilder(o.addr, o.path, o.ids.run, o.key, o.ids.evTime)
+	var sign sigFunc
+	if o.sign != nil {
+		sign = o.sign(w)
+	}
+	b := newEnvBuilder(o.addr, o.path, o.ids.run, o.key, o.ids.evTime, sign)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
 	var (
 		ring  [256]int64
@@ -241,7 +253,7 @@ func loadWorker(o loadOpts, w int, stop *atomic.Bool, issued *atomic.Int64) *loa
 			continue
 		}
 		res.status[status]++
-		if status >= 200 && status < 300 {
+		if o.expect == 0 && status >= 200 && status < 300 || o.expect != 0 && status == o.expect || o.expectAlso != 0 && status == o.expectAlso {
 			res.ok++
 			res.lat.record(lat)
 			switch status {
@@ -272,19 +284,28 @@ func readResponse(br *bufio.Reader) (status int, closeConn bool, err error) {
 	return resp.StatusCode, resp.Close, err
 }
 
-// sendOne sends envelope n on a fresh connection and returns the status.
+// sendOne sends the next envelope, signed with v1 under key, on a fresh
+// connection and returns the status.
 func sendOne(addr, path string, key []byte, ids *idSource, timeout time.Duration) (int, error) {
+	status, _, err := sendSigned(addr, path, ids, newSigner(key).appendSignature, timeout)
+	return status, err
+}
+
+// sendSigned sends the next envelope, its webhook-signature written by sign,
+// on a fresh connection and returns the status and the time from the write
+// to the end of the answer.
+func sendSigned(addr, path string, ids *idSource, sign sigFunc, timeout time.Duration) (int, time.Duration, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close()
-	b := newEnvBuilder(addr, path, ids.run, key, ids.evTime)
+	b := newEnvBuilder(addr, path, ids.run, nil, ids.evTime, sign)
 	now := time.Now()
 	conn.SetDeadline(now.Add(timeout))
 	if _, err := conn.Write(b.request(ids.next.Add(1), now)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	status, _, err := readResponse(bufio.NewReader(conn))
-	return status, err
+	return status, time.Since(now), err
 }

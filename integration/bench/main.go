@@ -20,7 +20,7 @@ import (
 	"time"
 )
 
-var allScenarios = []string{"respond", "proxy", "gateway", "gateway-nosync", "slow-upstream", "backlog", "sender"}
+var allScenarios = []string{"respond", "proxy", "gateway", "gateway-nosync", "reject", "slow-upstream", "backlog", "sender", "memory-attack"}
 
 type config struct {
 	quick        bool
@@ -41,11 +41,18 @@ type config struct {
 	pending      int
 	senderRetry  time.Duration
 	senderWait   time.Duration
-	caddyBin     string
-	buildRef     string
-	keep         bool
-	pprofDir     string
-	logLevel     string
+	// reject
+	rejectDuration time.Duration
+	// memory-attack
+	attackConns   int
+	attackWaves   int
+	attackH2Conns int
+	attackRSSCap  int64 // bytes
+	caddyBin      string
+	buildRef      string
+	keep          bool
+	pprofDir      string
+	logLevel      string
 }
 
 // benchEnv is what every scenario shares.
@@ -81,7 +88,7 @@ func main() {
 
 	var cfg config
 	var only string
-	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s, 50,000-envelope backlog, 5,000 pending retries")
+	flag.BoolVar(&cfg.quick, "quick", false, "a short run (under a minute plus the build on an idle machine): 2 rounds of 1.5 s (reject 1 s), 50,000-envelope backlog, 5,000 pending retries, memory attack of 2 waves of 2,000 connections and of 1,000 HTTP/2 streams")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.IntVar(&cfg.conns, "conns", 32, "concurrent keep-alive connections")
 	flag.DurationVar(&cfg.duration, "duration", 0, "length of one round of a throughput scenario (default 6s, -quick 1.5s)")
@@ -93,6 +100,12 @@ func main() {
 	flag.IntVar(&cfg.accounts, "accounts", 10, "sender: accounts the endpoints are spread over, each publishing with its own key; 0: every endpoint on the api_key (the default account), as before accounts, which is also what a binary without accounts gets")
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
 	flag.DurationVar(&cfg.senderRetry, "sender-retry", 0, "sender: the retry delay configured, lateness is measured against it (default 30s like the seed's first retry, so all deliveries can be pending at once; -quick 2s)")
+	flag.DurationVar(&cfg.rejectDuration, "reject-duration", 0, "reject: length of one round of each case (default 3s, -quick 1s)")
+	flag.IntVar(&cfg.attackConns, "attack-conns", 0, "memory-attack: HTTP/1.1 connections per wave (default 16,000, -quick 2,000)")
+	flag.IntVar(&cfg.attackWaves, "attack-waves", 0, "memory-attack: HTTP/1.1 waves (default 3, -quick 2)")
+	flag.IntVar(&cfg.attackH2Conns, "attack-h2-conns", 0, "memory-attack: HTTP/2 connections of 250 streams each (default 32, -quick 4)")
+	var attackCapMiB int64
+	flag.Int64Var(&attackCapMiB, "attack-rss-cap", 0, "memory-attack: stop opening connections once Caddy's RSS passes this many MiB (default the lower of 8192 and half of MemAvailable)")
 	flag.StringVar(&cfg.caddyBin, "caddy", "", "use this Caddy binary instead of building ./cmd/caddy")
 	flag.StringVar(&cfg.buildRef, "ref", "", "build this git commit (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (configs, logs, storage)")
@@ -119,10 +132,15 @@ func main() {
 			cfg.only[s] = true
 		}
 	}
+	if cfg.attackConns < 0 || cfg.attackWaves < 0 || cfg.attackH2Conns < 0 || cfg.attackRSSCap < 0 || cfg.rejectDuration < 0 {
+		fmt.Fprintln(os.Stderr, "-attack-* and -reject-duration must not be negative")
+		os.Exit(2)
+	}
 	if cfg.dup < 0 || cfg.dup >= 1 {
 		fmt.Fprintln(os.Stderr, "-dup must be in [0, 1)")
 		os.Exit(2)
 	}
+	cfg.attackRSSCap = attackCapMiB << 20
 	setDefaults(&cfg)
 
 	sigs := make(chan os.Signal, 1)
@@ -181,6 +199,30 @@ func setDefaults(c *config) {
 	}
 	c.senderWait = pick(40*time.Second, 4*time.Minute) + c.senderRetry
 	c.backlogCap = pick(60*time.Second, 5*time.Minute)
+	if c.rejectDuration == 0 {
+		c.rejectDuration = pick(time.Second, 3*time.Second)
+	}
+	pickN := func(quick, full int) int {
+		if c.quick {
+			return quick
+		}
+		return full
+	}
+	if c.attackConns == 0 {
+		c.attackConns = pickN(2000, 16000)
+	}
+	if c.attackWaves == 0 {
+		c.attackWaves = pickN(2, 3)
+	}
+	if c.attackH2Conns == 0 {
+		c.attackH2Conns = pickN(4, 32)
+	}
+	if c.attackRSSCap == 0 {
+		c.attackRSSCap = 8 << 30
+		if avail := memAvailable(); avail > 0 {
+			c.attackRSSCap = min(c.attackRSSCap, avail/2)
+		}
+	}
 }
 
 func run(cfg config) error {
@@ -220,9 +262,11 @@ func run(cfg config) error {
 
 	machineBefore := probeMachine(work)
 	runThroughput(env)
+	runReject(env)
 	runSlowUpstream(env)
 	runBacklog(env)
 	runSender(env)
+	runAttack(env)
 	for _, f := range env.finalizers {
 		f()
 	}

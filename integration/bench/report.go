@@ -62,6 +62,24 @@ type results struct {
 	SenderLatenessMaxMs *float64 `json:"sender_retry_lateness_max_ms"`
 	SenderUndelivered   *int64   `json:"sender_undelivered"`
 
+	RejectHMACUsPerReq   *float64 `json:"reject_hmac_us_per_req"`
+	RejectHMAC32UsPerReq *float64 `json:"reject_hmac32_us_per_req"`
+	RejectV1aUsPerReq    *float64 `json:"reject_v1a_us_per_req"`
+	RejectV1aVsHMAC      *float64 `json:"reject_v1a_vs_hmac"`
+	RejectErrors         *int64   `json:"reject_errors"`
+
+	AttackRSSIdleMiB     *float64 `json:"attack_rss_idle_mib"`
+	AttackRSSMiB         *float64 `json:"attack_rss_mib"`
+	AttackH1Requests     *int64   `json:"attack_h1_requests"`
+	AttackH1RSSMiB       *float64 `json:"attack_h1_rss_mib"`
+	AttackH1KiBPerReq    *float64 `json:"attack_h1_kib_per_req"`
+	AttackH2Streams      *int64   `json:"attack_h2_streams"`
+	AttackH2RSSMiB       *float64 `json:"attack_h2_rss_mib"`
+	AttackH2KiBPerStream *float64 `json:"attack_h2_kib_per_stream"`
+	AttackSignedAccepted *bool    `json:"attack_signed_accepted"`
+	AttackSignedAckMs    *float64 `json:"attack_signed_ack_ms"`
+	AttackCapped         *bool    `json:"attack_capped"`
+
 	Conns           int               `json:"conns"`
 	DurationS       float64           `json:"duration_s"`
 	Rounds          int               `json:"rounds"`
@@ -195,6 +213,18 @@ func (r *results) evaluateTargets() []string {
 	check("sender_retry_lateness_p99_ms", pendDesc, r.SenderLatenessP99Ms, func(v float64) bool {
 		return v <= 1000 && r.SenderUndelivered != nil && *r.SenderUndelivered == 0
 	}, " ms")
+
+	// Issue #11.
+	check("reject_v1a_vs_hmac", "32 v1a entries, 4 keys ≤ 3 × a bad HMAC", r.RejectV1aVsHMAC, func(v float64) bool { return v <= 3 }, "×")
+	var perReq *float64
+	for _, v := range []*float64{r.AttackH1KiBPerReq, r.AttackH2KiBPerStream} {
+		if v != nil && (perReq == nil || *v > *perReq) {
+			perReq = v
+		}
+	}
+	check("attack_kib_per_req", "memory attack ≤ 96 KiB per request, signed 202", perReq, func(v float64) bool {
+		return v <= 96 && r.AttackSignedAccepted != nil && *r.AttackSignedAccepted && r.AttackCapped != nil && !*r.AttackCapped
+	}, " KiB")
 	return lines
 }
 
@@ -216,7 +246,7 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
-	fmt.Fprintf(w, "\n== targets (issue #6)\n%s\n\n", strings.Join(targets, "\n"))
+	fmt.Fprintf(w, "\n== targets (issues #6 and #11)\n%s\n\n", strings.Join(targets, "\n"))
 	b, err := json.Marshal(r)
 	if err != nil {
 		b = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))

@@ -92,7 +92,10 @@ func globalOptions(admin int, logLevel, extra string) string {
 // receiverConfig is the body of a webhook_receiver directive (SPEC §3).
 type receiverConfig struct {
 	upstream    string
-	secret      string
+	secret      string   // whsec_…; may be empty when secrets or publicKeys are set
+	secrets     []string // more whsec_… secrets
+	publicKeys  []string // whpk_… keys
+	ackTimeout  string   // empty: the default
 	storage     string
 	syncWrites  bool
 	concurrency int
@@ -103,7 +106,17 @@ func (r receiverConfig) directive() string {
 	var b strings.Builder
 	b.WriteString("webhook_receiver {\n")
 	fmt.Fprintf(&b, "\tupstream %s\n", r.upstream)
-	fmt.Fprintf(&b, "\tsecret %s\n", r.secret)
+	for _, s := range append([]string{r.secret}, r.secrets...) {
+		if s != "" {
+			fmt.Fprintf(&b, "\tsecret %s\n", s)
+		}
+	}
+	for _, k := range r.publicKeys {
+		fmt.Fprintf(&b, "\tpublic_key %s\n", k)
+	}
+	if r.ackTimeout != "" {
+		fmt.Fprintf(&b, "\tack_timeout %s\n", r.ackTimeout)
+	}
 	fmt.Fprintf(&b, "\tstorage %s\n", r.storage)
 	fmt.Fprintf(&b, "\tsync_writes %t\n", r.syncWrites)
 	fmt.Fprintf(&b, "\tconcurrency %d\n", r.concurrency)

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package dedupe
+package badgerstore
 
 // freeBytes is not implemented here: the free-space reserve is not enforced.
 func freeBytes(string) int64 { return -1 }

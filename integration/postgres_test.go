@@ -1,0 +1,77 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadterra/caddy-webhooks/internal/pgtest"
+)
+
+// pgCaddyfile is one receiver "shared" on PostgreSQL {DSN}.
+const pgCaddyfile = `{
+	admin 127.0.0.1:{ADMINPORT}
+}
+:{PORT} {
+	webhook_receiver /hooks {
+		upstream {UPSTREAM}
+		secret {SECRET}
+		name shared
+		storage postgres {
+			dsn {DSN}
+		}
+		retry 200ms
+	}
+}
+`
+
+// TestPostgresStorage: a receiver on PostgreSQL accepts, deduplicates and
+// forwards; its admin status reads the database; the DSN's password is in
+// no log line; and a database that cannot be reached when Caddy starts does
+// not stop Caddy: 503 with Retry-After until it is reached, then service.
+func TestPostgresStorage(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	// The test server trusts local connections: a password in the DSN is
+	// accepted and must show nowhere.
+	const password = "s3cret-pg-pw"
+	dsn := strings.Replace(pg.NewDatabase(t), "postgres@", "postgres:"+password+"@", 1)
+	up := newUpstream(t)
+	s := newServer(t, map[string]string{"UPSTREAM": up.url("/app"), "SECRET": testSecret, "DSN": dsn})
+
+	// Down at start: Caddy starts, the receiver answers 503.
+	pg.Stop(t)
+	s.writeConfig(pgCaddyfile)
+	s.start()
+	rid := newReplyID()
+	r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid))
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("PostgreSQL down: want 503 with Retry-After, got %s", r)
+	}
+	pg.Start(t)
+	if err := eventually(60*time.Second, func() error {
+		if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusAccepted {
+			return errNotYet
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the receiver did not serve once PostgreSQL was up: %v", err)
+	}
+	requireDuplicate(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)))
+	up.waitKey(t, rid, 1, 10*time.Second)
+	if err := eventually(10*time.Second, func() error {
+		if st := mustReceiverStatus(t, s, "shared"); !st.empty() {
+			return errNotYet
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("status after the forward: %+v", mustReceiverStatus(t, s, "shared"))
+	}
+	if st := mustReceiverStatus(t, s, "shared"); !strings.HasPrefix(st.Storage, "postgres ") || strings.Contains(st.Storage, password) {
+		t.Errorf("storage shown as %q", st.Storage)
+	}
+	if strings.Contains(s.out.String(), password) {
+		t.Errorf("the DSN's password is in Caddy's output")
+	}
+}

@@ -1,0 +1,34 @@
+// Package pgstore is the PostgreSQL queue.Store: the receivers of several
+// Caddy replicas share one database for dedupe keys, the forwarding queue and
+// dead letters. It knows nothing of Caddy.
+//
+// One DB (Open) per database serves every receiver that keeps its queue
+// there; DB.Receiver returns one receiver's Store, its rows namespaced by the
+// receiver's name. What the package guarantees, on top of the queue.Store
+// contract (package queue):
+//
+//   - Accept commits the dedupe key (unique index on receiver and key, with
+//     its expiry; an expired key counts as absent) and the envelope in one
+//     transaction. Concurrent Accepts of a process are batched into one
+//     transaction and one commit (group commit); nobody is acked before that
+//     commit, which is as durable as the server's synchronous_commit. Across
+//     replicas the unique index decides: exactly one Accept of a key is new.
+//   - Lease takes rows with FOR UPDATE SKIP LOCKED and marks them with a
+//     random token and an expiry (the database's clock): a replica that
+//     dies loses its leases after hold, and the others take its messages
+//     over. Settle and Release check the token.
+//   - Lanes: only a lane's head (its oldest message neither delivered nor
+//     dead) is ready; the others wait in the "waiting" state, and the head's
+//     Settle promotes the next one in the same transaction. Accept, Replay
+//     and Settle of a lane serialise on an advisory lock of the lane.
+//   - Every envelope carries a CRC-32C, verified whenever it is read.
+//   - Forwarders are woken by LISTEN/NOTIFY (one listening connection per
+//     DB, reconnecting by itself) and, as a safety net, every PollInterval.
+//   - The schema is created and migrated by Open, versioned (webhook_schema),
+//     under an advisory lock. Expired dedupe keys are deleted in the
+//     background in bounded batches.
+//   - The server down or unreachable: calls fail with errors matching
+//     queue.ErrUnavailable (bounded by their ctx), the pool and the listener
+//     recover by themselves, and the outage is logged once when it starts and
+//     once when it ends. The DSN's password is never logged.
+package pgstore

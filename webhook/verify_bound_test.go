@@ -1,0 +1,182 @@
+package webhook
+
+import (
+	"crypto/ed25519"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// countEd25519 counts the ed25519 verifications made until the test ends.
+func countEd25519(t *testing.T) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	orig := ed25519Verify
+	ed25519Verify = func(pub ed25519.PublicKey, msg, sig []byte) bool {
+		n.Add(1)
+		return orig(pub, msg, sig)
+	}
+	t.Cleanup(func() { ed25519Verify = orig })
+	return &n
+}
+
+// hostileV1a is a webhook-signature header of n v1a entries, each a real
+// ed25519 signature (of another message) by a key the receiver does not
+// have: the issue 11 item 7 attack.
+func hostileV1a(t testing.TB, n int) string {
+	sk, _ := mustKeyPair(t)
+	entries := make([]string, n)
+	for i := range entries {
+		s, err := Sign(sk, "msg_other_"+strconv.Itoa(i), 1, []byte("another message"))
+		require.NoError(t, err)
+		entries[i] = s
+	}
+	return strings.Join(entries, " ")
+}
+
+// TestVerifyBoundsEd25519Work: a request that fails verification costs at
+// most MaxEd25519Checks ed25519 verifications however many v1a entries its
+// header lists and however many public keys are configured, and only the
+// first of them is free (issue 11 item 7: it was entries × keys = 128).
+func TestVerifyBoundsEd25519Work(t *testing.T) {
+	n := countEd25519(t)
+	keys := make([]Key, 4)
+	for i := range keys {
+		_, pk := mustKeyPair(t)
+		keys[i] = pk
+	}
+	v := Verifier{Keys: keys, Tolerance: 5 * time.Minute}
+	now := time.Unix(1_800_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	body := []byte(benchEnvelope)
+	header := hostileV1a(t, MaxSignatures)
+
+	require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts, header, body, now))
+	assert.LessOrEqual(t, n.Load(), int64(MaxEd25519Checks), "first request")
+
+	// A flood within one second: past the shared allowance for second
+	// checks each rejected request costs one verification, and past the
+	// failed-check budget none: the rest are not checked (ErrVerifyBusy, a
+	// 503 for the receiver), which is what bounds the CPU a flood can take.
+	n.Store(0)
+	const flood = 1000
+	rejected, busy := 0, 0
+	for range flood {
+		switch err := v.Verify("msg_1", ts, header, body, now); err {
+		case ErrNoMatchingSignature:
+			rejected++
+		case ErrVerifyBusy:
+			busy++
+		default:
+			t.Fatalf("unexpected %v", err)
+		}
+	}
+	assert.LessOrEqual(t, n.Load(), int64(failedEd25519ChecksPerSecond), "%d requests in one second", flood)
+	assert.Equal(t, flood, rejected+busy)
+	assert.Greater(t, busy, flood/2, "past the budget the flood is not checked")
+
+	// The next second has a budget again; a good signature is checked and
+	// accepted, and successes never spend the budget.
+	next := now.Add(time.Second)
+	ts2 := strconv.FormatInt(next.Unix(), 10)
+	sk, pk := mustKeyPair(t)
+	good := Verifier{Keys: []Key{pk}, Tolerance: 5 * time.Minute}
+	sig, err := Sign(sk, "msg_ok", next.Unix(), body)
+	require.NoError(t, err)
+	for range 2 * failedEd25519ChecksPerSecond {
+		require.NoError(t, good.Verify("msg_ok", ts2, sig, body, next))
+	}
+	require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts2, header, body, next))
+}
+
+// TestVerifyEd25519Pairing: which rotations work within the bound, how many
+// verifications each costs, and that the pair that matched last is tried
+// first.
+func TestVerifyEd25519Pairing(t *testing.T) {
+	oldSK, oldPK := mustKeyPair(t)
+	newSK, newPK := mustKeyPair(t)
+	thirdSK, thirdPK := mustKeyPair(t)
+	body := []byte(`{"event":"reply.received"}`)
+	now := time.Unix(1_800_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	signWith := func(keys ...Key) string {
+		s, err := SignAll(keys, "msg_1", now.Unix(), body)
+		require.NoError(t, err)
+		return s
+	}
+	tests := []struct {
+		name      string
+		keys      []Key
+		header    string
+		want      error
+		wantFirst int64 // verifications of the first request
+		wantNext  int64 // of the same request again (the hint learnt)
+	}{
+		{"one key, one signature", []Key{oldPK}, signWith(oldSK), nil, 1, 1},
+		{"old+new keys, signed with old", []Key{oldPK, newPK}, signWith(oldSK), nil, 1, 1},
+		{"old+new keys, signed with new", []Key{oldPK, newPK}, signWith(newSK), nil, 2, 1},
+		{"old+new keys, signed with old and new", []Key{oldPK, newPK}, signWith(oldSK, newSK), nil, 1, 1},
+		{"old+new keys, signed with new and old", []Key{oldPK, newPK}, signWith(newSK, oldSK), nil, 2, 1},
+		{"new key, signed with old and new", []Key{newPK}, signWith(oldSK, newSK), nil, 2, 1},
+		{"old key, signed with old and new", []Key{oldPK}, signWith(oldSK, newSK), nil, 1, 1},
+		{"hmac secret before the public keys", []Key{mustKey(t, vectorSecret), oldPK, newPK}, signWith(newSK), nil, 2, 1},
+		{"third key is never used", []Key{oldPK, newPK, thirdPK}, signWith(thirdSK), ErrNoMatchingSignature, 2, 1},
+		{"third entry is never used", []Key{thirdPK}, signWith(oldSK, newSK, thirdSK), ErrNoMatchingSignature, 2, 1},
+		{"unknown key", []Key{oldPK}, signWith(thirdSK), ErrNoMatchingSignature, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := countEd25519(t)
+			v := Verifier{Keys: tt.keys, Tolerance: time.Minute}
+			assert.Equal(t, tt.want, v.Verify("msg_1", ts, tt.header, body, now))
+			assert.Equal(t, tt.wantFirst, n.Load(), "first request")
+			n.Store(0)
+			// A later second, so that a rejected request may try both pairs again.
+			later := now.Add(time.Second)
+			if tt.want != nil {
+				// Exhaust the allowance: one verification per request.
+				for range secondEd25519ChecksPerSecond {
+					assert.Equal(t, tt.want, v.Verify("msg_1", ts, tt.header, body, later))
+				}
+				n.Store(0)
+			}
+			assert.Equal(t, tt.want, v.Verify("msg_1", ts, tt.header, body, later))
+			assert.Equal(t, tt.wantNext, n.Load(), "next request")
+		})
+	}
+}
+
+// TestVerifyEd25519AllowanceRefills: once the second checks of one second
+// are spent, a delivery that needs its second pair is rejected until the
+// next second, then accepted.
+func TestVerifyEd25519AllowanceRefills(t *testing.T) {
+	oldSK, oldPK := mustKeyPair(t)
+	newSK, newPK := mustKeyPair(t)
+	_ = oldSK
+	body := []byte(`{}`)
+	now := time.Unix(1_800_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	good, err := Sign(newSK, "msg_1", now.Unix(), body)
+	require.NoError(t, err)
+	bad := hostileV1a(t, 2)
+
+	v := Verifier{Keys: []Key{oldPK, newPK}, Tolerance: time.Minute}
+	n := countEd25519(t)
+	for range secondEd25519ChecksPerSecond {
+		require.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts, bad, body, now))
+	}
+	require.Equal(t, int64(2*secondEd25519ChecksPerSecond), n.Load())
+	n.Store(0)
+	assert.Equal(t, ErrNoMatchingSignature, v.Verify("msg_1", ts, good, body, now.Add(999*time.Millisecond)),
+		"the second pair needs the allowance, spent for this second")
+	assert.Equal(t, int64(1), n.Load())
+	assert.NoError(t, v.Verify("msg_1", ts, good, body, now.Add(time.Second)), "next second")
+	n.Store(0)
+	assert.NoError(t, v.Verify("msg_1", ts, good, body, now.Add(time.Second)), "the matching pair is now tried first")
+	assert.Equal(t, int64(1), n.Load())
+}
