@@ -77,8 +77,9 @@ type SenderApp struct {
 	// bytes: below it publishing, registrations and replays get 503 (Badger
 	// writes through memory maps and would crash the process on a full disk,
 	// so the sender stops short of it); below half of it every change is
-	// refused, and the sender does not start. -1 turns the check off.
-	// Default: 128 MiB.
+	// refused, and the sender does not start. -1 turns the check off. A
+	// reload that changes it on the open store warns: the reserve the store
+	// was opened with stays until it is closed. Default: 128 MiB.
 	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 
 	// Retry is the delays after the first, second, … failed attempt; after

@@ -225,7 +225,7 @@ func (s *Sender) purgeDeliveries(whs []*Webhook) error {
 		for {
 			var ids []string
 			var hkeys [][]byte
-			err := s.db.View(func(txn *badger.Txn) error {
+			err := s.view(func(txn *badger.Txn) error {
 				prefix := historyPrefix(w.ID)
 				it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 				defer it.Close()

@@ -242,7 +242,7 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		d, body = h.d, h.body
 	} else {
 		s.reads.Add(1)
-		err = s.db.View(func(txn *badger.Txn) error {
+		err = s.view(func(txn *badger.Txn) error {
 			if err := getJSON(txn, deliveryKey(it.id), &d); err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func (s *Sender) GetDelivery(account, id string) (Delivery, error) {
 	}
 	defer s.release()
 	var d Delivery
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, deliveryKey(id), &d) })
+	err := s.view(func(txn *badger.Txn) error { return getJSON(txn, deliveryKey(id), &d) })
 	if errors.Is(err, ErrNotFound) || err == nil && d.account() != account {
 		return Delivery{}, notFound("delivery")
 	}
@@ -50,7 +50,7 @@ func (s *Sender) ListDeliveries(account, webhookID string, limit int) ([]Deliver
 // delivery id) backwards and returns the deliveries it names.
 func (s *Sender) listIndex(prefix []byte, limit int) ([]Delivery, error) {
 	out := []Delivery{}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 		defer it.Close()
 		seek := append(slices.Clone(prefix), 0xff)
@@ -182,7 +182,7 @@ func (s *Sender) Recover(ctx context.Context, account, webhookID string, since t
 	}
 	var ids []string
 	prefix := historyPrefix(webhookID)
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Seek(timeKey(string(prefix), since, "")); it.Valid(); it.Next() {

@@ -41,7 +41,7 @@ func (s *Sender) FailedPage(account, cursor string, limit int) (page []Delivery,
 	page = []Delivery{}
 	var lastKey []byte
 	more := false
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 		defer it.Close()
 		for it.Seek(seek); it.Valid(); it.Next() {

@@ -133,7 +133,7 @@ func TestOpenLayout1Store(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	db, err := openDB(dir, zap.NewNop())
+	db, err := openDB(dir, zap.NewNop(), -1)
 	require.NoError(t, err)
 	var version []byte
 	require.NoError(t, db.View(func(txn *badger.Txn) error {

@@ -35,6 +35,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
@@ -46,6 +47,8 @@ const (
 	DefaultDisableAfter = 120 * time.Hour
 	// DefaultSecretGrace is the default Options.SecretGrace.
 	DefaultSecretGrace = 24 * time.Hour
+	// DefaultMinFreeSpace is the default Options.MinFreeSpace.
+	DefaultMinFreeSpace = 128 << 20
 )
 
 // Options configure a Sender. The zero value of each field means its
@@ -84,8 +87,13 @@ type Options struct {
 	// rotation. Default: DefaultSecretGrace (24h); negative: not at all.
 	SecretGrace time.Duration
 	// MinFreeSpace is the free-space reserve, in bytes, of the store's
-	// filesystem (see freespace.go). Default: DefaultMinFreeSpace (128 MiB);
-	// negative: not enforced.
+	// filesystem: below it what adds data (publishing, registrations,
+	// replays, accounts, keys) is refused with ErrUnavailable while
+	// delivery outcomes, deletes and revocations go on; below half of it
+	// every change is refused and the store does not open (Badger writes
+	// through memory maps: a full disk would be a SIGBUS). Fixed when the
+	// store opens (Configure does not change it). Default:
+	// DefaultMinFreeSpace (128 MiB); negative: not enforced.
 	MinFreeSpace int64
 	// Logger receives the sender's logs. Default: no logging.
 	Logger *zap.Logger
@@ -155,7 +163,7 @@ func (c *config) unknownEvent(event string) error {
 // Sender keeps accounts, their keys and webhooks, fans published events out
 // to them and delivers them. Its methods are safe for concurrent use.
 type Sender struct {
-	db  *badger.DB
+	db  *badgerstore.DB // opened, guarded and closed by badgerstore
 	cfg atomic.Pointer[config]
 
 	// life is held (read) by every operation that touches db, and taken
@@ -177,7 +185,7 @@ type Sender struct {
 
 	delivered atomic.Int64
 
-	space        freeSpace // owned by the writer
+	spaceLow     bool // the writer is refusing writes (logged when it begins and ends)
 	wake         chan struct{}
 	writes       chan writeReq // to the group-commit writer
 	writerDone   chan struct{}
@@ -199,16 +207,15 @@ type Sender struct {
 // refuses a filesystem with less than half the free-space reserve.
 func Open(dir string, opts Options) (*Sender, error) {
 	cfg := opts.withDefaults()
-	if err := checkOpenSpace(dir, cfg.MinFreeSpace); err != nil {
-		return nil, err
-	}
-	db, err := openDB(dir, cfg.Logger)
+	// badgerstore refuses to open below half the reserve, and a damaged
+	// store with an error naming the file; it logs damage it recovers from.
+	db, err := openDB(dir, cfg.Logger, cfg.MinFreeSpace)
 	if err != nil {
-		return nil, fmt.Errorf("opening badger database: %w", err)
+		return nil, fmt.Errorf("opening sender store: %w", unavailable(err))
 	}
-	if err := migrate(db, cfg.Now().UTC(), cfg.Logger); err != nil {
+	if err := db.Safely(func() error { return migrate(db.DB, cfg.Now().UTC(), cfg.Logger) }); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("migrating sender store: %w", err)
+		return nil, fmt.Errorf("migrating sender store: %w", unavailable(err))
 	}
 	s := &Sender{
 		db:         db,
@@ -216,7 +223,6 @@ func Open(dir string, opts Options) (*Sender, error) {
 		webhooks:   make(map[string]*Webhook),
 		queues:     make(map[string]*endpointQueue),
 		keys:       make(map[string]*apiKey),
-		space:      freeSpace{dir: dir, last: -1},
 		wake:       make(chan struct{}, 1),
 		writes:     make(chan writeReq, maxBatch),
 		writerDone: make(chan struct{}),
@@ -224,7 +230,7 @@ func Open(dir string, opts Options) (*Sender, error) {
 		flushDone:  make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
-	if err := s.load(); err != nil {
+	if err := db.Safely(s.load); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("loading sender state: %w", err)
 	}
@@ -374,9 +380,15 @@ func iterateJSON(txn *badger.Txn, prefix string, newV func() any, fn func(any) e
 
 // Configure replaces the options (schedule, timeout, concurrency, TLS
 // roots, …) of an open sender; attempts already in flight finish with the old
-// ones. Used when a configuration reload reuses the sender.
+// ones. Used when a configuration reload reuses the sender. MinFreeSpace
+// stays the one the store was opened with (a change is logged).
 func (s *Sender) Configure(opts Options) {
-	old := s.cfg.Swap(opts.withDefaults())
+	cfg := opts.withDefaults()
+	if inForce := s.db.MinFreeSpace(); cfg.MinFreeSpace != inForce && !(cfg.MinFreeSpace < 0 && inForce <= 0) {
+		cfg.Logger.Warn("min_free_space changed, but the open store keeps the reserve it was opened with until it is closed",
+			zap.Int64("in_force", inForce), zap.Int64("configured", cfg.MinFreeSpace), zap.String("storage", s.db.Dir()))
+	}
+	old := s.cfg.Swap(cfg)
 	if old != nil {
 		old.transport.CloseIdleConnections()
 	}

@@ -136,7 +136,7 @@ func (s *Sender) writer() {
 		// A conflict, a batch too big or one failing mutation: redo them
 		// one by one so that each gets its own answer.
 		for _, r := range batch {
-			err := update(s.db, r.fn)
+			err := update(s.db.DB, r.fn)
 			if err == nil {
 				s.commits.Add(1)
 				if r.after != nil {
@@ -148,21 +148,26 @@ func (s *Sender) writer() {
 	}
 }
 
-// refuseOverReserve answers the mutations of batch that the free space does
-// not allow (see freespace.go) with ErrUnavailable and returns the others.
+// refuseOverReserve answers the mutations of batch that the store's guard
+// does not allow (badgerstore's Check: below the free-space reserve what
+// adds data, below half of it, or with the directory gone, everything) with
+// ErrUnavailable, and returns the others.
 func (s *Sender) refuseOverReserve(batch []writeReq) []writeReq {
-	cfg := s.cfg.Load()
-	addErr, allErr := s.space.check(cfg.MinFreeSpace)
-	if addErr == nil {
-		if s.space.low {
-			s.space.low = false
-			cfg.Logger.Info("free disk space is above the reserve again: storing everything", zap.String("storage", s.space.dir))
+	addErr, allErr := s.db.Check()
+	if addErr == nil && allErr == nil {
+		if s.spaceLow {
+			s.spaceLow = false
+			s.cfg.Load().Logger.Info("the store takes every write again", zap.String("storage", s.db.Dir()))
 		}
 		return batch
 	}
-	if !s.space.low {
-		s.space.low = true
-		cfg.Logger.Error("free disk space is below the reserve: refusing what adds data (503)", zap.Error(addErr))
+	addErr, allErr = unavailable(addErr), unavailable(allErr)
+	if addErr == nil {
+		addErr = allErr
+	}
+	if !s.spaceLow {
+		s.spaceLow = true
+		s.cfg.Load().Logger.Error("the store refuses writes that add data (503), or all of them", zap.Error(addErr))
 	}
 	kept := batch[:0]
 	for _, r := range batch {

@@ -1,6 +1,0 @@
-//go:build !linux
-
-package sender
-
-// freeBytes is not implemented here: the free-space reserve is not enforced.
-func freeBytes(string) int64 { return -1 }
