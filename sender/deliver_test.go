@@ -275,6 +275,10 @@ func TestDeliverySlowEndpointDoesNotBlockOthers(t *testing.T) {
 	st := s.Stats()
 	assert.Equal(t, 2, st.InFlight, "the slow endpoint holds its 2 slots")
 	assert.Equal(t, 8, st.Pending)
+	// Both slots' requests reach the slow endpoint (the second may still be
+	// on its way on a loaded machine), and no third.
+	eventually(t, 5*time.Second, func() bool { return len(slow.requests()) == 2 }, "two requests at the slow endpoint")
+	time.Sleep(100 * time.Millisecond)
 	assert.Len(t, slow.requests(), 2)
 }
 
