@@ -52,9 +52,10 @@ var adminChangeChunk = 1024
 //	POST /webhooks/receivers/{name}/dead/replay    {"seqs":[…]}, {"event":"…"}, {"since":…,"until":…} (together: all must match) or {"all":true}
 //	POST /webhooks/receivers/{name}/dead/purge     the same selectors
 //	GET  /webhooks/sender                          the sender's counts
-//	GET  /webhooks/sender/failed                   failed deliveries, newest first (?limit=50&cursor=…)
-//	POST /webhooks/sender/failed/replay            {"ids":[…]} | {"all":true}
-//	POST /webhooks/sender/failed/purge             {"ids":[…]} | {"all":true}
+//	GET  /webhooks/sender/accounts                 the counts of each account
+//	GET  /webhooks/sender/failed                   failed deliveries, newest first (?limit=50&cursor=…&account=…)
+//	POST /webhooks/sender/failed/replay            {"ids":[…]} | {"all":true[,"account":"…"]}
+//	POST /webhooks/sender/failed/purge             {"ids":[…]} | {"all":true[,"account":"…"]}
 //
 // It has no options and is always loaded with the module.
 type AdminAPI struct {
@@ -130,6 +131,8 @@ func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 		return a.serveReceivers(w, r, segs[1:])
 	case n == 1 && segs[0] == "sender":
 		return a.method(w, r, http.MethodGet, a.senderStatus)
+	case n == 2 && segs[0] == "sender" && segs[1] == "accounts":
+		return a.method(w, r, http.MethodGet, a.senderAccounts)
 	case n == 2 && segs[0] == "sender" && segs[1] == "failed":
 		return a.method(w, r, http.MethodGet, a.listFailed)
 	case n == 3 && segs[0] == "sender" && segs[1] == "failed" && (segs[2] == "replay" || segs[2] == "purge"):
@@ -253,6 +256,7 @@ func dedupSeqs(seqs []uint64) []uint64 {
 
 // SenderStatus is the webhook_sender app's counts.
 type SenderStatus struct {
+	Accounts  int   `json:"accounts"`
 	Pending   int   `json:"pending"`
 	InFlight  int   `json:"in_flight"`
 	Delivered int64 `json:"delivered"` // since the sender was opened
@@ -294,11 +298,38 @@ func (a *AdminAPI) senderStatus(w http.ResponseWriter, _ *http.Request) error {
 		return err
 	}
 	st := s.Stats()
-	out := SenderStatus{Pending: st.Pending, InFlight: st.InFlight, Delivered: st.Delivered, Failed: st.Failed}
+	out := SenderStatus{Accounts: len(s.ListAccounts()), Pending: st.Pending, InFlight: st.InFlight, Delivered: st.Delivered, Failed: st.Failed}
 	if !st.OldestDue.IsZero() {
 		t := st.OldestDue
 		out.OldestDue = &t
 		out.OldestPendingAgeSeconds = max(0, a.clock().Sub(t).Seconds())
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+// SenderAccountStatus is one account's counts.
+type SenderAccountStatus struct {
+	Account  string `json:"account"`
+	Name     string `json:"name"`
+	Webhooks int    `json:"webhooks"`
+	Disabled int    `json:"disabled"` // of the webhooks
+	Keys     int    `json:"keys"`     // API keys not revoked (api_key keys not counted)
+	Pending  int    `json:"pending"`
+	InFlight int    `json:"in_flight"`
+	// Delivered since the sender was opened.
+	Delivered int64 `json:"delivered"`
+	Failed    int64 `json:"failed"` // kept for replay
+}
+
+func (a *AdminAPI) senderAccounts(w http.ResponseWriter, _ *http.Request) error {
+	s, err := a.lookupSender()
+	if err != nil {
+		return err
+	}
+	out := []SenderAccountStatus{}
+	for _, st := range s.AccountStats() {
+		out = append(out, SenderAccountStatus{Account: st.Account, Name: st.Name, Webhooks: st.Webhooks, Disabled: st.Disabled,
+			Keys: st.Keys, Pending: st.Pending, InFlight: st.InFlight, Delivered: st.Delivered, Failed: st.Failed})
 	}
 	return writeAdminJSON(w, http.StatusOK, out)
 }
@@ -312,7 +343,7 @@ func (a *AdminAPI) listFailed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	ds, next, err := s.FailedPage(r.URL.Query().Get("cursor"), limit)
+	ds, next, err := s.FailedPage(r.URL.Query().Get("account"), r.URL.Query().Get("cursor"), limit)
 	if err != nil {
 		return storeError("listing failed deliveries", err)
 	}
@@ -323,10 +354,12 @@ func (a *AdminAPI) listFailed(w http.ResponseWriter, r *http.Request) error {
 	return writeAdminJSON(w, http.StatusOK, page)
 }
 
-// failedSelector chooses failed deliveries: exactly one field is set.
+// failedSelector chooses failed deliveries: ids, or all (of one account if
+// Account is set).
 type failedSelector struct {
-	IDs []string `json:"ids,omitempty"`
-	All bool     `json:"all,omitempty"`
+	IDs     []string `json:"ids,omitempty"`
+	All     bool     `json:"all,omitempty"`
+	Account string   `json:"account,omitempty"`
 }
 
 // SkippedDelivery is a failed delivery a replay or purge could not act on.
@@ -344,15 +377,15 @@ func (a *AdminAPI) changeFailed(w http.ResponseWriter, r *http.Request, action s
 	if err := decodeSelector(r, &sel); err != nil {
 		return err
 	}
-	const want = `want {"ids":[…]} or {"all":true}`
-	if (len(sel.IDs) > 0) == sel.All {
+	const want = `want {"ids":[…]} or {"all":true}, with "account":"…" to choose one account's`
+	if (len(sel.IDs) > 0) == sel.All || sel.Account != "" && !sel.All {
 		return apiError(http.StatusBadRequest, errors.New(want))
 	}
 	ids := sel.IDs
 	if sel.All {
 		ids = nil
 		for cursor := ""; ; {
-			page, next, err := s.FailedPage(cursor, adminMaxLimit)
+			page, next, err := s.FailedPage(sel.Account, cursor, adminMaxLimit)
 			if err != nil {
 				return storeError("listing failed deliveries", err)
 			}

@@ -532,10 +532,10 @@ func failingSender(t *testing.T, n int) (*sender.Sender, *atomic.Int32) {
 	t.Cleanup(func() { _ = s.Close() })
 	s.Start()
 	t.Cleanup(s.Stop)
-	_, err = s.CreateWebhook(dest.URL+"/hook", []string{"reply.received"})
+	_, err = s.CreateWebhook(context.Background(), sender.DefaultAccount, dest.URL+"/hook", []string{"reply.received"})
 	require.NoError(t, err)
 	for i := range n {
-		_, _, err := s.Publish(context.Background(), "reply.received", json.RawMessage(fmt.Sprintf(`{"replyId":"rpl_%d"}`, i)))
+		_, _, err := s.Publish(context.Background(), sender.DefaultAccount, "reply.received", json.RawMessage(fmt.Sprintf(`{"replyId":"rpl_%d"}`, i)))
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool { return s.Stats().Failed == int64(n) }, 10*time.Second, 10*time.Millisecond)
@@ -548,7 +548,7 @@ func TestAdminSender(t *testing.T) {
 
 	var st SenderStatus
 	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
-	assert.Equal(t, SenderStatus{Failed: 3}, st)
+	assert.Equal(t, SenderStatus{Accounts: 1, Failed: 3}, st)
 
 	// Paging through the failed deliveries.
 	var ids []string
@@ -610,7 +610,7 @@ func TestAdminSender(t *testing.T) {
 	assert.Equal(t, 1, res.Replayed)
 	require.Eventually(t, func() bool { return s.Stats().Delivered == 2 }, 10*time.Second, 10*time.Millisecond)
 	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
-	assert.Equal(t, SenderStatus{Delivered: 2}, st)
+	assert.Equal(t, SenderStatus{Accounts: 1, Delivered: 2}, st)
 }
 
 // TestAdminSenderReplayChunks: a replay of all failed deliveries spanning
@@ -648,4 +648,62 @@ func TestAdminNoSender(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, ans.status, c.path)
 		assert.Equal(t, "no webhook_sender app is configured", ans.errorMessage(t), c.path)
 	}
+}
+
+// TestAdminSenderAccounts: the counts of each account, and the failed
+// deliveries of one account listed, replayed and purged on their own.
+func TestAdminSenderAccounts(t *testing.T) {
+	s, status := failingSender(t, 2) // the default account's
+	a := &AdminAPI{sender: func() (*sender.Sender, error) { return s, nil }, now: time.Now}
+	ctx := context.Background()
+	_, err := s.CreateAccount(ctx, "acme", "Acme Inc")
+	require.NoError(t, err)
+	whs, err := s.ListWebhooks(sender.DefaultAccount)
+	require.NoError(t, err)
+	_, err = s.CreateWebhook(ctx, "acme", whs[0].URL, []string{"reply.received"})
+	require.NoError(t, err)
+	_, err = s.CreateAPIKey(ctx, "acme", "k")
+	require.NoError(t, err)
+	for i := range 3 {
+		_, _, err := s.Publish(ctx, "acme", "reply.received", json.RawMessage(fmt.Sprintf(`{"replyId":"rpl_acme_%d"}`, i)))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return s.Stats().Failed == 5 }, 10*time.Second, 10*time.Millisecond)
+
+	var list []SenderAccountStatus
+	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender/accounts", ""), &list)
+	assert.Equal(t, []SenderAccountStatus{
+		{Account: "acme", Name: "Acme Inc", Webhooks: 1, Keys: 1, Failed: 3},
+		{Account: sender.DefaultAccount, Name: "Default", Webhooks: 1, Failed: 2},
+	}, list)
+	var st SenderStatus
+	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
+	assert.Equal(t, 2, st.Accounts)
+
+	var page FailedPage
+	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender/failed?account=acme", ""), &page)
+	require.Len(t, page.Data, 3)
+	for _, d := range page.Data {
+		assert.Equal(t, "acme", d.Account)
+	}
+	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender/failed?account=nobody", ""), &page)
+	assert.Empty(t, page.Data)
+
+	ans := callAdmin(t, a, http.MethodPost, "/webhooks/sender/failed/replay", `{"ids":["x"],"account":"acme"}`)
+	assert.Equal(t, http.StatusBadRequest, ans.status)
+
+	status.Store(http.StatusNoContent)
+	var res struct {
+		Replayed int `json:"replayed"`
+		Purged   int `json:"purged"`
+	}
+	decodeAnswer(t, callAdmin(t, a, http.MethodPost, "/webhooks/sender/failed/replay", `{"all":true,"account":"acme"}`), &res)
+	assert.Equal(t, 3, res.Replayed)
+	require.Eventually(t, func() bool { return s.Stats().Delivered == 3 }, 10*time.Second, 10*time.Millisecond)
+	decodeAnswer(t, callAdmin(t, a, http.MethodPost, "/webhooks/sender/failed/purge", `{"all":true,"account":"acme"}`), &res)
+	assert.Zero(t, res.Purged, "acme has none left")
+	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender/accounts", ""), &list)
+	assert.Equal(t, int64(3), list[0].Delivered)
+	assert.Equal(t, int64(0), list[0].Failed)
+	assert.Equal(t, int64(2), list[1].Failed, "the default account's are untouched")
 }

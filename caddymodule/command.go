@@ -39,9 +39,10 @@ not deliver; sign and verify work offline, for debugging with curl.
   caddy webhook dead replay <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
   caddy webhook dead purge <receiver> (--seq N… | --event TYPE | --since T | --until T | --all)
   caddy webhook sender status
-  caddy webhook sender failed [--limit N] [--cursor C]
-  caddy webhook sender replay (--id ID… | --all)
-  caddy webhook sender purge (--id ID… | --all)
+  caddy webhook sender accounts
+  caddy webhook sender failed [--account A] [--limit N] [--cursor C]
+  caddy webhook sender replay (--id ID… | --all [--account A])
+  caddy webhook sender purge (--id ID… | --all [--account A])
   caddy webhook sign [--source NAME] --secret S… [--id msg_…] [--timestamp UNIX] (--body '…' | --body-file F) [--url URL]
   caddy webhook verify [--source NAME] --secret S… [--id …] [--timestamp …] --signature … (--body '…' | --body-file F) [--tolerance 5m]
 
@@ -115,7 +116,14 @@ func buildWebhookCommand(cmd *cobra.Command) {
 	}
 	sndFailed.Flags().Int("limit", adminDefaultLimit, "How many to list")
 	sndFailed.Flags().String("cursor", "", "Where the next page starts (printed after a full page)")
-	snd.AddCommand(sndStatus, sndFailed, senderChange("replay"), senderChange("purge"))
+	sndFailed.Flags().String("account", "", "Only this account's")
+	sndAccounts := &cobra.Command{
+		Use:   "accounts",
+		Short: "Shows the counts of each account",
+		Args:  cobra.NoArgs,
+		RunE:  runSenderAccounts,
+	}
+	snd.AddCommand(sndStatus, sndAccounts, sndFailed, senderChange("replay"), senderChange("purge"))
 
 	sign, verify := signCommand(), verifyCommand()
 
@@ -178,7 +186,7 @@ func pauseCommand(action string) *cobra.Command {
 func senderChange(action string) *cobra.Command {
 	verb := map[string]string{"replay": "Replays", "purge": "Purges"}[action]
 	c := &cobra.Command{
-		Use:   action + " (--id ID… | --all)",
+		Use:   action + " (--id ID… | --all [--account A])",
 		Short: verb + " failed deliveries",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -187,8 +195,10 @@ func senderChange(action string) *cobra.Command {
 	}
 	c.Flags().StringSlice("id", nil, "Delivery id, msg_… (repeatable, or comma-separated)")
 	c.Flags().Bool("all", false, "Every failed delivery")
+	c.Flags().String("account", "", "With --all: only this account's")
 	c.MarkFlagsOneRequired("id", "all")
 	c.MarkFlagsMutuallyExclusive("id", "all")
+	c.MarkFlagsMutuallyExclusive("id", "account")
 	return c
 }
 
@@ -428,12 +438,12 @@ func printReceiver(out io.Writer, rs ReceiverStatus) {
 
 func printSender(out io.Writer, st SenderStatus) {
 	tw := newTable(out)
-	fmt.Fprintln(tw, "SENDER\tPENDING\tIN FLIGHT\tDELIVERED\tFAILED\tOLDEST DUE\tBEHIND BY")
+	fmt.Fprintln(tw, "SENDER\tACCOUNTS\tPENDING\tIN FLIGHT\tDELIVERED\tFAILED\tOLDEST DUE\tBEHIND BY")
 	behind := "-"
 	if st.OldestDue != nil {
 		behind = age(st.OldestPendingAgeSeconds)
 	}
-	fmt.Fprintf(tw, "webhook_sender\t%d\t%d\t%d\t%d\t%s\t%s\n", st.Pending, st.InFlight, st.Delivered, st.Failed, when(st.OldestDue), behind)
+	fmt.Fprintf(tw, "webhook_sender\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", st.Accounts, st.Pending, st.InFlight, st.Delivered, st.Failed, when(st.OldestDue), behind)
 	tw.Flush()
 }
 
@@ -656,6 +666,30 @@ func runSenderStatus(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
+func runSenderAccounts(cmd *cobra.Command, _ []string) error {
+	c, err := newAdminClient(cmd)
+	if err != nil {
+		return err
+	}
+	var list []SenderAccountStatus
+	if printed, err := c.get(cmd, "/webhooks/sender/accounts", &list); printed || err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if len(list) == 0 {
+		fmt.Fprintln(out, "no accounts")
+		return nil
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, "ACCOUNT\tNAME\tWEBHOOKS\tDISABLED\tKEYS\tPENDING\tIN FLIGHT\tDELIVERED\tFAILED")
+	for _, a := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", oneLine(a.Account, 40), orDash(oneLine(a.Name, 40)),
+			a.Webhooks, a.Disabled, a.Keys, a.Pending, a.InFlight, a.Delivered, a.Failed)
+	}
+	tw.Flush()
+	return nil
+}
+
 func runSenderFailed(cmd *cobra.Command, _ []string) error {
 	c, err := newAdminClient(cmd)
 	if err != nil {
@@ -663,9 +697,13 @@ func runSenderFailed(cmd *cobra.Command, _ []string) error {
 	}
 	limit, _ := cmd.Flags().GetInt("limit")
 	cursor, _ := cmd.Flags().GetString("cursor")
+	account, _ := cmd.Flags().GetString("account")
 	q := url.Values{"limit": {strconv.Itoa(limit)}}
 	if cursor != "" {
 		q.Set("cursor", cursor)
+	}
+	if account != "" {
+		q.Set("account", account)
 	}
 	var page FailedPage
 	if printed, err := c.get(cmd, "/webhooks/sender/failed?"+q.Encode(), &page); printed || err != nil {
@@ -677,18 +715,22 @@ func runSenderFailed(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 	tw := newTable(out)
-	fmt.Fprintln(tw, "ID\tWEBHOOK\tEVENT\tCREATED\tFAILED AT\tATTEMPTS\tREASON")
+	fmt.Fprintln(tw, "ID\tACCOUNT\tWEBHOOK\tEVENT\tCREATED\tFAILED AT\tATTEMPTS\tREASON")
 	for _, d := range page.Data {
 		failed := "-"
 		if d.FailedAt != nil {
 			failed = fmtTime(*d.FailedAt)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.WebhookID, d.Event, fmtTime(d.CreatedAt), failed,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, oneLine(d.Account, 40), d.WebhookID, oneLine(d.Event, 40), fmtTime(d.CreatedAt), failed,
 			len(d.Attempts), oneLine(d.Reason, 60))
 	}
 	tw.Flush()
 	if page.NextCursor != nil {
-		fmt.Fprintf(out, "more: caddy webhook sender failed --cursor %s\n", *page.NextCursor)
+		more := "caddy webhook sender failed --cursor " + *page.NextCursor
+		if account != "" {
+			more += " --account " + account
+		}
+		fmt.Fprintln(out, "more: "+more)
 	}
 	return nil
 }
@@ -700,9 +742,15 @@ func runSenderChange(cmd *cobra.Command, action string) error {
 	}
 	ids, _ := cmd.Flags().GetStringSlice("id")
 	all, _ := cmd.Flags().GetBool("all")
+	account, _ := cmd.Flags().GetString("account")
 	sel := map[string]any{"ids": ids}
-	if all {
+	switch {
+	case all && account != "":
+		sel = map[string]any{"all": true, "account": account}
+	case all:
 		sel = map[string]any{"all": true}
+	case account != "":
+		return errors.New("--account goes with --all")
 	}
 	var res struct {
 		Replayed int               `json:"replayed"`

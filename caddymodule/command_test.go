@@ -413,11 +413,26 @@ func TestSenderCommands(t *testing.T) {
 
 	r = runCLI(t, "", "status", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
-	assert.Regexp(t, `(?m)^SENDER\s+PENDING\s+IN FLIGHT\s+DELIVERED\s+FAILED\s+OLDEST DUE\s+BEHIND BY\nwebhook_sender\s+0\s+0\s+0\s+2\s+-\s+-$`, r.stdout)
+	assert.Regexp(t, `(?m)^SENDER\s+ACCOUNTS\s+PENDING\s+IN FLIGHT\s+DELIVERED\s+FAILED\s+OLDEST DUE\s+BEHIND BY\nwebhook_sender\s+1\s+0\s+0\s+0\s+2\s+-\s+-$`, r.stdout)
 
 	r = runCLI(t, "", "sender", "failed", "--limit", "1", "--address", addr)
 	require.NoError(t, r.err, r.stderr)
-	assert.Regexp(t, `(?m)^ID\s+WEBHOOK\s+EVENT\s+CREATED\s+FAILED AT\s+ATTEMPTS\s+REASON\nmsg_\S+\s+wh_\S+\s+reply.received\s.+\s2\s+\S.*\nmore: caddy webhook sender failed --cursor \S+$`, r.stdout)
+	assert.Regexp(t, `(?m)^ID\s+ACCOUNT\s+WEBHOOK\s+EVENT\s+CREATED\s+FAILED AT\s+ATTEMPTS\s+REASON\nmsg_\S+\s+default\s+wh_\S+\s+reply.received\s.+\s2\s+\S.*\nmore: caddy webhook sender failed --cursor \S+$`, r.stdout)
+
+	// Per account: the counts, and the failed deliveries of one.
+	_, err := s.CreateAccount(context.Background(), "acme", "Acme Inc")
+	require.NoError(t, err)
+	r = runCLI(t, "", "sender", "accounts", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Regexp(t, `(?m)^ACCOUNT\s+NAME\s+WEBHOOKS\s+DISABLED\s+KEYS\s+PENDING\s+IN FLIGHT\s+DELIVERED\s+FAILED\nacme\s+Acme Inc\s+0\s+0\s+0\s+0\s+0\s+0\s+0\ndefault\s+Default\s+1\s+0\s+0\s+0\s+0\s+0\s+2$`, r.stdout)
+	r = runCLI(t, "", "sender", "failed", "--account", "acme", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "no failed deliveries\n", r.stdout)
+	r = runCLI(t, "", "sender", "replay", "--all", "--account", "acme", "--address", addr)
+	require.NoError(t, r.err, r.stderr)
+	assert.Equal(t, "replayed 0 failed deliveries\n", r.stdout)
+	r = runCLI(t, "", "sender", "replay", "--id", "msg_x", "--account", "acme", "--address", addr)
+	require.Error(t, r.err)
 
 	r = runCLI(t, "", "sender", "purge", "--all", "--address", addr)
 	require.NoError(t, r.err, r.stderr)

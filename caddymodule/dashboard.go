@@ -127,7 +127,7 @@ func (d *Dashboard) Cleanup() error {
 // handler may be mounted anywhere, with or without the prefix stripped, so
 // only the end of the (escaped) path is matched.
 var (
-	reDashAPI   = regexp.MustCompile(`/api/(receivers|receivers/([^/]+)/dead|receivers/([^/]+)/dead/replay|receivers/([^/]+)/(?:pause|resume)|sender|series)$`)
+	reDashAPI   = regexp.MustCompile(`/api/(receivers|receivers/([^/]+)/dead|receivers/([^/]+)/dead/replay|receivers/([^/]+)/(?:pause|resume)|sender|sender/accounts|series)$`)
 	reDashAsset = regexp.MustCompile(`/(dashboard\.js|dashboard\.css)$`)
 )
 
@@ -214,6 +214,8 @@ func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string)
 		return d.admin.listReceivers(w, r)
 	case route == "sender":
 		return d.admin.senderStatus(w, r)
+	case route == "sender/accounts":
+		return d.admin.senderAccounts(w, r)
 	case route == "series":
 		return writeAdminJSON(w, http.StatusOK, d.sampler.series())
 	}

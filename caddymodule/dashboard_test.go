@@ -81,6 +81,7 @@ func TestDashboardServe(t *testing.T) {
 		{"GET", "/ops/webhooks/api/receivers", nil, 200, "application/json", "[]"},
 		{"GET", "/ops/webhooks/api/series", nil, 200, "application/json", `"receivers":{}`},
 		{"GET", "/ops/webhooks/api/sender", nil, 404, "application/json", `{"error":{"code":"not_found","message":"no webhook_sender app is configured"}}`},
+		{"GET", "/ops/webhooks/api/sender/accounts", nil, 404, "application/json", `{"error":{"code":"not_found","message":"no webhook_sender app is configured"}}`},
 		{"GET", "/ops/webhooks/api/receivers/nope/dead", nil, 404, "application/json", `no webhook receiver named \"nope\"`},
 		{"POST", "/ops/webhooks/api/receivers", nil, 405, "application/json", "use GET"},
 		{"GET", "/ops/webhooks/api/receivers/nope/dead/replay", nil, 405, "application/json", "use POST"},

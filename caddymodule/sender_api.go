@@ -15,11 +15,16 @@ func init() {
 	caddy.RegisterModule(SenderAPI{})
 }
 
-// SenderAPI is the webhook_sender_api handler: the registration API of the
-// webhook_sender app (POST/GET /webhooks, GET/DELETE /webhooks/{id},
-// GET /webhooks/{id}/deliveries, POST /events), with paths relative to where
-// it is mounted (use handle_path). It needs the webhook_sender global option
-// and authenticates requests with its api_key values. It has no options.
+// SenderAPI is the webhook_sender_api handler: the API of the
+// webhook_sender app, with paths relative to where it is mounted (use
+// handle_path). With an account's key (or an api_key: the account
+// "default"): POST/GET /webhooks, GET/PATCH/DELETE /webhooks/{id},
+// GET /webhooks/{id}/deliveries, POST /webhooks/{id}/secret/rotate,
+// POST /webhooks/{id}/recover, POST /events. With an admin_key:
+// POST/GET /accounts, GET/DELETE /accounts/{id}, POST/GET
+// /accounts/{id}/keys, DELETE /accounts/{id}/keys/{keyId}, and every
+// account route under /accounts/{id}/. It needs the webhook_sender global
+// option. It has no options.
 type SenderAPI struct {
 	api *sender.API
 }
@@ -45,7 +50,7 @@ func (h *SenderAPI) Provision(ctx caddy.Context) error {
 	if !ok || app.Sender() == nil {
 		return fmt.Errorf("webhook_sender app is not ready (%T)", appIface)
 	}
-	h.api, err = sender.NewAPI(app.Sender(), app.apiKeys, ctx.Logger())
+	h.api, err = sender.NewAPI(app.Sender(), app.adminKeys, app.apiKeys, ctx.Logger())
 	if err != nil {
 		return fmt.Errorf("setting up webhook sender API: %w", err)
 	}

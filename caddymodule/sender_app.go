@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,18 +27,60 @@ func init() {
 var senderPool = caddy.NewUsagePool()
 
 // SenderApp is the webhook_sender app: the provider side of webhooks. It
-// keeps webhook registrations, fans published events out to them and
-// delivers them, signed (Standard Webhooks), on a retry schedule, from
+// keeps accounts (the provider's customers) with their API keys and webhook
+// registrations, fans each account's published events out to its webhooks
+// and delivers them, signed (Standard Webhooks), on a retry schedule, from
 // background workers that survive restarts. Its HTTP API is served by the
 // webhook_sender_api handler; other modules can publish through Sender().
 type SenderApp struct {
-	// Storage is the Badger directory holding registrations and deliveries.
-	// Default: the webhook_sender directory under Caddy's data directory.
+	// Storage is the Badger directory holding accounts, keys,
+	// registrations and deliveries. Default: the webhook_sender directory
+	// under Caddy's data directory.
 	Storage string `json:"storage,omitempty"`
 
-	// APIKeys are the Bearer tokens the API accepts. Placeholders such as
-	// {env.LEADTERRA_API_KEY} or {env.LEADTERRA_API_KEY:default} are expanded. Required: at least one.
+	// AdminKeys are the provider's own Bearer tokens: they manage accounts
+	// and their keys (/accounts) and act for any account
+	// (/accounts/{id}/…). Placeholders such as {env.SENDER_ADMIN_KEY} are
+	// expanded. Default: none (then accounts cannot be managed through the
+	// API). At least one admin_key or api_key is required.
+	AdminKeys []string `json:"admin_key,omitempty"`
+
+	// APIKeys are Bearer tokens of the account "default" (which exists in
+	// every store, and owns every webhook registered before accounts
+	// existed), for the routes of one account (/webhooks, /events, …).
+	// Placeholders such as {env.LEADTERRA_API_KEY} or
+	// {env.LEADTERRA_API_KEY:default} are expanded. Default: none. At least
+	// one admin_key or api_key is required.
 	APIKeys []string `json:"api_key,omitempty"`
+
+	// EventTypes are the event types webhooks can subscribe to and events
+	// be published with. Default: campaign.started message.sent
+	// message.bounced reply.received.
+	EventTypes []string `json:"event_types,omitempty"`
+
+	// MaxWebhooks is how many webhooks one account may register (a POST
+	// beyond it is answered 422), which bounds one event's fan-out; webhooks
+	// registered before it was lowered stay. Default: 50.
+	MaxWebhooks int `json:"max_webhooks,omitempty"`
+
+	// DisableAfter: a webhook whose every delivery attempt has failed for
+	// this long is disabled ("disabledReason":"failing") and a
+	// webhook_disabled event is emitted. Default: 120h.
+	DisableAfter caddy.Duration `json:"disable_after,omitempty"`
+
+	// SecretGrace is how long a webhook's previous secret keeps signing
+	// deliveries (a second v1 signature) after the secret is rotated.
+	// Default: 24h.
+	SecretGrace caddy.Duration `json:"secret_grace,omitempty"`
+
+	// MinFreeSpace is the free-space reserve on the storage filesystem, in
+	// bytes: below it publishing, registrations and replays get 503 (Badger
+	// writes through memory maps and would crash the process on a full disk,
+	// so the sender stops short of it); below half of it every change is
+	// refused, and the sender does not start. -1 turns the check off. A
+	// reload that changes it on the open store warns: the reserve the store
+	// was opened with stays until it is closed. Default: 128 MiB.
+	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 
 	// Retry is the delays after the first, second, … failed attempt; after
 	// the last the delivery fails and is kept for replay.
@@ -62,11 +106,12 @@ type SenderApp struct {
 	// TLS, added to the system roots. Default: none.
 	TrustedCA []string `json:"trusted_ca,omitempty"`
 
-	sender  *sender.Sender
-	poolKey string
-	apiKeys []string
-	opts    sender.Options
-	logger  *zap.Logger
+	sender    *sender.Sender
+	poolKey   string
+	adminKeys []string
+	apiKeys   []string
+	opts      sender.Options
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -85,20 +130,24 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	a.apiKeys = a.apiKeys[:0]
-	for i, k := range a.APIKeys {
-		v := strings.TrimSpace(expand(k))
-		if v == "" {
-			return fmt.Errorf("api_key %d is empty once placeholders are expanded (is its environment variable set?)", i+1)
+	var err error
+	if a.adminKeys, err = expandKeys("admin_key", a.AdminKeys); err != nil {
+		return err
+	}
+	if a.apiKeys, err = expandKeys("api_key", a.APIKeys); err != nil {
+		return err
+	}
+	for _, k := range a.apiKeys {
+		if slices.Contains(a.adminKeys, k) {
+			return errors.New("the same key is both an admin_key and an api_key: an admin key acts for no account of its own, give the account default its own key")
 		}
-		a.apiKeys = append(a.apiKeys, v)
 	}
 
 	storage := expand(a.Storage)
 	if storage == "" {
 		storage = filepath.Join(caddy.AppDataDir(), "webhook_sender")
 	}
-	storage, err := filepath.Abs(storage)
+	storage, err = filepath.Abs(storage)
 	if err != nil {
 		return fmt.Errorf("resolving storage directory: %w", err)
 	}
@@ -112,13 +161,23 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 	}
 
 	metrics := provisionSenderMetrics(ctx)
+	disabled, err := senderEventSink(ctx)
+	if err != nil {
+		return fmt.Errorf("getting the events app: %w", err)
+	}
 	a.opts = sender.Options{
-		Timeout:      time.Duration(a.Timeout),
-		Concurrency:  a.Concurrency,
-		AllowPrivate: a.AllowPrivate,
-		RootCAs:      roots,
-		Logger:       a.logger,
-		OnAttempt:    metrics.observe,
+		Timeout:           time.Duration(a.Timeout),
+		Concurrency:       a.Concurrency,
+		AllowPrivate:      a.AllowPrivate,
+		RootCAs:           roots,
+		EventTypes:        a.EventTypes,
+		MaxWebhooks:       a.MaxWebhooks,
+		DisableAfter:      time.Duration(a.DisableAfter),
+		SecretGrace:       time.Duration(a.SecretGrace),
+		MinFreeSpace:      a.MinFreeSpace,
+		Logger:            a.logger,
+		OnAttempt:         metrics.observe,
+		OnWebhookDisabled: disabled,
 	}
 	for _, d := range a.Retry {
 		a.opts.Schedule = append(a.opts.Schedule, time.Duration(d))
@@ -141,8 +200,30 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 
 // Validate checks the options.
 func (a *SenderApp) Validate() error {
-	if len(a.APIKeys) == 0 {
-		return errors.New("at least one api_key is required")
+	if len(a.APIKeys)+len(a.AdminKeys) == 0 {
+		return errors.New("at least one admin_key or api_key is required")
+	}
+	seen := map[string]bool{}
+	for _, e := range a.EventTypes {
+		if !validEventType.MatchString(e) {
+			return fmt.Errorf("event_types: %q is not an event type (letters, digits, '.', '_', ':', '-'; at most 128)", e)
+		}
+		if seen[e] {
+			return fmt.Errorf("event_types: %q is listed twice", e)
+		}
+		seen[e] = true
+	}
+	if a.MaxWebhooks < 0 {
+		return errors.New("max_webhooks must not be negative")
+	}
+	if a.DisableAfter < 0 {
+		return errors.New("disable_after must not be negative")
+	}
+	if a.SecretGrace < 0 {
+		return errors.New("secret_grace must not be negative")
+	}
+	if a.MinFreeSpace < -1 {
+		return errors.New("min_free_space must be a size, or -1 to turn the check off")
 	}
 	for i, d := range a.Retry {
 		if d <= 0 {
@@ -156,6 +237,23 @@ func (a *SenderApp) Validate() error {
 		return errors.New("concurrency must not be negative")
 	}
 	return nil
+}
+
+// validEventType is what an event type of event_types may be.
+var validEventType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// expandKeys expands the placeholders of the keys of option, refusing one
+// that ends up empty.
+func expandKeys(option string, keys []string) ([]string, error) {
+	var out []string
+	for i, k := range keys {
+		v := strings.TrimSpace(expand(k))
+		if v == "" {
+			return nil, fmt.Errorf("%s %d is empty once placeholders are expanded (is its environment variable set?)", option, i+1)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // loadTrustedCAs returns the system roots plus the certificates in the PEM

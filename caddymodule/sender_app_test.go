@@ -172,8 +172,9 @@ func TestSenderAppRequiresAPIKey(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	t.Setenv("TEST_WEBHOOK_SENDER_UNSET", "")
 	for name, opt := range map[string]string{
-		"no key":    "storage " + filepath.Join(dir, "s1"),
-		"empty env": "storage " + filepath.Join(dir, "s2") + "\n\t\tapi_key {env.TEST_WEBHOOK_SENDER_UNSET}",
+		"no key":               "storage " + filepath.Join(dir, "s1"),
+		"empty env":            "storage " + filepath.Join(dir, "s2") + "\n\t\tapi_key {env.TEST_WEBHOOK_SENDER_UNSET}",
+		"admin_key as api_key": "storage " + filepath.Join(dir, "s3") + "\n\t\tadmin_key k1\n\t\tapi_key k2 k1",
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := loadCaddyfile(t, "{\n\tadmin off\n\tauto_https off\n\twebhook_sender {\n\t\t"+opt+"\n\t}\n}\nhttp://127.0.0.1:"+port+" {\n\twebhook_sender_api\n}\n")

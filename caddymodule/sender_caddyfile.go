@@ -20,17 +20,23 @@ func init() {
 // webhook_sender app. Syntax:
 //
 //	webhook_sender {
-//		storage       <dir>
-//		api_key       <key…>          # repeatable
-//		retry         <duration…>
-//		timeout       <duration>
-//		concurrency   <n>
+//		storage        <dir>
+//		admin_key      <key…>          # repeatable
+//		api_key        <key…>          # repeatable
+//		event_types    <type…>
+//		max_webhooks   <n>
+//		disable_after  <duration>
+//		secret_grace   <duration>
+//		min_free_space <size>|off
+//		retry          <duration…>
+//		timeout        <duration>
+//		concurrency    <n>
 //		allow_private
-//		trusted_ca    <pem file…>     # repeatable
+//		trusted_ca     <pem file…>     # repeatable
 //	}
 //
-// Repeated webhook_sender blocks are merged; an option other than api_key
-// and trusted_ca may be given only once in all.
+// Repeated webhook_sender blocks are merged; an option other than
+// admin_key, api_key and trusted_ca may be given only once in all.
 func parseSenderGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(SenderApp)
 	if existing != nil {
@@ -79,6 +85,52 @@ func (a *SenderApp) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.APIKeys = append(a.APIKeys, args...)
+		case "admin_key":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.AdminKeys = append(a.AdminKeys, args...)
+		case "event_types":
+			if err := once(len(a.EventTypes) > 0); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.EventTypes = args
+		case "max_webhooks":
+			if err := once(a.MaxWebhooks != 0); err != nil {
+				return err
+			}
+			n, err := positiveIntArg(d)
+			if err != nil {
+				return err
+			}
+			a.MaxWebhooks = n
+		case "disable_after", "secret_grace":
+			field := &a.DisableAfter
+			if opt == "secret_grace" {
+				field = &a.SecretGrace
+			}
+			if err := once(*field != 0); err != nil {
+				return err
+			}
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			*field = caddy.Duration(dur)
+		case "min_free_space":
+			if err := once(a.MinFreeSpace != 0); err != nil {
+				return err
+			}
+			n, err := sizeArg(d, true)
+			if err != nil {
+				return err
+			}
+			a.MinFreeSpace = n
 		case "retry":
 			if err := once(len(a.Retry) > 0); err != nil {
 				return err

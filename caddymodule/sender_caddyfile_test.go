@@ -42,8 +42,15 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 			input: `{
 	webhook_sender {
 		storage /var/lib/wh
+		admin_key a1
+		admin_key a2 a3
 		api_key k1 k2
 		api_key k3
+		event_types reply.received lead.created
+		max_webhooks 10
+		disable_after 48h
+		secret_grace 1h
+		min_free_space 64MiB
 		retry 30s 5m 30m 2h 8h
 		timeout 5s
 		concurrency 8
@@ -52,7 +59,9 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		trusted_ca /etc/ca2.pem
 	}
 }`,
-			want: `{"storage":"/var/lib/wh","api_key":["k1","k2","k3"],
+			want: `{"storage":"/var/lib/wh","admin_key":["a1","a2","a3"],"api_key":["k1","k2","k3"],
+				"event_types":["reply.received","lead.created"],"max_webhooks":10,"disable_after":172800000000000,
+				"secret_grace":3600000000000,"min_free_space":67108864,
 				"retry":[30000000000,300000000000,1800000000000,7200000000000,28800000000000],
 				"timeout":5000000000,"concurrency":8,"allow_private":true,
 				"trusted_ca":["/etc/ca1.pem","/etc/ca2.pem"]}`,
@@ -81,6 +90,15 @@ func TestSenderCaddyfileGlobalOption(t *testing.T) {
 		{"storage with two args", "{\n\twebhook_sender {\n\t\tstorage /a /b\n\t}\n}", "", "storage takes one value"},
 		{"allow_private with arg", "{\n\twebhook_sender {\n\t\tallow_private yes\n\t}\n}", "", "argument"},
 		{"argument on the option", "{\n\twebhook_sender foo {\n\t\tapi_key k\n\t}\n}", "", "argument"},
+		{"admin_key without value", "{\n\twebhook_sender {\n\t\tadmin_key\n\t}\n}", "", "argument"},
+		{"event_types without value", "{\n\twebhook_sender {\n\t\tevent_types\n\t}\n}", "", "argument"},
+		{"repeated event_types", "{\n\twebhook_sender {\n\t\tevent_types a\n\t\tevent_types b\n\t}\n}", "", "event_types given more than once"},
+		{"zero max_webhooks", "{\n\twebhook_sender {\n\t\tmax_webhooks 0\n\t}\n}", "", `max_webhooks: "0" is not a positive whole number`},
+		{"bad disable_after", "{\n\twebhook_sender {\n\t\tdisable_after soon\n\t}\n}", "", `disable_after: "soon" is not a duration`},
+		{"zero secret_grace", "{\n\twebhook_sender {\n\t\tsecret_grace 0s\n\t}\n}", "", `secret_grace: "0s" must be positive`},
+		{"repeated secret_grace", "{\n\twebhook_sender {\n\t\tsecret_grace 1h\n\t\tsecret_grace 2h\n\t}\n}", "", "secret_grace given more than once"},
+		{"bad min_free_space", "{\n\twebhook_sender {\n\t\tmin_free_space lots\n\t}\n}", "", `min_free_space: "lots" is not a positive size`},
+		{"min_free_space off", "{\n\twebhook_sender {\n\t\tapi_key k\n\t\tmin_free_space off\n\t}\n}", `{"api_key":["k"],"min_free_space":-1}`, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

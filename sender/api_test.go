@@ -40,16 +40,16 @@ func errorOf(body map[string]any) (code, msg string) {
 
 func newTestAPI(t *testing.T) (*API, *Sender) {
 	s := openTest(t, "", nil, Options{})
-	a, err := NewAPI(s, []string{testKey, "second-key"}, nil)
+	a, err := NewAPI(s, nil, []string{testKey, "second-key"}, nil)
 	require.NoError(t, err)
 	return a, s
 }
 
 func TestNewAPIRejectsNoKeys(t *testing.T) {
 	s := openTest(t, "", nil, Options{})
-	_, err := NewAPI(s, nil, nil)
+	_, err := NewAPI(s, nil, nil, nil)
 	assert.Error(t, err)
-	_, err = NewAPI(s, []string{" "}, nil)
+	_, err = NewAPI(s, nil, []string{" "}, nil)
 	assert.Error(t, err)
 }
 
@@ -167,7 +167,7 @@ func TestAPIWebhookLifecycle(t *testing.T) {
 
 	code, hdr, _ := apiCall(t, a, http.MethodPut, "/webhooks/"+id, auth, "")
 	assert.Equal(t, http.StatusMethodNotAllowed, code)
-	assert.Equal(t, "GET, DELETE", hdr.Get("Allow"))
+	assert.Equal(t, "GET, PATCH, DELETE", hdr.Get("Allow"))
 
 	code, _, _ = apiCall(t, a, http.MethodDelete, "/webhooks/"+id, auth, "")
 	assert.Equal(t, http.StatusNoContent, code)
@@ -227,7 +227,9 @@ func TestAPIPublish(t *testing.T) {
 	// The webhook subscribed to both event types (created in the same
 	// instant as the others, so not found by its place in the list).
 	var both string
-	for _, w := range s.ListWebhooks() {
+	whs, err := s.ListWebhooks(DefaultAccount)
+	require.NoError(t, err)
+	for _, w := range whs {
 		if len(w.Events) == 2 {
 			both = w.ID
 		}

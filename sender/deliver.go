@@ -242,7 +242,7 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		d, body = h.d, h.body
 	} else {
 		s.reads.Add(1)
-		err = s.db.View(func(txn *badger.Txn) error {
+		err = s.view(func(txn *badger.Txn) error {
 			if err := getJSON(txn, deliveryKey(it.id), &d); err != nil {
 				return err
 			}
@@ -280,9 +280,9 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 
 	now := cfg.Now()
 	switch {
-	case !ok:
+	case !ok || wh.life.deleted.Load():
 		// The webhook was deleted: its deliveries go with it.
-		err := s.commit(func(txn *badger.Txn) error { return deleteDelivery(txn, &d, &it.key) })
+		err := s.commit(func(txn *badger.Txn) error { return dropDelivery(txn, d.ID, it.key) })
 		if err != nil {
 			log.Error("dropping delivery of a deleted webhook", zap.Error(err))
 			requeue = it.again(now.Add(cfg.Timeout))
@@ -290,8 +290,14 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		}
 		s.report(cfg, d.Event, OutcomeSkipped, 0)
 		return
+	case wh.life.deleting.Load() || wh.acct.deleted.Load():
+		// Its webhook or account is being deleted: nothing more is sent.
+		// Once deleted, the delivery is gone; should the deletion fail, it
+		// is attempted again.
+		requeue = it.again(now.Add(time.Second))
+		return
 	case wh.Status != WebhookActive:
-		if err := s.finish(&d, it, nil, now, "webhook disabled"); err != nil {
+		if _, err := s.finish(&wh, &d, it, "", now, "webhook disabled", nil); err != nil {
 			log.Error("failing delivery of a disabled webhook", zap.Error(err))
 			requeue = it.again(now.Add(cfg.Timeout))
 			return
@@ -314,13 +320,23 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		due     time.Time
 		disable string
 		reason  string
+		health  *failingUpdate
 	)
 	switch {
 	case code >= 200 && code < 300:
 		outcome = OutcomeDelivered
+		health = wh.life.succeeded()
 	case code == http.StatusGone:
-		outcome, disable, reason = OutcomeGone, "endpoint answered 410 Gone", "endpoint answered 410 Gone"
+		outcome, disable, reason = OutcomeGone, DisabledGone, "endpoint answered 410 Gone"
 	default:
+		var since time.Time
+		since, health = wh.life.failed(res.attempt.At)
+		if res.finished.Sub(since) >= cfg.DisableAfter {
+			outcome, disable = OutcomeFailed, DisabledFailing
+			reason = fmt.Sprintf("webhook disabled: every attempt failed since %s (disable_after %s)",
+				since.UTC().Format(time.RFC3339), cfg.DisableAfter)
+			break
+		}
 		var retry bool
 		due, retry = nextAttempt(cfg.Schedule, len(d.Attempts)-d.RoundStart, res.finished, res.retryAfter, cfg.MaxRetryAfter)
 		if retry {
@@ -330,22 +346,26 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		}
 	}
 
-	if outcome != OutcomeGone {
+	if disable == "" {
 		// The destination is done with this attempt: the next request to
 		// it need not wait for this outcome's commit (the delivery itself is
-		// requeued only once its outcome is stored). After a 410 nothing
-		// more goes until the webhook is disabled.
+		// requeued only once its outcome is stored). After a 410 (or the
+		// failure that disables the webhook) nothing more goes until the
+		// webhook is disabled.
 		s.freeSlot(webhookID)
 		slotHeld = false
 	}
-	var perr error
+	var (
+		perr    error
+		dropped bool
+	)
 	switch outcome {
 	case OutcomeDelivered:
-		perr = s.markDelivered(&d, it)
+		dropped, perr = s.markDelivered(&wh, &d, it, health)
 	case OutcomeRetry:
-		perr = s.reschedule(&d, it, due)
+		dropped, perr = s.reschedule(&wh, &d, it, due, health)
 	default:
-		perr = s.finish(&d, it, &disable, res.finished, reason)
+		dropped, perr = s.finish(&wh, &d, it, disable, res.finished, reason, health)
 	}
 	if perr != nil {
 		// Not recorded: the attempt will be made again.
@@ -353,11 +373,17 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		requeue = it.again(cfg.Now().Add(cfg.Timeout))
 		return
 	}
+	if dropped {
+		// The webhook was deleted during the attempt: the delivery went
+		// with it.
+		s.report(cfg, d.Event, OutcomeSkipped, 0)
+		return
+	}
 	if outcome == OutcomeRetry {
 		next := s.hold(cfg, newItem(due, it.id), &d, body)
 		requeue = &next
 	}
-	fields := []zap.Field{zap.String("event", d.Event), zap.String("outcome", outcome),
+	fields := []zap.Field{zap.String("account", d.account()), zap.String("event", d.Event), zap.String("outcome", outcome),
 		zap.Int("attempt", len(d.Attempts)), zap.Int("status", code),
 		zap.Int64("duration_ms", res.attempt.DurationMs)}
 	if res.attempt.Error != "" {
@@ -375,6 +401,73 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 	s.report(cfg, d.Event, outcome, time.Duration(res.attempt.DurationMs)*time.Millisecond)
 }
 
+// persistFailingAfter is how long a webhook must have been failing before
+// FailingSince is stored (a variable for tests): an endpoint that fails now
+// and then costs no extra writes.
+var persistFailingAfter = time.Minute
+
+// failingUpdate is a change of a webhook's stored FailingSince, written
+// with an attempt's outcome: since, or none if since is zero.
+type failingUpdate struct{ since time.Time }
+
+// succeeded records a successful attempt; it returns the update that
+// clears the stored FailingSince, if one is stored.
+func (l *webhookLife) succeeded() *failingUpdate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failingSince = time.Time{}
+	if l.stored.IsZero() {
+		return nil
+	}
+	return &failingUpdate{}
+}
+
+// failed records a failed attempt made at at; it returns since when the
+// webhook has been failing, and the update that stores it once it has been
+// failing for persistFailingAfter.
+func (l *webhookLife) failed(at time.Time) (since time.Time, u *failingUpdate) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failingSince.IsZero() {
+		l.failingSince = at
+	}
+	if l.stored.IsZero() && at.Sub(l.failingSince) >= persistFailingAfter {
+		u = &failingUpdate{since: l.failingSince}
+	}
+	return l.failingSince, u
+}
+
+// stored records that u was committed.
+func (l *webhookLife) storedUpdate(u *failingUpdate) {
+	if u == nil {
+		return
+	}
+	l.mu.Lock()
+	l.stored = u.since
+	l.mu.Unlock()
+}
+
+// writeFailing applies u to the stored registration of webhookID (if it
+// still exists).
+func writeFailing(txn *badger.Txn, webhookID string, u *failingUpdate) error {
+	if u == nil {
+		return nil
+	}
+	var w Webhook
+	if err := getJSON(txn, webhookKey(webhookID), &w); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	w.FailingSince = nil
+	if !u.since.IsZero() {
+		t := u.since.UTC()
+		w.FailingSince = &t
+	}
+	return setJSON(txn, webhookKey(webhookID), &w, 0)
+}
+
 // report calls the OnAttempt hook.
 func (s *Sender) report(cfg *config, event, outcome string, d time.Duration) {
 	if cfg.OnAttempt != nil {
@@ -383,10 +476,14 @@ func (s *Sender) report(cfg *config, event, outcome string, d time.Duration) {
 }
 
 // markDelivered records a successful delivery: its record expires after
-// DeliveredRetention and its envelope reference is released.
-func (s *Sender) markDelivered(d *Delivery, it item) error {
+// DeliveredRetention and its envelope reference is released. dropped: the
+// webhook was deleted meanwhile, and the delivery with it.
+func (s *Sender) markDelivered(wh *Webhook, d *Delivery, it item, health *failingUpdate) (dropped bool, err error) {
 	d.Status, d.NextAttemptAt = DeliveryDelivered, nil
-	err := s.commit(func(txn *badger.Txn) error {
+	err = s.commit(func(txn *badger.Txn) error {
+		if dropped = wh.life.deleted.Load(); dropped {
+			return dropDelivery(txn, d.ID, it.key)
+		}
 		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
@@ -397,36 +494,55 @@ func (s *Sender) markDelivered(d *Delivery, it item) error {
 		if err := txn.SetEntry(hk); err != nil {
 			return err
 		}
+		if err := writeFailing(txn, d.WebhookID, health); err != nil {
+			return err
+		}
 		return releaseEvent(txn, d.EventID)
 	})
-	if err == nil {
+	if err == nil && !dropped {
+		wh.acct.delivered.Add(1) // before the total, which tests wait on
 		s.delivered.Add(1)
+		wh.life.storedUpdate(health)
 	}
-	return err
+	return dropped, err
 }
 
 // reschedule records a failed attempt with another one due at due.
-func (s *Sender) reschedule(d *Delivery, it item, due time.Time) error {
+func (s *Sender) reschedule(wh *Webhook, d *Delivery, it item, due time.Time, health *failingUpdate) (dropped bool, err error) {
 	d.NextAttemptAt = &due
-	return s.commit(func(txn *badger.Txn) error {
+	err = s.commit(func(txn *badger.Txn) error {
+		if dropped = wh.life.deleted.Load(); dropped {
+			return dropDelivery(txn, d.ID, it.key)
+		}
 		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
 		if err := setJSON(txn, deliveryKey(d.ID), d, 0); err != nil {
 			return err
 		}
+		if err := writeFailing(txn, d.WebhookID, health); err != nil {
+			return err
+		}
 		return txn.Set(scheduleKey(due, d.ID), []byte(d.WebhookID))
 	})
+	if err == nil && !dropped {
+		wh.life.storedUpdate(health)
+	}
+	return dropped, err
 }
 
 // finish marks a delivery failed for good (kept for replay), and, if
-// disable is not nil and not empty, disables its webhook with that reason.
-func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, reason string) error {
+// disable is not empty, disables its webhook for that reason (DisabledGone,
+// DisabledFailing) and reports it to OnWebhookDisabled.
+func (s *Sender) finish(wh *Webhook, d *Delivery, it item, disable string, at time.Time, reason string, health *failingUpdate) (dropped bool, err error) {
 	at = at.UTC()
 	d.Status, d.NextAttemptAt, d.FailedAt, d.Reason = DeliveryFailed, nil, &at, reason
 	var disabled *Webhook
-	err := s.commit(func(txn *badger.Txn) error {
+	err = s.commitThen(func(txn *badger.Txn) error {
 		disabled = nil
+		if dropped = wh.life.deleted.Load(); dropped {
+			return dropDelivery(txn, d.ID, it.key)
+		}
 		if err := txn.Delete(scheduleKey(it.key, d.ID)); err != nil {
 			return err
 		}
@@ -436,7 +552,13 @@ func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, rea
 		if err := txn.Set(failedKey(at, d.ID), nil); err != nil {
 			return err
 		}
-		if disable == nil || *disable == "" {
+		if err := txn.Set(failedByKey(d.account(), at, d.ID), nil); err != nil {
+			return err
+		}
+		if err := writeFailing(txn, d.WebhookID, health); err != nil {
+			return err
+		}
+		if disable == "" {
 			return nil
 		}
 		var w Webhook
@@ -449,29 +571,41 @@ func (s *Sender) finish(d *Delivery, it item, disable *string, at time.Time, rea
 		if w.Status == WebhookDisabled {
 			return nil
 		}
-		w.Status, w.DisabledAt, w.DisabledReason = WebhookDisabled, &at, *disable
+		w.Status, w.DisabledAt, w.DisabledReason = WebhookDisabled, &at, disable
 		disabled = &w
 		return setJSON(txn, webhookKey(w.ID), &w, 0)
-	})
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.failed++
-	if disabled != nil {
+	}, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if dropped {
+			return
+		}
+		s.failed++
+		wh.acct.failed++
+		if disabled == nil {
+			return
+		}
 		if w, ok := s.webhooks[disabled.ID]; ok {
-			// A copy of the in-memory one (it keeps the parsed key, which
+			// A copy of the in-memory one (it keeps the parsed keys, which
 			// the stored JSON has not), with the new status.
 			c := *w
 			c.Status, c.DisabledAt, c.DisabledReason = disabled.Status, disabled.DisabledAt, disabled.DisabledReason
 			s.webhooks[disabled.ID] = &c
 		}
+	})
+	if err != nil || dropped {
+		return dropped, err
 	}
-	s.mu.Unlock()
+	wh.life.storedUpdate(health)
 	if disabled != nil {
-		s.cfg.Load().Logger.Warn("webhook disabled", zap.String("webhook_id", disabled.ID), zap.String("reason", *disable))
+		cfg := s.cfg.Load()
+		cfg.Logger.Warn("webhook disabled", zap.String("account", disabled.Account), zap.String("webhook_id", disabled.ID),
+			zap.String("reason", disable))
+		if cfg.OnWebhookDisabled != nil {
+			cfg.OnWebhookDisabled(WebhookDisabledEvent{Account: wh.Account, WebhookID: disabled.ID, URL: disabled.URL, Reason: disable, At: at})
+		}
 	}
-	return nil
+	return false, nil
 }
 
 // post makes one signed HTTP POST of body to the webhook, within the
@@ -486,7 +620,13 @@ func post(ctx context.Context, cfg *config, wh *Webhook, msgID string, body []by
 		res.attempt.DurationMs = res.finished.Sub(start).Milliseconds()
 		return res
 	}
-	sig, err := webhook.Sign(wh.key, msgID, start.Unix(), body)
+	var sig string
+	var err error
+	if wh.inGrace(start) {
+		sig, err = webhook.SignAll([]webhook.Key{wh.key, wh.prevKey}, msgID, start.Unix(), body) // both sign
+	} else {
+		sig, err = webhook.Sign(wh.key, msgID, start.Unix(), body)
+	}
 	if err != nil {
 		return fail(fmt.Errorf("signing: %w", err))
 	}

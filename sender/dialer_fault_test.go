@@ -133,8 +133,8 @@ func TestDialerRefusesDNSRebinding(t *testing.T) {
 }
 
 // TestInternalAddressForms: literal and disguised forms of internal
-// addresses are refused at registration when literal, and never reached at
-// delivery time whatever the resolver makes of them (a libc resolver reads
+// addresses are refused at registration, and never reached at delivery time
+// whatever the resolver makes of them (a libc resolver reads
 // 2130706433 and 127.1 as 127.0.0.1, which the dial check refuses; Go's own
 // resolver says no such host).
 func TestInternalAddressForms(t *testing.T) {
@@ -154,11 +154,11 @@ func TestInternalAddressForms(t *testing.T) {
 	for _, host := range disguised {
 		t.Run(host, func(t *testing.T) {
 			u := "https://" + host + ":" + port + "/"
-			if err := s.ValidateURL(u); err != nil {
-				return // refused at registration: fine
-			}
-			// Accepted as a name: delivery must still not reach loopback,
-			// with Go's resolver and with one that maps it to 127.0.0.1.
+			// Refused at registration (issue 11 item 14,
+			// TestValidateURLNumericIPv4Forms); a webhook registered before
+			// that check must still not reach loopback at delivery, with
+			// Go's resolver and with one that maps it to 127.0.0.1.
+			assert.ErrorIs(t, s.ValidateURL(u), ErrInvalid, u)
 			client := newClient(false, nil, 1)
 			client.Timeout = 2 * time.Second
 			req, _ := http.NewRequest(http.MethodPost, u, nil)
@@ -307,7 +307,7 @@ func TestAPIAuthVariants(t *testing.T) {
 	const key = "k_0123456789abcdef0123456789abcdef"
 	const other = "another-key-of-a-different-length"
 	s := openTest(t, "", nil, Options{})
-	a, err := NewAPI(s, []string{key, other}, nil)
+	a, err := NewAPI(s, nil, []string{key, other}, nil)
 	require.NoError(t, err)
 	flip := func(k string, i int) string { b := []byte(k); b[i] ^= 1; return string(b) }
 	cases := []struct {

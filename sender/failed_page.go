@@ -10,16 +10,20 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// FailedPage returns up to limit failed deliveries, most recently failed
-// first, starting after cursor ("" = from the newest). next is the cursor of
-// the following page, "" when there is none. A cursor stays valid when the
-// delivery it names is replayed or purged meanwhile. Cursors are opaque;
-// a malformed one is an ErrInvalid.
-func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next string, err error) {
+// FailedPage returns up to limit failed deliveries of account (every
+// account's if it is ""), most recently failed first, starting after cursor
+// ("" = from the newest). next is the cursor of the following page, "" when
+// there is none. A cursor stays valid when the delivery it names is replayed
+// or purged meanwhile. Cursors are opaque; a malformed one is an
+// ErrInvalid. An account that does not exist has none.
+func (s *Sender) FailedPage(account, cursor string, limit int) (page []Delivery, next string, err error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("%w: limit must be positive", ErrInvalid)
 	}
 	prefix := []byte(prefixFailed)
+	if account != "" {
+		prefix = failedByPrefix(account)
+	}
 	seek := append(slices.Clone(prefix), 0xff)
 	var after []byte
 	if cursor != "" {
@@ -37,7 +41,7 @@ func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next str
 	page = []Delivery{}
 	var lastKey []byte
 	more := false
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 		defer it.Close()
 		for it.Seek(seek); it.Valid(); it.Next() {
@@ -45,7 +49,7 @@ func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next str
 			if after != nil && bytes.Equal(k, after) {
 				continue // the cursor's own entry ends the previous page
 			}
-			_, id, ok := parseTimeKey(prefixFailed, k)
+			_, id, ok := parseTimeKey(string(prefix), k)
 			if !ok {
 				continue
 			}
@@ -66,6 +70,7 @@ func (s *Sender) FailedPage(cursor string, limit int) (page []Delivery, next str
 			if err != nil {
 				return err
 			}
+			d.Account = d.account()
 			page = append(page, d)
 			lastKey = it.Item().KeyCopy(nil)
 		}

@@ -131,10 +131,10 @@ func pendingTo(t *testing.T, script func(n int, w http.ResponseWriter) int, opts
 	srv := httptest.NewTLSServer(rec)
 	t.Cleanup(srv.Close)
 	s := openTest(t, "", srv, opts)
-	wh, err := s.CreateWebhook(srv.URL, []string{"message.sent"})
+	wh, err := s.CreateWebhook(context.Background(), DefaultAccount, srv.URL, []string{"message.sent"})
 	require.NoError(t, err)
 	for i := 1; i <= n; i++ {
-		_, _, err := s.Publish(context.Background(), "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
+		_, _, err := s.Publish(context.Background(), DefaultAccount, "message.sent", json.RawMessage(`{"messageId":"m`+strconv.Itoa(i)+`"}`))
 		require.NoError(t, err)
 	}
 	return s, rec, wh

@@ -2,19 +2,30 @@ package sender
 
 import (
 	"encoding/binary"
+	"strings"
 	"time"
 )
 
 // Badger key layout of the sender. Every key is built here.
 //
-//	w/<webhookID>                         -> webhook registration (JSON, with its secret)
+//	m/version                             -> uint32 BE: the layout's version (absent: 1, before accounts)
+//	a/<accountID>                         -> account (JSON)
+//	k/<accountID>/<keyID>                 -> API key (JSON, with the SHA-256 of the key, never the key)
+//	w/<webhookID>                         -> webhook registration (JSON, with its secrets and account)
 //	d/<deliveryID>                        -> delivery record (JSON, without the payload)
 //	e/<eventID>                           -> the envelope bytes, serialised once at publish
 //	n/<eventID>                           -> uint32 BE: deliveries that still need e/<eventID>
 //	s/<due unix nanos:8 BE><deliveryID>   -> webhookID: a pending delivery due at <due>
 //	h/<webhookID>/<created nanos:8 BE><deliveryID> -> empty: per-webhook history, for listing
 //	f/<failed unix nanos:8 BE><deliveryID> -> empty: failed deliveries kept for replay
+//	g/<accountID>/<failed nanos:8 BE><deliveryID> -> empty: the same, by account
+//
+// Account ids contain no '/'. Layout 1 (no m/version) had no a/, k/ and g/
+// keys and no account in w/ and d/ values: migrate brings it to 2.
 const (
+	keyVersion     = "m/version"
+	prefixAccount  = "a/"
+	prefixAPIKey   = "k/"
 	prefixWebhook  = "w/"
 	prefixDelivery = "d/"
 	prefixEvent    = "e/"
@@ -22,7 +33,17 @@ const (
 	prefixSchedule = "s/"
 	prefixHistory  = "h/"
 	prefixFailed   = "f/"
+	prefixFailedBy = "g/"
 )
+
+// accountKey is the key of an account.
+func accountKey(id string) []byte { return []byte(prefixAccount + id) }
+
+// apiKeyPrefix is the prefix of an account's API keys.
+func apiKeyPrefix(account string) []byte { return []byte(prefixAPIKey + account + "/") }
+
+// apiKeyKey is the key of an API key record.
+func apiKeyKey(account, keyID string) []byte { return []byte(prefixAPIKey + account + "/" + keyID) }
 
 // webhookKey is the key of a webhook registration.
 func webhookKey(id string) []byte { return []byte(prefixWebhook + id) }
@@ -70,4 +91,27 @@ func historyKey(webhookID string, created time.Time, deliveryID string) []byte {
 // failedKey is the failed-index key of a delivery that failed at at.
 func failedKey(at time.Time, deliveryID string) []byte {
 	return timeKey(prefixFailed, at, deliveryID)
+}
+
+// failedByPrefix is the prefix of an account's failed-index keys.
+func failedByPrefix(account string) []byte { return []byte(prefixFailedBy + account + "/") }
+
+// failedByKey is the by-account failed-index key of a delivery that failed
+// at at.
+func failedByKey(account string, at time.Time, deliveryID string) []byte {
+	return timeKey(prefixFailedBy+account+"/", at, deliveryID)
+}
+
+// parseFailedByKey splits a key built by failedByKey.
+func parseFailedByKey(k []byte) (account string, at time.Time, deliveryID string, ok bool) {
+	rest := string(k)
+	if !strings.HasPrefix(rest, prefixFailedBy) {
+		return "", time.Time{}, "", false
+	}
+	account, _, found := strings.Cut(rest[len(prefixFailedBy):], "/")
+	if !found {
+		return "", time.Time{}, "", false
+	}
+	at, deliveryID, ok = parseTimeKey(prefixFailedBy+account+"/", k)
+	return account, at, deliveryID, ok
 }

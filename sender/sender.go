@@ -1,5 +1,6 @@
-// Package sender is the provider side of caddy-webhooks: webhook
-// registrations, fan-out of published events into deliveries, and their
+// Package sender is the provider side of caddy-webhooks: accounts (the
+// provider's customers) with their API keys and webhook registrations,
+// fan-out of each account's published events into deliveries, and their
 // signed, scheduled, durable delivery through an SSRF-safe HTTP client.
 //
 // Everything is kept in one Badger database (see keys.go for the layout);
@@ -8,6 +9,10 @@
 // holds (with copies of soon-due deliveries, see heldDelivery) and are
 // rebuilt from it by Open, so pending deliveries survive restarts, including
 // kill -9.
+//
+// Nothing of one account is visible to, changeable by or delivered for
+// another: every method that names a webhook, key or delivery takes the
+// account, and one of another account is ErrNotFound.
 //
 // The package knows nothing of Caddy; caddymodule wires it into the
 // webhook_sender app and the webhook_sender_api handler.
@@ -18,13 +23,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base32"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -34,7 +35,20 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 	"github.com/leadterra/caddy-webhooks/webhook"
+)
+
+// Defaults of the account options.
+const (
+	// DefaultMaxWebhooks is the default Options.MaxWebhooks.
+	DefaultMaxWebhooks = 50
+	// DefaultDisableAfter is the default Options.DisableAfter.
+	DefaultDisableAfter = 120 * time.Hour
+	// DefaultSecretGrace is the default Options.SecretGrace.
+	DefaultSecretGrace = 24 * time.Hour
+	// DefaultMinFreeSpace is the default Options.MinFreeSpace.
+	DefaultMinFreeSpace = 128 << 20
 )
 
 // Options configure a Sender. The zero value of each field means its
@@ -60,12 +74,36 @@ type Options struct {
 	// MaxRetryAfter caps how far a Retry-After answer can postpone the next
 	// attempt. Default: DefaultMaxRetryAfter.
 	MaxRetryAfter time.Duration
+	// EventTypes are the event types that can be subscribed to and
+	// published. Default: webhook.EventTypes (the four of the seed).
+	EventTypes []string
+	// MaxWebhooks is how many webhooks one account may register, which
+	// bounds one event's fan-out. Default: DefaultMaxWebhooks (50).
+	MaxWebhooks int
+	// DisableAfter: a webhook whose every attempt has failed for this long
+	// is disabled (DisabledFailing). Default: DefaultDisableAfter (120h).
+	DisableAfter time.Duration
+	// SecretGrace is how long the previous secret keeps signing after a
+	// rotation. Default: DefaultSecretGrace (24h); negative: not at all.
+	SecretGrace time.Duration
+	// MinFreeSpace is the free-space reserve, in bytes, of the store's
+	// filesystem: below it what adds data (publishing, registrations,
+	// replays, accounts, keys) is refused with ErrUnavailable while
+	// delivery outcomes, deletes and revocations go on; below half of it
+	// every change is refused and the store does not open (Badger writes
+	// through memory maps: a full disk would be a SIGBUS). Fixed when the
+	// store opens (Configure does not change it). Default:
+	// DefaultMinFreeSpace (128 MiB); negative: not enforced.
+	MinFreeSpace int64
 	// Logger receives the sender's logs. Default: no logging.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// OnAttempt, if set, is called after every attempt (for metrics).
 	OnAttempt func(AttemptResult)
+	// OnWebhookDisabled, if set, is called when a webhook is disabled
+	// automatically (410, or failing for DisableAfter).
+	OnWebhookDisabled func(WebhookDisabledEvent)
 }
 
 // config is the effective, defaulted configuration.
@@ -89,6 +127,22 @@ func (o Options) withDefaults() *config {
 	if o.MaxRetryAfter <= 0 {
 		o.MaxRetryAfter = DefaultMaxRetryAfter
 	}
+	if len(o.EventTypes) == 0 {
+		o.EventTypes = webhook.EventTypes
+	}
+	o.EventTypes = slices.Clone(o.EventTypes)
+	if o.MaxWebhooks <= 0 {
+		o.MaxWebhooks = DefaultMaxWebhooks
+	}
+	if o.DisableAfter <= 0 {
+		o.DisableAfter = DefaultDisableAfter
+	}
+	if o.SecretGrace == 0 {
+		o.SecretGrace = DefaultSecretGrace
+	}
+	if o.MinFreeSpace == 0 {
+		o.MinFreeSpace = DefaultMinFreeSpace
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -98,10 +152,18 @@ func (o Options) withDefaults() *config {
 	return &config{Options: o, transport: newTransport(o.AllowPrivate, o.RootCAs, o.Concurrency)}
 }
 
-// Sender registers webhooks, fans published events out to them and
-// delivers them. Its methods are safe for concurrent use.
+// knownEvent reports whether event is one of the configured event types.
+func (c *config) knownEvent(event string) bool { return slices.Contains(c.EventTypes, event) }
+
+// unknownEvent is the ErrUnknownEvent for event.
+func (c *config) unknownEvent(event string) error {
+	return fmt.Errorf("%w %q (valid: %s)", ErrUnknownEvent, event, strings.Join(c.EventTypes, ", "))
+}
+
+// Sender keeps accounts, their keys and webhooks, fans published events out
+// to them and delivers them. Its methods are safe for concurrent use.
 type Sender struct {
-	db  *badger.DB
+	db  *badgerstore.DB // opened, guarded and closed by badgerstore
 	cfg atomic.Pointer[config]
 
 	// life is held (read) by every operation that touches db, and taken
@@ -110,6 +172,7 @@ type Sender struct {
 	closed bool
 
 	mu       sync.Mutex
+	accounts map[string]*accountState  // every account
 	webhooks map[string]*Webhook       // every registration, with secrets
 	queues   map[string]*endpointQueue // pending deliveries by webhook id
 	pending  int                       // queued, not in flight
@@ -117,11 +180,18 @@ type Sender struct {
 	failed   int64
 	running  int // Start calls not yet matched by Stop
 
+	keysMu sync.RWMutex
+	keys   map[string]*apiKey // accounts' API keys by id
+
 	delivered atomic.Int64
 
+	spaceLow     bool // the writer is refusing writes (logged when it begins and ends)
 	wake         chan struct{}
 	writes       chan writeReq // to the group-commit writer
 	writerDone   chan struct{}
+	flushStop    chan struct{} // stops the lastUsedAt flusher
+	flushDone    chan struct{}
+	stopFlusher  sync.Once
 	commits      atomic.Int64 // group commits made by the writer (tests)
 	reads        atomic.Int64 // attempts that read their delivery from Badger (tests)
 	heldBytes    atomic.Int64 // what held deliveries count against maxHeldBytes
@@ -131,53 +201,107 @@ type Sender struct {
 	attemptsWG   sync.WaitGroup
 }
 
-// Open opens (creating if needed) the sender database in dir and rebuilds
-// the queue of pending deliveries from it. Deliveries are not attempted until
-// Start.
+// Open opens (creating if needed) the sender database in dir, brings a store
+// of an older layout up to date (see migrate) and rebuilds the queue of
+// pending deliveries from it. Deliveries are not attempted until Start. It
+// refuses a filesystem with less than half the free-space reserve.
 func Open(dir string, opts Options) (*Sender, error) {
 	cfg := opts.withDefaults()
-	db, err := openDB(dir, cfg.Logger)
+	// badgerstore refuses to open below half the reserve, and a damaged
+	// store with an error naming the file; it logs damage it recovers from.
+	db, err := openDB(dir, cfg.Logger, cfg.MinFreeSpace)
 	if err != nil {
-		return nil, fmt.Errorf("opening badger database: %w", err)
+		return nil, fmt.Errorf("opening sender store: %w", unavailable(err))
+	}
+	if err := db.Safely(func() error { return migrate(db.DB, cfg.Now().UTC(), cfg.Logger) }); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrating sender store: %w", unavailable(err))
 	}
 	s := &Sender{
 		db:         db,
+		accounts:   make(map[string]*accountState),
 		webhooks:   make(map[string]*Webhook),
 		queues:     make(map[string]*endpointQueue),
+		keys:       make(map[string]*apiKey),
 		wake:       make(chan struct{}, 1),
 		writes:     make(chan writeReq, maxBatch),
 		writerDone: make(chan struct{}),
+		flushStop:  make(chan struct{}),
+		flushDone:  make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
-	if err := s.load(); err != nil {
+	if err := db.Safely(s.load); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("loading sender state: %w", err)
 	}
 	go s.writer()
+	go s.flushKeysLoop()
 	return s, nil
 }
 
-// load reads the registrations, the schedule index and the failed count.
+// load reads the accounts, keys, registrations, the schedule index and the
+// failed counts.
 func (s *Sender) load() error {
+	log := s.cfg.Load().Logger
 	return s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixWebhook), PrefetchValues: true})
-		for it.Rewind(); it.Valid(); it.Next() {
-			var w Webhook
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &w) }); err != nil {
-				it.Close()
-				return fmt.Errorf("decoding webhook %q: %w", it.Item().Key(), err)
-			}
-			key, err := webhook.ParseKey(w.Secret)
-			if err != nil {
-				it.Close()
-				return fmt.Errorf("webhook %s: stored secret: %w", w.ID, err)
-			}
-			w.key = key
-			s.webhooks[w.ID] = &w
+		err := iterateJSON(txn, prefixAccount, func() any { return new(Account) }, func(v any) error {
+			a := v.(*Account)
+			s.accounts[a.ID] = &accountState{Account: *a, webhooks: map[string]struct{}{}}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		it.Close()
+		if s.accounts[DefaultAccount] == nil {
+			return fmt.Errorf("the %s account is missing", DefaultAccount)
+		}
 
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixSchedule), PrefetchValues: true})
+		err = iterateJSON(txn, prefixAPIKey, func() any { return new(keyRecord) }, func(v any) error {
+			k, err := loadedKey(v.(*keyRecord))
+			if err != nil {
+				return err
+			}
+			if s.accounts[k.account] == nil {
+				log.Warn("ignoring the API key of a deleted account", zap.String("key_id", k.rec.ID), zap.String("account", k.account))
+				return nil
+			}
+			s.keys[k.rec.ID] = k
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		err = iterateJSON(txn, prefixWebhook, func() any { return new(Webhook) }, func(v any) error {
+			w := v.(*Webhook)
+			if w.Account == "" {
+				w.Account = DefaultAccount // stored before accounts
+			}
+			if err := w.parseKeys(); err != nil {
+				return err
+			}
+			if w.Status == WebhookDisabled {
+				w.DisabledReason = legacyReason(w.DisabledReason)
+			}
+			acct := s.accounts[w.Account]
+			if acct == nil {
+				log.Warn("ignoring the webhook of a deleted account", zap.String("webhook_id", w.ID), zap.String("account", w.Account))
+				return nil
+			}
+			w.acct = acct
+			w.life = &webhookLife{}
+			if w.FailingSince != nil {
+				w.life.failingSince, w.life.stored = *w.FailingSince, *w.FailingSince
+			}
+			s.webhooks[w.ID] = w
+			acct.webhooks[w.ID] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixSchedule), PrefetchValues: true})
 		for it.Rewind(); it.Valid(); it.Next() {
 			due, id, ok := parseTimeKey(prefixSchedule, it.Item().Key())
 			if !ok {
@@ -192,20 +316,79 @@ func (s *Sender) load() error {
 		}
 		it.Close()
 
-		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixFailed)})
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixFailedBy)})
 		for it.Rewind(); it.Valid(); it.Next() {
+			account, _, _, ok := parseFailedByKey(it.Item().Key())
+			if !ok {
+				continue
+			}
 			s.failed++
+			if a := s.accounts[account]; a != nil {
+				a.failed++
+			}
 		}
 		it.Close()
 		return nil
 	})
 }
 
+// legacyReason maps the disabled reasons stored before accounts ("endpoint
+// answered 410 Gone") to today's.
+func legacyReason(r string) string {
+	switch r {
+	case DisabledGone, DisabledFailing, DisabledManual:
+		return r
+	}
+	if strings.Contains(r, "410") {
+		return DisabledGone
+	}
+	return DisabledManual
+}
+
+// parseKeys parses the webhook's stored secrets.
+func (w *Webhook) parseKeys() error {
+	key, err := webhook.ParseKey(w.Secret)
+	if err != nil {
+		return fmt.Errorf("webhook %s: stored secret: %w", w.ID, err)
+	}
+	w.key = key
+	w.prevKey = webhook.Key{}
+	if w.PreviousSecret != "" {
+		if w.prevKey, err = webhook.ParseKey(w.PreviousSecret); err != nil {
+			return fmt.Errorf("webhook %s: stored previous secret: %w", w.ID, err)
+		}
+	}
+	return nil
+}
+
+// iterateJSON decodes every value under prefix into a fresh new() and
+// hands it to fn.
+func iterateJSON(txn *badger.Txn, prefix string, newV func() any, fn func(any) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v := newV()
+		if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+			return fmt.Errorf("decoding %q: %w", it.Item().Key(), err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Configure replaces the options (schedule, timeout, concurrency, TLS
 // roots, …) of an open sender; attempts already in flight finish with the old
-// ones. Used when a configuration reload reuses the sender.
+// ones. Used when a configuration reload reuses the sender. MinFreeSpace
+// stays the one the store was opened with (a change is logged).
 func (s *Sender) Configure(opts Options) {
-	old := s.cfg.Swap(opts.withDefaults())
+	cfg := opts.withDefaults()
+	if inForce := s.db.MinFreeSpace(); cfg.MinFreeSpace != inForce && !(cfg.MinFreeSpace < 0 && inForce <= 0) {
+		cfg.Logger.Warn("min_free_space changed, but the open store keeps the reserve it was opened with until it is closed",
+			zap.Int64("in_force", inForce), zap.Int64("configured", cfg.MinFreeSpace), zap.String("storage", s.db.Dir()))
+	}
+	old := s.cfg.Swap(cfg)
 	if old != nil {
 		old.transport.CloseIdleConnections()
 	}
@@ -260,7 +443,8 @@ func (s *Sender) Stop() {
 	stopAttempts()
 }
 
-// Close stops delivering and closes the database.
+// Close stops delivering, stores the keys' last use and closes the
+// database.
 func (s *Sender) Close() error {
 	s.mu.Lock()
 	if s.running > 1 {
@@ -268,11 +452,17 @@ func (s *Sender) Close() error {
 	}
 	s.mu.Unlock()
 	s.Stop()
+	// The flusher takes the life lock: it is stopped before Close takes it.
+	s.stopFlusher.Do(func() {
+		close(s.flushStop)
+		<-s.flushDone
+	})
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
 		return nil
 	}
+	s.flushKeys()
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -299,467 +489,15 @@ func (s *Sender) acquire() error {
 // release undoes acquire.
 func (s *Sender) release() { s.life.RUnlock() }
 
-// newID returns prefix followed by 26 random base32 characters (128 bits).
+// newID returns prefix followed by 26 random base32 characters (128 bits
+// from crypto/rand): ids cannot be guessed.
 func newID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-// ValidateURL checks a webhook destination: an absolute https:// URL with a
-// host, no credentials and no fragment; and, unless private destinations are
-// allowed, not a literal forbidden IP address or localhost (names are checked
-// again, on the resolved address, at every connection).
-func (s *Sender) ValidateURL(raw string) error {
-	if raw == "" {
-		return fmt.Errorf("%w: url is required", ErrInvalid)
-	}
-	if len(raw) > 2048 {
-		return fmt.Errorf("%w: url is longer than 2048 characters", ErrInvalid)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%w: url is not a valid URL", ErrInvalid)
-	}
-	if !strings.EqualFold(u.Scheme, "https") || u.Opaque != "" {
-		return fmt.Errorf("%w: url must use the https:// scheme", ErrInvalid)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%w: url must have a host", ErrInvalid)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%w: url must not contain credentials", ErrInvalid)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("%w: url must not contain a fragment", ErrInvalid)
-	}
-	if !s.cfg.Load().AllowPrivate {
-		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-			return fmt.Errorf("%w: url host must not be localhost", ErrInvalid)
-		}
-		if ip, err := netip.ParseAddr(host); err == nil && IsForbiddenIP(ip) {
-			return fmt.Errorf("%w: url host %s is a private or reserved address", ErrInvalid, ip)
-		}
-	}
-	return nil
-}
-
-// validateEvents checks and de-duplicates a subscription list.
-func validateEvents(events []string) ([]string, error) {
-	if len(events) == 0 {
-		return nil, fmt.Errorf("%w: events must list at least one event type", ErrInvalid)
-	}
-	var out []string
-	for _, e := range events {
-		if !webhook.KnownEvent(e) {
-			return nil, fmt.Errorf("%w %q (valid: %s)", ErrUnknownEvent, e, strings.Join(webhook.EventTypes, ", "))
-		}
-		if !slices.Contains(out, e) {
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-// CreateWebhook registers rawURL for events, active, with a new signing
-// secret. The returned Webhook is the only one that carries the secret.
-// Errors wrap ErrInvalid or ErrUnknownEvent.
-func (s *Sender) CreateWebhook(rawURL string, events []string) (Webhook, error) {
-	if err := s.ValidateURL(rawURL); err != nil {
-		return Webhook{}, err
-	}
-	events, err := validateEvents(events)
-	if err != nil {
-		return Webhook{}, err
-	}
-	secret, err := webhook.NewSecret()
-	if err != nil {
-		return Webhook{}, fmt.Errorf("generating secret: %w", err)
-	}
-	key, err := webhook.ParseKey(secret)
-	if err != nil {
-		return Webhook{}, fmt.Errorf("parsing the new secret: %w", err)
-	}
-	w := &Webhook{
-		ID:        newID("wh_"),
-		URL:       rawURL,
-		Events:    events,
-		Status:    WebhookActive,
-		CreatedAt: s.cfg.Load().Now().UTC().Truncate(time.Millisecond),
-		Secret:    secret,
-		key:       key,
-	}
-	if err := s.acquire(); err != nil {
-		return Webhook{}, err
-	}
-	defer s.release()
-	if err := s.commit(func(txn *badger.Txn) error { return setJSON(txn, webhookKey(w.ID), w, 0) }); err != nil {
-		return Webhook{}, fmt.Errorf("storing webhook: %w", err)
-	}
-	s.mu.Lock()
-	s.webhooks[w.ID] = w
-	s.mu.Unlock()
-	c := w.public()
-	c.Secret = secret
-	return c, nil
-}
-
-// ListWebhooks returns every registration, oldest first, without secrets.
-func (s *Sender) ListWebhooks() []Webhook {
-	s.mu.Lock()
-	out := make([]Webhook, 0, len(s.webhooks))
-	for _, w := range s.webhooks {
-		out = append(out, w.public())
-	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b Webhook) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out
-}
-
-// GetWebhook returns one registration without its secret, or ErrNotFound.
-func (s *Sender) GetWebhook(id string) (Webhook, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w, ok := s.webhooks[id]
-	if !ok {
-		return Webhook{}, ErrNotFound
-	}
-	return w.public(), nil
-}
-
-// DeleteWebhook removes a registration, or returns ErrNotFound. Its pending
-// deliveries are dropped when they come due.
-func (s *Sender) DeleteWebhook(id string) error {
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	err := s.commit(func(txn *badger.Txn) error {
-		if _, err := txn.Get(webhookKey(id)); err != nil {
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return leave(ErrNotFound)
-			}
-			return err
-		}
-		return txn.Delete(webhookKey(id))
-	})
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	delete(s.webhooks, id)
-	s.mu.Unlock()
-	return nil
-}
-
-// envelope is the §1 wire format.
-type envelope struct {
-	Event     string          `json:"event"`
-	Timestamp string          `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-}
-
-// Publish sends an event of type event with the given data (a JSON object)
-// to every active webhook subscribed to it, stamped with the current time. It
-// returns the event id and the number of deliveries, which are durably stored
-// before it returns. Errors wrap ErrUnknownEvent, ErrInvalid or ErrTooLarge
-// for bad input.
-func (s *Sender) Publish(ctx context.Context, event string, data json.RawMessage) (id string, deliveries int, err error) {
-	return s.PublishAt(ctx, event, time.Time{}, data)
-}
-
-// PublishAt is Publish with the time the event happened (zero = now).
-func (s *Sender) PublishAt(ctx context.Context, event string, at time.Time, data json.RawMessage) (id string, deliveries int, err error) {
-	if !webhook.KnownEvent(event) {
-		return "", 0, fmt.Errorf("%w %q (valid: %s)", ErrUnknownEvent, event, strings.Join(webhook.EventTypes, ", "))
-	}
-	cfg := s.cfg.Load()
-	now := cfg.Now()
-	if at.IsZero() {
-		at = now
-	}
-	body, err := json.Marshal(envelope{Event: event, Timestamp: at.UTC().Format(time.RFC3339), Data: data})
-	if err != nil {
-		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
-	}
-	if len(body) > MaxEnvelopeSize {
-		return "", 0, fmt.Errorf("%w: the envelope is %d bytes, the limit is %d", ErrTooLarge, len(body), MaxEnvelopeSize)
-	}
-	// What our own receiver would refuse (duplicate keys, non-object data,
-	// nesting past 64, invalid UTF-8) is refused here, not retried for hours.
-	if _, err := webhook.ParseEnvelope(body, webhook.ParseOptions{}); err != nil {
-		return "", 0, fmt.Errorf("%w: data: %v", ErrInvalid, err)
-	}
-
-	s.mu.Lock()
-	var targets []string
-	for _, w := range s.webhooks {
-		if w.Status == WebhookActive && w.subscribed(event) {
-			targets = append(targets, w.ID)
-		}
-	}
-	s.mu.Unlock()
-	slices.Sort(targets)
-
-	id = newID("evt_")
-	if len(targets) == 0 {
-		return id, 0, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return "", 0, err
-	}
-	if err := s.acquire(); err != nil {
-		return "", 0, err
-	}
-	defer s.release()
-	ds := make([]Delivery, len(targets))
-	err = s.commit(func(txn *badger.Txn) error {
-		if err := txn.Set(eventKey(id), body); err != nil {
-			return err
-		}
-		if err := txn.Set(refsKey(id), binary.BigEndian.AppendUint32(nil, uint32(len(targets)))); err != nil {
-			return err
-		}
-		for i, whID := range targets {
-			due := now
-			d := Delivery{
-				ID:            newID("msg_"),
-				WebhookID:     whID,
-				EventID:       id,
-				Event:         event,
-				Status:        DeliveryPending,
-				CreatedAt:     now.UTC(),
-				Attempts:      []Attempt{},
-				NextAttemptAt: &due,
-			}
-			if err := setJSON(txn, deliveryKey(d.ID), &d, 0); err != nil {
-				return err
-			}
-			if err := txn.Set(scheduleKey(due, d.ID), []byte(whID)); err != nil {
-				return err
-			}
-			if err := txn.Set(historyKey(whID, now, d.ID), nil); err != nil {
-				return err
-			}
-			ds[i] = d
-		}
-		return nil
-	})
-	if err != nil {
-		return "", 0, fmt.Errorf("storing deliveries: %w", err)
-	}
-	items := make([]item, len(targets))
-	for i := range ds {
-		items[i] = s.hold(cfg, newItem(*ds[i].NextAttemptAt, ds[i].ID), &ds[i], body)
-	}
-	s.mu.Lock()
-	for i, whID := range targets {
-		s.enqueueLocked(whID, items[i])
-	}
-	s.mu.Unlock()
-	s.signal()
-	cfg.Logger.Debug("event published", zap.String("event_id", id), zap.String("event", event), zap.Int("deliveries", len(targets)))
-	return id, len(targets), nil
-}
-
-// GetDelivery returns one delivery record, or ErrNotFound.
-func (s *Sender) GetDelivery(id string) (Delivery, error) {
-	if err := s.acquire(); err != nil {
-		return Delivery{}, err
-	}
-	defer s.release()
-	var d Delivery
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, deliveryKey(id), &d) })
-	return d, err
-}
-
-// ListDeliveries returns up to limit deliveries of a webhook, newest first,
-// or ErrNotFound if there is no such webhook.
-func (s *Sender) ListDeliveries(webhookID string, limit int) ([]Delivery, error) {
-	if _, err := s.GetWebhook(webhookID); err != nil {
-		return nil, err
-	}
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	prefix := historyPrefix(webhookID)
-	return s.listIndex(prefix, limit)
-}
-
-// listIndex walks a time-ordered index (keys prefix + 8-byte time +
-// delivery id) backwards and returns the deliveries it names.
-func (s *Sender) listIndex(prefix []byte, limit int) ([]Delivery, error) {
-	out := []Delivery{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
-		defer it.Close()
-		seek := append(slices.Clone(prefix), 0xff)
-		for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
-			_, id, ok := parseTimeKey(string(prefix), it.Item().Key())
-			if !ok {
-				continue
-			}
-			var d Delivery
-			err := getJSON(txn, deliveryKey(id), &d)
-			if errors.Is(err, ErrNotFound) {
-				continue // expired or purged
-			}
-			if err != nil {
-				return err
-			}
-			out = append(out, d)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// Replay schedules a failed delivery again, now, with a fresh round of the
-// retry schedule and the same webhook-id. Its webhook must exist and be
-// active.
-func (s *Sender) Replay(deliveryID string) error {
-	return s.ReplayMany([]string{deliveryID})[0]
-}
-
-// ReplayMany replays each failed delivery of ids like Replay; errs[i] is
-// ids[i]'s outcome. They go through the group-commit writer together, so a
-// replay of thousands costs a few synchronous writes, not one each.
-func (s *Sender) ReplayMany(ids []string) []error {
-	if err := s.acquire(); err != nil {
-		return repeatErr(err, len(ids))
-	}
-	defer s.release()
-	now := s.cfg.Load().Now()
-	whIDs := make([]string, len(ids))
-	fns := make([]func(*badger.Txn) error, len(ids))
-	for i, id := range ids {
-		fns[i] = func(txn *badger.Txn) error {
-			whIDs[i] = ""
-			d, err := failedDelivery(txn, id)
-			if err != nil {
-				return err
-			}
-			var w Webhook
-			if err := getJSON(txn, webhookKey(d.WebhookID), &w); err != nil {
-				if errors.Is(err, ErrNotFound) {
-					return leave(fmt.Errorf("webhook %s: %w", d.WebhookID, ErrNotFound))
-				}
-				return err
-			}
-			if w.Status != WebhookActive {
-				return leave(ErrWebhookDisabled)
-			}
-			if d.FailedAt != nil {
-				if err := txn.Delete(failedKey(*d.FailedAt, d.ID)); err != nil {
-					return err
-				}
-			}
-			due := now
-			d.Status, d.FailedAt, d.Reason, d.NextAttemptAt = DeliveryPending, nil, "", &due
-			d.RoundStart = len(d.Attempts)
-			if err := setJSON(txn, deliveryKey(d.ID), &d, 0); err != nil {
-				return err
-			}
-			whIDs[i] = d.WebhookID
-			return txn.Set(scheduleKey(due, d.ID), []byte(d.WebhookID))
-		}
-	}
-	errs := s.commitAll(fns)
-	s.mu.Lock()
-	for i, err := range errs {
-		if err == nil {
-			s.failed--
-			s.enqueueLocked(whIDs[i], newItem(now, ids[i]))
-		}
-	}
-	s.mu.Unlock()
-	s.signal()
-	return errs
-}
-
-// failedDelivery reads delivery id, refusing (leave) one that is unknown or
-// not failed.
-func failedDelivery(txn *badger.Txn, id string) (Delivery, error) {
-	var d Delivery
-	if err := getJSON(txn, deliveryKey(id), &d); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return d, leave(err)
-		}
-		return d, err
-	}
-	if d.Status != DeliveryFailed {
-		return d, leave(ErrNotFailed)
-	}
-	return d, nil
-}
-
-// Purge deletes a failed delivery for good.
-func (s *Sender) Purge(deliveryID string) error {
-	return s.PurgeMany([]string{deliveryID})[0]
-}
-
-// PurgeMany purges each failed delivery of ids like Purge, through the
-// group-commit writer together; errs[i] is ids[i]'s outcome.
-func (s *Sender) PurgeMany(ids []string) []error {
-	if err := s.acquire(); err != nil {
-		return repeatErr(err, len(ids))
-	}
-	defer s.release()
-	fns := make([]func(*badger.Txn) error, len(ids))
-	for i, id := range ids {
-		fns[i] = func(txn *badger.Txn) error {
-			d, err := failedDelivery(txn, id)
-			if err != nil {
-				return err
-			}
-			return deleteDelivery(txn, &d, nil)
-		}
-	}
-	errs := s.commitAll(fns)
-	s.mu.Lock()
-	for _, err := range errs {
-		if err == nil {
-			s.failed--
-		}
-	}
-	s.mu.Unlock()
-	return errs
-}
-
-func repeatErr(err error, n int) []error {
-	errs := make([]error, n)
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
-}
-
-// deleteDelivery removes every key of a delivery (its record, index
-// entries, the schedule entry at due if not nil) and releases its envelope.
-func deleteDelivery(txn *badger.Txn, d *Delivery, due *time.Time) error {
-	keys := [][]byte{deliveryKey(d.ID), historyKey(d.WebhookID, d.CreatedAt, d.ID)}
-	if d.FailedAt != nil {
-		keys = append(keys, failedKey(*d.FailedAt, d.ID))
-	}
-	if due != nil {
-		keys = append(keys, scheduleKey(*due, d.ID))
-	}
-	for _, k := range keys {
-		if err := txn.Delete(k); err != nil {
-			return err
-		}
-	}
-	return releaseEvent(txn, d.EventID)
-}
-
-// Stats returns the sender's counters.
+// Stats returns the sender's counters, every account's together.
 func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -770,4 +508,43 @@ func (s *Sender) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// AccountStats returns every account's counters, by account id.
+func (s *Sender) AccountStats() []AccountStats {
+	s.keysMu.RLock()
+	keys := map[string]int{}
+	for _, k := range s.keys {
+		if !k.revoked.Load() {
+			keys[k.account]++
+		}
+	}
+	s.keysMu.RUnlock()
+	s.mu.Lock()
+	out := make([]AccountStats, 0, len(s.accounts))
+	byID := make(map[string]int, len(s.accounts))
+	for id, a := range s.accounts {
+		byID[id] = len(out)
+		st := AccountStats{Account: id, Name: a.Name, Webhooks: len(a.webhooks), Keys: keys[id],
+			Delivered: a.delivered.Load(), Failed: a.failed}
+		for whID := range a.webhooks {
+			if w := s.webhooks[whID]; w != nil && w.Status != WebhookActive {
+				st.Disabled++
+			}
+		}
+		out = append(out, st)
+	}
+	for whID, q := range s.queues {
+		w := s.webhooks[whID]
+		if w == nil {
+			continue
+		}
+		if i, ok := byID[w.Account]; ok {
+			out[i].Pending += len(q.items)
+			out[i].InFlight += q.inflight
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b AccountStats) int { return strings.Compare(a.Account, b.Account) })
+	return out
 }

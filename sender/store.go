@@ -10,13 +10,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 
-	"github.com/leadterra/caddy-webhooks/internal/badgerlog"
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 )
 
-// openDB opens the Badger database in dir with options sized for a webhook
-// sender (small memtables and caches) and synchronous writes, so that every
-// committed transaction is on disk before the commit returns.
-func openDB(dir string, logger *zap.Logger) (*badger.DB, error) {
+// openDB opens the Badger database in dir through badgerstore (checksums,
+// a damaged store refused with the file named, crash leftovers repaired,
+// the free-space reserve minFree, a safe close) with options sized for a
+// webhook sender (small memtables and caches) and synchronous writes, so
+// that every committed transaction is on disk before the commit returns.
+func openDB(dir string, logger *zap.Logger, minFree int64) (*badgerstore.DB, error) {
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithMemTableSize(8 << 20).
@@ -27,9 +29,26 @@ func openDB(dir string, logger *zap.Logger) (*badger.DB, error) {
 		WithIndexCacheSize(4 << 20).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
-		WithMetricsEnabled(false).
-		WithLogger(badgerlog.New(logger))
-	return badger.Open(opts)
+		WithMetricsEnabled(false)
+	return badgerstore.Open(dir, opts, logger, badgerstore.Config{MinFreeSpace: minFree})
+}
+
+// view runs fn in a read transaction; a panic inside Badger (which trusts
+// what it reads) becomes an error wrapping badgerstore.ErrDamaged.
+func (s *Sender) view(fn func(txn *badger.Txn) error) error {
+	return s.db.Safely(func() error { return s.db.View(fn) })
+}
+
+// unavailable marks a badgerstore refusal (no space, directory gone, closed)
+// as ErrUnavailable, keeping both in the chain.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, badgerstore.ErrNoSpace) || errors.Is(err, badgerstore.ErrDirGone) || errors.Is(err, badgerstore.ErrClosed) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // getJSON reads key into v; it returns ErrNotFound if key is absent.
@@ -46,9 +65,14 @@ func getJSON(txn *badger.Txn, key []byte, v any) error {
 
 // setJSON writes v at key, expiring after ttl if ttl > 0.
 func setJSON(txn *badger.Txn, key []byte, v any, ttl time.Duration) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	var b []byte
+	if d, ok := v.(*Delivery); ok && d.encodable() {
+		b = d.appendJSON(make([]byte, 0, 384+128*len(d.Attempts)))
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
 	}
 	e := badger.NewEntry(key, b)
 	if ttl > 0 {

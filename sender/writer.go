@@ -4,15 +4,19 @@ import (
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 )
 
 // maxBatch bounds how many mutations one group commit holds.
 const maxBatch = 256
 
-// writeReq is a mutation waiting for the writer.
+// writeReq is a mutation waiting for the writer. adds marks the ones that
+// add data, refused first when free space runs short (see freespace.go).
 type writeReq struct {
-	fn   func(txn *badger.Txn) error
-	done chan error
+	fn    func(txn *badger.Txn) error
+	after func() // if not nil: run by the writer once fn is committed
+	done  chan error
+	adds  bool
 }
 
 // commit runs fn in a transaction through the writer, which commits the
@@ -22,6 +26,24 @@ type writeReq struct {
 // caller must hold the life lock (acquire).
 func (s *Sender) commit(fn func(txn *badger.Txn) error) error {
 	req := writeReq{fn: fn, done: make(chan error, 1)}
+	s.writes <- req
+	return <-req.done
+}
+
+// commitThen is commit, with after run by the writer once fn is committed,
+// before any later commit: in-memory state that mirrors what fn stored is
+// changed in commit order there.
+func (s *Sender) commitThen(fn func(txn *badger.Txn) error, after func()) error {
+	req := writeReq{fn: fn, after: after, done: make(chan error, 1)}
+	s.writes <- req
+	return <-req.done
+}
+
+// commitAdding is commit for a mutation that adds data (a publish, a
+// registration, a replay, a new account or key): it is refused with
+// ErrUnavailable as soon as free space falls below the reserve.
+func (s *Sender) commitAdding(fn func(txn *badger.Txn) error) error {
+	req := writeReq{fn: fn, done: make(chan error, 1), adds: true}
 	s.writes <- req
 	return <-req.done
 }
@@ -50,11 +72,11 @@ func outcome(err error) error {
 
 // commitAll submits every fn to the writer before waiting for any, so that
 // they share commits (up to maxBatch each); errs[i] is fns[i]'s outcome. The
-// same rules as commit apply.
-func (s *Sender) commitAll(fns []func(txn *badger.Txn) error) []error {
+// same rules as commit (or commitAdding, if adds) apply.
+func (s *Sender) commitAll(adds bool, fns []func(txn *badger.Txn) error) []error {
 	reqs := make([]writeReq, len(fns))
 	for i, fn := range fns {
-		reqs[i] = writeReq{fn: fn, done: make(chan error, 1)}
+		reqs[i] = writeReq{fn: fn, done: make(chan error, 1), adds: adds}
 		s.writes <- reqs[i]
 	}
 	errs := make([]error, len(fns))
@@ -82,6 +104,10 @@ func (s *Sender) writer() {
 				break drain
 			}
 		}
+		batch = s.refuseOverReserve(batch)
+		if len(batch) == 0 {
+			continue
+		}
 		results := make([]error, len(batch))
 		err := s.db.Update(func(txn *badger.Txn) error {
 			for i, r := range batch {
@@ -100,6 +126,9 @@ func (s *Sender) writer() {
 		if err == nil {
 			s.commits.Add(1)
 			for i, r := range batch {
+				if results[i] == nil && r.after != nil {
+					r.after()
+				}
 				r.done <- results[i]
 			}
 			continue
@@ -107,11 +136,49 @@ func (s *Sender) writer() {
 		// A conflict, a batch too big or one failing mutation: redo them
 		// one by one so that each gets its own answer.
 		for _, r := range batch {
-			err := update(s.db, r.fn)
+			err := update(s.db.DB, r.fn)
 			if err == nil {
 				s.commits.Add(1)
+				if r.after != nil {
+					r.after()
+				}
 			}
 			r.done <- outcome(err)
 		}
 	}
+}
+
+// refuseOverReserve answers the mutations of batch that the store's guard
+// does not allow (badgerstore's Check: below the free-space reserve what
+// adds data, below half of it, or with the directory gone, everything) with
+// ErrUnavailable, and returns the others.
+func (s *Sender) refuseOverReserve(batch []writeReq) []writeReq {
+	addErr, allErr := s.db.Check()
+	if addErr == nil && allErr == nil {
+		if s.spaceLow {
+			s.spaceLow = false
+			s.cfg.Load().Logger.Info("the store takes every write again", zap.String("storage", s.db.Dir()))
+		}
+		return batch
+	}
+	addErr, allErr = unavailable(addErr), unavailable(allErr)
+	if addErr == nil {
+		addErr = allErr
+	}
+	if !s.spaceLow {
+		s.spaceLow = true
+		s.cfg.Load().Logger.Error("the store refuses writes that add data (503), or all of them", zap.Error(addErr))
+	}
+	kept := batch[:0]
+	for _, r := range batch {
+		switch {
+		case allErr != nil:
+			r.done <- allErr
+		case r.adds:
+			r.done <- addErr
+		default:
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }

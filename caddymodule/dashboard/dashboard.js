@@ -197,12 +197,35 @@
 		return card;
 	}
 
-	function senderCard(st, err, lines) {
+	// accountsTable lists the sender's accounts, those with failed
+	// deliveries first (at most 50; the admin API and CLI list them all).
+	function accountsTable(accounts) {
+		const rows = (accounts || []).slice().sort((a, b) => (b.failed - a.failed) || (b.pending - a.pending) || a.account.localeCompare(b.account));
+		const tbody = el('tbody');
+		for (const a of rows.slice(0, 50)) {
+			tbody.append(el('tr', { class: 'sender-account', 'data-account': a.account },
+				el('td', { text: a.account }),
+				el('td', { text: a.name || '—' }),
+				el('td', { class: 'num', text: String(a.webhooks) + (a.disabled ? ` (${a.disabled} disabled)` : '') }),
+				el('td', { class: 'num', text: String(a.pending) }),
+				el('td', { class: 'num', text: String(a.delivered) }),
+				el('td', { class: 'num' + (a.failed > 0 ? ' alert' : ''), text: String(a.failed) })));
+		}
+		const wrap = el('div', { class: 'accounts' }, el('h4', { text: `Accounts (${rows.length})` }),
+			el('table', null,
+				el('thead', null, el('tr', null, ...['Account', 'Name', 'Webhooks', 'Pending', 'Delivered', 'Failed'].map(h => el('th', { text: h })))),
+				tbody));
+		if (rows.length > 50) wrap.append(el('p', { class: 'muted', text: 'Showing 50; `caddy webhook sender accounts` lists them all.' }));
+		return wrap;
+	}
+
+	function senderCard(st, err, lines, accounts) {
 		if (err && err.status === 404) return el('p', { class: 'muted', id: 'sender-absent', text: 'No webhook_sender app is configured.' });
 		if (err) return el('p', { class: 'muted', text: 'Sender unavailable: ' + err.message });
 		const l = lines || {};
 		return el('article', { class: 'card sender' },
 			el('dl', { class: 'stats' },
+				stat('Accounts', String(st.accounts), 'sender-accounts'),
 				stat('Pending', String(st.pending), 'sender-pending'),
 				stat('In flight', String(st.in_flight), 'sender-in-flight'),
 				stat('Delivered', String(st.delivered), 'sender-delivered'),
@@ -211,7 +234,8 @@
 			el('div', { class: 'sparks' },
 				spark('Delivered /s', l.delivered_per_second, '/s'),
 				spark('Attempts /s', l.attempts_per_second, '/s'),
-				spark('Attempt latency', l.attempt_ms, 'ms')));
+				spark('Attempt latency', l.attempt_ms, 'ms')),
+			accounts ? accountsTable(accounts) : null);
 	}
 
 	function show(id, text, isError) {
@@ -232,8 +256,9 @@
 			const pages = await Promise.all(recv.map(rc => rc.dead > 0
 				? api('receivers/' + encodeURIComponent(rc.name) + '/dead?limit=25').catch(() => null)
 				: Promise.resolve(null)));
-			let sender = null, senderErr = null;
+			let sender = null, senderErr = null, accounts = null;
 			try { sender = await api('sender'); } catch (e) { senderErr = e; }
+			if (sender) accounts = await api('sender/accounts').catch(() => null);
 			if (mine !== generation) return; // a newer refresh is under way
 			const box = document.getElementById('receivers');
 			if (recv.length === 0) {
@@ -241,7 +266,7 @@
 			} else {
 				box.replaceChildren(...recv.map((rc, i) => receiverCard(rc, pages[i], series.receivers[rc.name])));
 			}
-			document.getElementById('sender').replaceChildren(senderCard(sender, senderErr, series.sender));
+			document.getElementById('sender').replaceChildren(senderCard(sender, senderErr, series.sender, accounts));
 			document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 			show('problem', null);
 		} catch (e) {

@@ -40,6 +40,7 @@ type config struct {
 	backlogCap   time.Duration
 	drainTimeout time.Duration
 	endpoints    int
+	accounts     int
 	pending      int
 	senderRetry  time.Duration
 	senderWait   time.Duration
@@ -143,6 +144,7 @@ func main() {
 	flag.Int64Var(&cfg.campaigns, "campaigns", 1000, "distinct campaignId values in the envelopes (the lanes of gateway-lanes and drain-lanes)")
 	flag.Int64Var(&cfg.lanesN, "lanes-backlog", 0, "drain-lanes: envelopes queued while paused (default 100,000, -quick 10,000)")
 	flag.IntVar(&cfg.endpoints, "endpoints", 100, "sender: HTTPS endpoints")
+	flag.IntVar(&cfg.accounts, "accounts", 10, "sender: accounts the endpoints are spread over, each publishing with its own key; 0: every endpoint on the api_key (the default account), as before accounts, which is also what a binary without accounts gets")
 	flag.IntVar(&cfg.pending, "pending", 0, "sender: deliveries that fail once and wait for a retry (default 100,000, -quick 5,000)")
 	flag.DurationVar(&cfg.senderRetry, "sender-retry", 0, "sender: the retry delay configured, lateness is measured against it (default 30s like the seed's first retry, so all deliveries can be pending at once; -quick 2s)")
 	flag.DurationVar(&cfg.rejectDuration, "reject-duration", 0, "reject: length of one round of each case (default 3s, -quick 1s)")

@@ -67,6 +67,7 @@ type results struct {
 	SenderFanoutFirstMs *float64 `json:"sender_fanout_first_attempt_ms"`
 	SenderFanoutDoneMs  *float64 `json:"sender_fanout_delivered_ms"`
 	SenderDeliveries    *int64   `json:"sender_deliveries"`
+	SenderAccounts      *int64   `json:"sender_accounts"`
 	SenderPeakPending   *int64   `json:"sender_peak_pending_retries"`
 	SenderPublishRPS    *float64 `json:"sender_publish_events_per_s"`
 	SenderAttemptRPS    *float64 `json:"sender_attempt_rps"`

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -187,20 +188,35 @@ func (a *senderAPI) post(path string, in any, want int, out any) error {
 	return nil
 }
 
-func (a *senderAPI) publish(run string, i int) (int, error) {
+// as returns a with another key.
+func (a *senderAPI) as(key string) *senderAPI { c := *a; c.key = key; return &c }
+
+// publish publishes event i of the run for the key's account (account is
+// its number, for a unique replyId).
+func (a *senderAPI) publish(run string, i, account int) (int, error) {
 	var out struct {
 		Deliveries int `json:"deliveries"`
 	}
 	err := a.post("/v1/events", map[string]any{
 		"event": "reply.received",
 		"data": map[string]string{
-			"replyId":    fmt.Sprintf("rpl_s_%s_%d", run, i),
+			"replyId":    fmt.Sprintf("rpl_s_%s_%d_%d", run, i, account),
 			"campaignId": "cmp_41",
-			"messageId":  fmt.Sprintf("msg_s_%s_%d", run, i),
+			"messageId":  fmt.Sprintf("msg_s_%s_%d_%d", run, i, account),
 			"from":       "ana@example.com",
 		},
 	}, http.StatusAccepted, &out)
 	return out.Deliveries, err
+}
+
+// senderHasAccounts reports whether the binary's webhook_sender knows
+// admin_key (accounts, SPEC §8), by adapting a Caddyfile that uses it.
+func senderHasAccounts(env *benchEnv, dir string) bool {
+	path := filepath.Join(dir, "probe.caddyfile")
+	if err := os.WriteFile(path, []byte("{\n\twebhook_sender {\n\t\tadmin_key probe\n\t}\n}\n"), 0o644); err != nil {
+		return false
+	}
+	return exec.Command(env.caddy, "adapt", "--config", path, "--adapter", "caddyfile").Run() == nil
 }
 
 // runSender measures the webhook_sender app: fan-out of one event, then
@@ -238,10 +254,27 @@ func runSender(env *benchEnv) {
 	}
 	defer stopEndpoints(eps)
 
-	apiKey := "bench_" + runID() + runID()
+	apiKey, adminKey := "bench_"+runID()+runID(), "bench_admin_"+runID()+runID()
+	accounts := cfg.accounts
+	var accountNote string
+	hasAccounts := senderHasAccounts(env, dir)
+	if accounts > 0 && !hasAccounts {
+		accountNote = fmt.Sprintf("this binary's sender has no accounts: the %d endpoints are the api_key's (-accounts %d ignored)", cfg.endpoints, accounts)
+		env.logf("sender: %s", accountNote)
+		accounts = 0
+	}
+	accounts = min(accounts, cfg.endpoints)
 	port, admin := freePort(), freePort()
-	app := fmt.Sprintf("\twebhook_sender {\n\t\tstorage %s\n\t\tapi_key %s\n\t\tretry %s\n\t\tallow_private\n\t\ttrusted_ca %s\n\t}\n",
-		filepath.Join(dir, "storage"), apiKey, cfg.senderRetry, caPath)
+	accountOpts := ""
+	if hasAccounts {
+		// max_webhooks (default 50) must let one account have them all.
+		accountOpts = fmt.Sprintf("\t\tmax_webhooks %d\n", cfg.endpoints)
+	}
+	if accounts > 0 {
+		accountOpts += fmt.Sprintf("\t\tadmin_key %s\n", adminKey)
+	}
+	app := fmt.Sprintf("\twebhook_sender {\n\t\tstorage %s\n\t\tapi_key %s\n%s\t\tretry %s\n\t\tallow_private\n\t\ttrusted_ca %s\n\t}\n",
+		filepath.Join(dir, "storage"), apiKey, accountOpts, cfg.senderRetry, caPath)
 	site := fmt.Sprintf(":%d {\n\thandle_path /v1/* {\n\t\troute {\n\t\t\twebhook_sender_api\n\t\t}\n\t}\n}\n", port)
 	srv, err := startCaddyIn(env, dir, "sender", globalOptions(admin, cfg.logLevel, app)+site, port, admin, true)
 	if err != nil {
@@ -252,10 +285,18 @@ func runSender(env *benchEnv) {
 
 	api := &senderAPI{base: "http://" + srv.addr(), key: apiKey, client: &http.Client{
 		Timeout:   30 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 64},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256},
 	}}
-	sec := section{title: fmt.Sprintf("sender: %d HTTPS endpoints on 127.0.0.1 that fail each delivery's first attempt; retry %v", cfg.endpoints, cfg.senderRetry),
+	spread := "all on the api_key"
+	if accounts > 0 {
+		spread = fmt.Sprintf("spread over %d accounts, each publishing with its own key", accounts)
+	}
+	sec := section{title: fmt.Sprintf("sender: %d HTTPS endpoints on 127.0.0.1 (%s) that fail each delivery's first attempt; retry %v", cfg.endpoints, spread, cfg.senderRetry),
 		head: []string{"measure", "value"}}
+	res.SenderAccounts = i64(int64(accounts))
+	if accountNote != "" {
+		sec.notes = append(sec.notes, accountNote)
+	}
 	add := func(k, v string) { sec.rows = append(sec.rows, []string{k, v}) }
 	defer func() { res.sections = append(res.sections, sec) }()
 	fail := func(what string, err error) {
@@ -263,22 +304,51 @@ func runSender(env *benchEnv) {
 		res.Skipped["sender"] = what + ": " + firstLine(err.Error())
 	}
 
-	// Register the endpoints.
-	for _, e := range eps {
-		if err := api.post("/v1/webhooks", map[string]any{"url": e.url, "events": []string{"reply.received"}}, http.StatusCreated, nil); err != nil {
+	// The publishers: one per account (its own key), or the api_key.
+	publishers := []*senderAPI{api}
+	if accounts > 0 {
+		publishers = publishers[:0]
+		admin := api.as(adminKey)
+		for i := range accounts {
+			id := fmt.Sprintf("acct%02d", i)
+			var k struct {
+				Key string `json:"key"`
+			}
+			if err := admin.post("/v1/accounts", map[string]string{"id": id}, http.StatusCreated, nil); err != nil {
+				fail("creating accounts", err)
+				return
+			}
+			if err := admin.post("/v1/accounts/"+id+"/keys", map[string]string{"name": "bench"}, http.StatusCreated, &k); err != nil {
+				fail("making account keys", err)
+				return
+			}
+			publishers = append(publishers, api.as(k.Key))
+		}
+	}
+
+	// Register the endpoints, round robin over the accounts.
+	for i, e := range eps {
+		p := publishers[i%len(publishers)]
+		if err := p.post("/v1/webhooks", map[string]any{"url": e.url, "events": []string{"reply.received"}}, http.StatusCreated, nil); err != nil {
 			fail("registering endpoints", err)
 			return
 		}
 	}
 
-	// 1. One event to every endpoint.
-	env.logf("sender: one event to %d endpoints", len(eps))
+	// 1. One event to every endpoint (one per account).
+	env.logf("sender: one event to %d endpoints (%d publishers)", len(eps), len(publishers))
 	t0 := time.Now()
-	if n, err := api.publish(env.ids.run, 0); err != nil {
-		fail("publishing", err)
-		return
-	} else if n != len(eps) {
-		sec.notes = append(sec.notes, fmt.Sprintf("POST /events reported %d deliveries, want %d", n, len(eps)))
+	fanned := 0
+	for a, p := range publishers {
+		n, err := p.publish(env.ids.run, 0, a)
+		if err != nil {
+			fail("publishing", err)
+			return
+		}
+		fanned += n
+	}
+	if fanned != len(eps) {
+		sec.notes = append(sec.notes, fmt.Sprintf("POST /events reported %d deliveries, want %d", fanned, len(eps)))
 	}
 	want := int64(len(eps))
 	// Wait for the retries too only when they come soon; otherwise they
@@ -323,7 +393,7 @@ func runSender(env *benchEnv) {
 	okBase, extraBase := sink.ok.Load(), sink.extra.Load()
 	events := max(1, cfg.pending/len(eps))
 	want = int64(events * len(eps))
-	env.logf("sender: publishing %d events × %d endpoints = %d deliveries", events, len(eps), want)
+	env.logf("sender: publishing %d events × %d endpoints = %d deliveries (%d POST /events)", events, len(eps), want, events*len(publishers))
 	var prof chan struct{}
 	if cfg.pprofDir != "" {
 		prof = fetchProfile(env, "sender", srv.admin, 5*time.Second)
@@ -334,16 +404,23 @@ func runSender(env *benchEnv) {
 	var next atomic.Int64
 	var pubErr atomic.Value
 	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
+	publishes := events * len(publishers) // event i of every account, in turn
+	// 16 clients per publisher: as many deliveries being published at once
+	// with accounts (each event fans out to its account's endpoints only)
+	// as without (each to all): each publish waits for its group commit, so
+	// fewer clients would measure the publishers' patience, not the sender.
+	clients := 16 * len(publishers)
+	for w := 0; w < clients; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1))
-				if i > events {
+				j := int(next.Add(1)) - 1
+				if j >= publishes {
 					return
 				}
-				if _, err := api.publish(env.ids.run, i); err != nil {
+				a := j % len(publishers)
+				if _, err := publishers[a].publish(env.ids.run, 1+j/len(publishers), a); err != nil {
 					pubErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -357,8 +434,8 @@ func runSender(env *benchEnv) {
 		fail("publishing", err)
 		return
 	}
-	res.SenderPublishRPS = f64(float64(events) / pubTook.Seconds())
-	add("publish", fmt.Sprintf("%d events in %.2f s (%.0f events/s, 16 concurrent clients)", events, pubTook.Seconds(), float64(events)/pubTook.Seconds()))
+	res.SenderPublishRPS = f64(float64(publishes) / pubTook.Seconds())
+	add("publish", fmt.Sprintf("%d events in %.2f s (%.0f events/s, %d concurrent clients)", publishes, pubTook.Seconds(), float64(publishes)/pubTook.Seconds(), clients))
 	deadline = time.Now().Add(cfg.senderWait)
 	lastLog := time.Now()
 	var retryProf chan struct{}
