@@ -79,6 +79,7 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 	}
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
+	s.applyEnded()
 	var out []*Message
 	err := s.view(func(txn *badger.Txn) error {
 		s.resolveLanes(txn)
@@ -195,7 +196,8 @@ func (s *Store) leaseFresh(txn *badger.Txn, out []*Message, n int) ([]*Message, 
 	opts.PrefetchSize = min(n, 64)
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Seek(queueKey(t.cursor + 1)); it.Valid() && len(out) < n; it.Next() {
+	passed := 0 // lane-blocked messages walked past: bounded, so that one call stays short
+	for it.Seek(queueKey(t.cursor + 1)); it.Valid() && len(out) < n && passed < maxPassedPerLease; it.Next() {
 		item := it.Item()
 		seq, ok := parseSeqKey(item.Key())
 		if !ok {
@@ -214,13 +216,21 @@ func (s *Store) leaseFresh(txn *badger.Txn, out []*Message, n int) ([]*Message, 
 				heap.Push(&t.revisit, seq)
 				return out, err
 			}
+			passed++
 			continue // its lane will bring it back
 		}
 		s.take(m, item.KeyCopy(nil), locQueue, raw)
 		out = append(out, m)
 	}
+	if passed >= maxPassedPerLease {
+		s.signal() // more may be leasable further on: look again at once
+	}
 	return out, nil
 }
+
+// maxPassedPerLease bounds how many lane-blocked messages one Lease walks
+// past (each is a read): the walk holds lmu, and the next call goes on.
+const maxPassedPerLease = 2048
 
 // readItem decodes a q/ or r/ item. A value that does not decode or does not
 // match its checksum is handed out as Corrupt (without a body), with the
@@ -229,7 +239,11 @@ func (s *Store) leaseFresh(txn *badger.Txn, out []*Message, n int) ([]*Message, 
 func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error) {
 	v, err := item.ValueCopy(nil)
 	if err != nil {
-		return nil, nil, err
+		// An unreadable value (a damaged value log): handed out as corrupt,
+		// so that it becomes a dead letter instead of failing every Lease.
+		s.log.Error("stored envelope cannot be read; it will become a dead letter marked corrupt",
+			zap.Uint64("seq", seq), zap.Error(err))
+		return &Message{Seq: seq, Corrupt: true}, []byte{}, nil
 	}
 	m := &Message{Seq: seq}
 	if decodeMessage(v, m) == nil {
@@ -339,10 +353,11 @@ func (s *Store) sweepLanes(txn *badger.Txn) {
 
 // Settle records the outcome of an attempt of a leased message (see
 // queue.Store). The lease ends when the outcome is committed; when storing
-// it fails, the message keeps its lease (it is not handed out again by this
-// process, and is available again after a restart: at-least-once).
+// it fails, the message keeps its lease (the caller may try again, or
+// Release it). A corrupt message can only become a dead letter.
 func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error {
 	s.lmu.Lock()
+	s.applyEnded()
 	l := s.leases.bySeq[m.Seq]
 	if l == nil || l.token != m.Lease || m.Lease == 0 {
 		s.lmu.Unlock()
@@ -350,6 +365,9 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 	}
 	s.lmu.Unlock()
 
+	if l.raw != nil {
+		out.Verdict, out.Corrupt = queue.Dead, true
+	}
 	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc, res: make(chan *op, 1)}
 	if l.lane != "" && out.Verdict != queue.Retry {
 		o.lkey = laneKey(l.lane, m.Seq)
@@ -394,25 +412,53 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 }
 
 // endLease drops a lease; laneMoved says the lane's head may have changed.
+// It runs on the writer goroutine, which must never wait for Lease's walk
+// (that would hold up every ack): it only queues the change, which the next
+// holder of lmu applies (applyEnded).
 func (s *Store) endLease(seq uint64, l *lease, laneMoved bool) {
-	s.lmu.Lock()
-	defer s.lmu.Unlock()
+	s.emu.Lock()
+	s.ended = append(s.ended, endedLease{seq: seq, l: l, laneMoved: laneMoved})
+	s.emu.Unlock()
+}
+
+// endedLease is a lease ended on the writer goroutine, not yet applied.
+type endedLease struct {
+	seq       uint64
+	l         *lease
+	laneMoved bool
+}
+
+// applyEnded applies the leases ended since the last call. Caller holds lmu.
+func (s *Store) applyEnded() {
+	s.emu.Lock()
+	ended := s.ended
+	s.ended = s.spareEnded[:0]
+	s.spareEnded = nil
+	s.emu.Unlock()
 	t := &s.leases
-	if t.bySeq[seq] != l {
-		return
-	}
-	delete(t.bySeq, seq)
-	if l.lane != "" {
-		if t.laneBusy[l.lane] == seq {
-			delete(t.laneBusy, l.lane)
+	for _, e := range ended {
+		if t.bySeq[e.seq] != e.l {
+			continue
 		}
-		if laneMoved {
-			t.lanes = append(t.lanes, l.lane)
+		delete(t.bySeq, e.seq)
+		if e.l.lane != "" {
+			if t.laneBusy[e.l.lane] == e.seq {
+				delete(t.laneBusy, e.l.lane)
+			}
+			if e.laneMoved {
+				t.lanes = append(t.lanes, e.l.lane)
+			}
+		}
+		if e.l.raw != nil { // a corrupt message: its lane could not be read
+			t.sweep = true
 		}
 	}
-	if l.raw != nil { // a corrupt message: its lane could not be read
-		t.sweep = true
+	clear(ended)
+	s.emu.Lock()
+	if s.spareEnded == nil {
+		s.spareEnded = ended[:0]
 	}
+	s.emu.Unlock()
 }
 
 // Release ends leases without an attempt: the messages are leasable again.
@@ -421,6 +467,7 @@ func (s *Store) Release(_ context.Context, ms []*Message) error {
 		return err
 	}
 	s.lmu.Lock()
+	s.applyEnded()
 	t := &s.leases
 	for _, m := range ms {
 		l := t.bySeq[m.Seq]
@@ -450,6 +497,17 @@ func (s *Store) signal() {
 
 // NextDue returns when the earliest retry not leased falls due.
 func (s *Store) NextDue(context.Context) (time.Time, bool, error) {
+	// The leased retries, read first: lmu is never taken inside a read
+	// transaction (Lease takes them the other way round).
+	s.lmu.Lock()
+	s.applyEnded()
+	leased := make(map[uint64]bool)
+	for seq, l := range s.leases.bySeq {
+		if l.loc == locRetry {
+			leased[seq] = true
+		}
+	}
+	s.lmu.Unlock()
 	var due int64
 	var ok bool
 	err := s.view(func(txn *badger.Txn) error {
@@ -463,10 +521,7 @@ func (s *Store) NextDue(context.Context) (time.Time, bool, error) {
 			if !valid {
 				continue
 			}
-			s.lmu.Lock()
-			leased := s.leases.bySeq[seq] != nil
-			s.lmu.Unlock()
-			if !leased {
+			if !leased[seq] {
 				due, ok = d, true
 				return nil
 			}

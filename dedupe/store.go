@@ -119,6 +119,10 @@ type Store struct {
 
 	lmu    sync.Mutex // guards the leases (lease.go)
 	leases leaseTable
+
+	emu        sync.Mutex   // guards ended and spareEnded
+	ended      []endedLease // ended on the writer goroutine, applied under lmu
+	spareEnded []endedLease
 }
 
 // Open opens (or creates) the store in o.Dir.
@@ -318,6 +322,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	}
 	st := s.stats()
 	s.lmu.Lock()
+	s.applyEnded()
 	st.Leased = int64(len(s.leases.bySeq))
 	s.lmu.Unlock()
 	st.Paused = s.paused.Load()

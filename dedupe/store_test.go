@@ -489,9 +489,39 @@ func TestLanesHoldNothingIdle(t *testing.T) {
 		}
 		done += len(ms)
 	}
+	assert.Zero(t, stats(t, s).Leased) // applies the last leases ended
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	assert.Empty(t, s.leases.laneBusy)
 	assert.Empty(t, s.leases.bySeq)
 	assert.Zero(t, s.leases.revisit.Len())
+}
+
+// The writer goroutine never waits for the leases' lock: an outcome commits
+// (and its caller, and every ack behind it, gets its answer) while a long
+// Lease walk holds the lock. It used to end the lease under that lock, so a
+// walk over a big blocked lane stalled every accept.
+func TestSettleDoesNotWaitForLease(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	accept(t, s, msg("reply.received", "a"))
+	m := leased(t, s, 1)[0]
+	s.lmu.Lock() // a Lease walk under way
+	done := make(chan error, 1)
+	go func() { done <- s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1}) }()
+	accepted := make(chan error, 1)
+	go func() {
+		_, _, err := s.Accept(context.Background(), msg("reply.received", "b"), time.Hour)
+		accepted <- err
+	}()
+	for _, ch := range []chan error{done, accepted} {
+		select {
+		case err := <-ch:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			s.lmu.Unlock()
+			t.Fatal("the writer waited for the leases' lock")
+		}
+	}
+	s.lmu.Unlock()
+	assert.Zero(t, stats(t, s).Leased, "the ended lease is applied by the next holder of the lock")
 }
