@@ -505,9 +505,17 @@ func TestSettleDoesNotWaitForLease(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	accept(t, s, msg("reply.received", "a"))
 	m := leased(t, s, 1)[0]
-	s.lmu.Lock() // a Lease walk under way
+	// Hold the writer inside the outcome's commit, then take the leases'
+	// lock as a Lease walk would, then let the commit finish.
+	inCommit, release := make(chan struct{}), make(chan struct{})
+	hold := func() error { close(inCommit); <-release; return nil }
+	s.commitFault.Store(&hold)
 	done := make(chan error, 1)
 	go func() { done <- s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1}) }()
+	<-inCommit
+	s.commitFault.Store(nil)
+	s.lmu.Lock() // a Lease walk under way
+	close(release)
 	accepted := make(chan error, 1)
 	go func() {
 		_, _, err := s.Accept(context.Background(), msg("reply.received", "b"), time.Hour)
