@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -220,7 +221,8 @@ type Receiver struct {
 	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
 	rt         atomic.Pointer[runtime] // set when the config starts
 	released   atomic.Bool             // the config stopped: rt was let go
-	ready      chan struct{}           // closed once start has run
+	ready      chan struct{}           // the primary's: closed once its start has run (or its config failed to start)
+	readyOnce  sync.Once
 	regID      uint64
 	maxBody    int64
 	ackTimeout time.Duration
@@ -238,8 +240,9 @@ func (*Receiver) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills in defaults, parses keys and opens (or shares) the
-// receiver's store and forwarder.
+// Provision fills in defaults, parses keys and checks the configuration, and
+// joins the config's webhook_receivers app, which opens (or shares) the
+// store and starts forwarding when the config starts.
 func (r *Receiver) Provision(ctx caddy.Context) error {
 	r.logger = ctx.Logger()
 
@@ -343,6 +346,9 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)
 	}
 	r.app = app
+	if r.maxBody >= app.MaxBodyInFlight {
+		return fmt.Errorf("max_body (%d bytes) must be smaller than the webhook_receivers max_body_in_flight (%d bytes): a body that large could never be read", r.maxBody, app.MaxBodyInFlight)
+	}
 	if r.primary, err = app.add(r); err != nil {
 		return err
 	}
@@ -352,7 +358,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 // start opens (or shares) the store and starts forwarding: the receivers
 // app's Start. A handler mounted twice shares its twin's store.
 func (r *Receiver) start() error {
-	defer close(r.ready)
+	defer r.markReady()
 	if r.primary != r {
 		return nil
 	}
@@ -386,6 +392,9 @@ func (r *Receiver) start() error {
 		zap.Int("keys", len(r.Secret)+len(r.PublicKey)))
 	return nil
 }
+
+// markReady releases the requests waiting for start (waitRuntime).
+func (r *Receiver) markReady() { r.readyOnce.Do(func() { close(r.ready) }) }
 
 // stop lets go of the store: the receivers app's Stop.
 //

@@ -88,7 +88,9 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 		return res
 	}
 	if req.ContentLength > r.maxBody {
-		w.Header().Set("Connection", "close")
+		if req.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "body exceeds "+strconv.FormatInt(r.maxBody, 10)+" bytes")
 		res.outcome = OutcomeTooLarge
 		return res
@@ -103,7 +105,12 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	// The connection may carry more requests: lift the deadline again.
 	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
-		w.Header().Set("Connection", "close")
+		if req.ProtoMajor == 1 {
+			// What is left of the body is not read: the connection cannot
+			// carry another request. (On HTTP/2 this would end every
+			// stream of the connection; the server resets this one.)
+			w.Header().Set("Connection", "close")
+		}
 		switch {
 		case errors.Is(err, errBodyTooLarge):
 			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "body exceeds "+strconv.FormatInt(r.maxBody, 10)+" bytes")
@@ -256,7 +263,7 @@ var (
 // receivers app's, which Caddy starts in no set order.
 func (r *Receiver) waitRuntime(ctx context.Context) *runtime {
 	select {
-	case <-r.ready:
+	case <-r.primary.ready: // a twin waits for the handler that owns the store
 	case <-ctx.Done():
 	}
 	return r.runtime()
@@ -333,12 +340,13 @@ func readBody(rd io.Reader, length, limit int64, budget *bodyBudget) (body []byt
 			if length >= 0 {
 				grow = min(grow, length) // never more than announced
 			}
-			if !budget.take(grow) {
+			// Charged the growth only: the old buffer is garbage once
+			// copied, so a body may use the whole budget.
+			if !budget.take(grow - int64(cap(buf))) {
 				return nil, held, errBodyBudget
 			}
 			next := make([]byte, len(buf), grow)
 			copy(next, buf)
-			budget.give(int64(cap(buf))) // the old buffer is garbage now
 			held += grow - int64(cap(buf))
 			buf = next
 		}

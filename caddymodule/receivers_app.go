@@ -124,6 +124,9 @@ func (a *ReceiversApp) Start() error {
 	for _, r := range a.order {
 		if err := r.start(); err != nil {
 			a.stopLocked()
+			for _, other := range a.order {
+				other.markReady() // nothing to wait for any more
+			}
 			return fmt.Errorf("receiver %q: %w", r.Name, err)
 		}
 		a.started = append(a.started, r)

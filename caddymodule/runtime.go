@@ -123,6 +123,12 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 		if rt.minFree != o.minFree {
 			warnStoreOption(o.logger, "min_free_space", rt.minFree, o.minFree)
 		}
+		if rt.storage.DSN != o.storage.DSN {
+			// Same server and database, other settings (a new password):
+			// the open pool keeps the ones it connected with.
+			o.logger.Warn("the PostgreSQL dsn changed for an open store (same server and database); the new settings take effect when Caddy restarts",
+				zap.String("dsn", o.storage.String()))
+		}
 	}
 	return rt, nil
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+
+	"github.com/leadterra/caddy-webhooks/pgstore"
 )
 
 // Storage backends of a receiver.
@@ -127,37 +129,25 @@ func checkDSN(dsn string) error {
 	return nil
 }
 
-// key identifies the stored data: two receivers with one key share it.
+// key identifies the stored data: two receivers with one key share it. A
+// PostgreSQL store is its server and database (not the DSN's password or
+// other settings) and the receiver's name.
 func (s Storage) key(name string) string {
 	if s.postgres() {
-		return "postgres:" + redactDSN(s.DSN) + "#" + name
+		d := pgstore.DisplayDSN(s.DSN)
+		if d == pgstore.UnparsableDSN { // unparsable: it fails to open anyway
+			d = s.DSN
+		}
+		return "postgres:" + d + "#" + name
 	}
 	return "badger:" + s.Dir
 }
 
-// String describes the storage for logs and the admin API, password redacted.
+// String describes the storage for logs and the admin API: a PostgreSQL
+// DSN shows its user, server and database only.
 func (s Storage) String() string {
 	if s.postgres() {
-		return "postgres " + redactDSN(s.DSN)
+		return "postgres " + pgstore.DisplayDSN(s.DSN)
 	}
 	return s.Dir
-}
-
-// redactDSN hides the password of a connection string.
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	var b strings.Builder
-	for i, f := range strings.Fields(dsn) {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
-			b.WriteString(k + "=xxxxx")
-			continue
-		}
-		b.WriteString(f)
-	}
-	return b.String()
 }

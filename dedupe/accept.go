@@ -60,7 +60,15 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 	if m.Lane != "" {
 		o.lkey = lanePrefix(m.Lane)
 	}
+	n := int64(len(o.buf))
+	if total := s.acceptBytes.Add(n); total > maxQueuedAccepts && total > n {
+		s.acceptBytes.Add(-n)
+		putAcceptOp(o)
+		return 0, false, unavailable(fmt.Errorf("dedupe: %d MiB of accepts already wait for the disk", maxQueuedAccepts>>20))
+	}
+	o.charged = &s.acceptBytes
 	if err := s.submit(o); err != nil {
+		s.acceptBytes.Add(-n)
 		return 0, false, err
 	}
 	select {

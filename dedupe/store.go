@@ -53,6 +53,12 @@ const (
 	maxOpsPerBatch = 256
 )
 
+// maxQueuedAccepts caps the bytes of accepts waiting for the writer. An
+// accept whose caller gave up (ack_timeout) stays queued until its commit;
+// on a stalled disk, new ones beyond this fail at once with ErrUnavailable
+// instead of piling up in memory. A var for tests.
+var maxQueuedAccepts int64 = 128 << 20
+
 // now is the store's clock (AcceptedAt, DeadAt, Replay); tests replace it.
 var now = time.Now
 
@@ -89,6 +95,8 @@ type Store struct {
 	queue   []*op
 	qclosed bool
 	wake    chan struct{}
+	// bytes of accepts queued or being committed (maxQueuedAccepts)
+	acceptBytes atomic.Int64
 
 	notify     chan struct{}
 	quit       chan struct{}

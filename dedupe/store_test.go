@@ -511,7 +511,9 @@ func TestSettleDoesNotWaitForLease(t *testing.T) {
 	hold := func() error { close(inCommit); <-release; return nil }
 	s.commitFault.Store(&hold)
 	done := make(chan error, 1)
-	go func() { done <- s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1}) }()
+	go func() {
+		done <- s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1})
+	}()
 	<-inCommit
 	s.commitFault.Store(nil)
 	s.lmu.Lock() // a Lease walk under way

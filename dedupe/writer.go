@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -80,9 +81,10 @@ type op struct {
 	n      int
 	err    error
 
-	applied bool        // all units applied: complete at the next commit
-	done    func(error) // bookkeeping after the commit, on the writer goroutine
-	res     chan *op    // the caller waiting
+	charged *atomic.Int64 // accept: the store's acceptBytes, holding len(buf) until complete
+	applied bool          // all units applied: complete at the next commit
+	done    func(error)   // bookkeeping after the commit, on the writer goroutine
+	res     chan *op      // the caller waiting
 }
 
 // acceptOps recycles Accept ops (and their buffer) once Accept has returned.
@@ -104,6 +106,10 @@ func putAcceptOp(o *op) {
 // complete hands the op's result over: done (on the writer goroutine), then
 // the waiting caller.
 func (o *op) complete() {
+	if o.charged != nil {
+		o.charged.Add(-int64(len(o.buf)))
+		o.charged = nil
+	}
 	if o.done != nil {
 		o.done(o.err)
 	}

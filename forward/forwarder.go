@@ -470,10 +470,15 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 		f.logger.Warn("forwarding outcome not recorded: lease lost",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key))
 	default:
-		// The envelope stays where it was and is attempted again later
-		// (after a restart at the latest): at-least-once.
+		// The envelope stays where it was and is attempted again later:
+		// at-least-once. Its lease is given back, so that neither it nor
+		// its lane waits for a restart (a closed store has no leases left;
+		// a shared one unreachable now lets the lease expire instead).
 		f.logger.Error("recording forwarding outcome",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(err))
+		if !errors.Is(err, queue.ErrClosed) {
+			_ = f.store.Release(ctx, []*queue.Message{m})
+		}
 	}
 }
 

@@ -556,6 +556,32 @@ func (s *settleFailing) Settle(ctx context.Context, m *queue.Message, o queue.Ou
 	return s.Store.Settle(ctx, m, o)
 }
 
+// TestForwarderReleasesUnrecordedOutcome: an outcome the store refuses for
+// another reason than an outage (a full disk) leaves the envelope where it
+// was, and its lease is given back: it is attempted again now, not after a
+// restart (an in-memory lease would otherwise hold it, and its lane, until
+// then).
+func TestForwarderReleasesUnrecordedOutcome(t *testing.T) {
+	base := openStore(t, t.TempDir())
+	defer base.Close()
+	s := &settleFailing{Store: base, err: errors.New("no space left on device")}
+	s.failing.Store(true)
+	rec := newRecorder(t, nil)
+	accept(t, base, 1)
+	f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, nil, nil)
+	require.NoError(t, err)
+	f.Start()
+	defer f.Stop(context.Background())
+
+	require.Eventually(t, func() bool { return rec.count() >= 2 }, 10*time.Second, 5*time.Millisecond,
+		"attempted again without a restart")
+	s.failing.Store(false)
+	require.Eventually(t, func() bool {
+		st := stats(t, base)
+		return st.Queued == 0 && st.Leased == 0
+	}, 10*time.Second, 10*time.Millisecond, "recorded once the store takes it")
+}
+
 // TestForwarderRecordsOutcomesAfterStoreOutage: the store cannot record
 // the outcomes of attempts that were in flight when it went down (a shared
 // database restarting): the forwarder asks again until it can, so the

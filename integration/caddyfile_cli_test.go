@@ -111,6 +111,8 @@ func TestCaddyfileCLI(t *testing.T) {
 			[]string{"upstream_trusted_ca", "no-such-ca.pem"}, false},
 		{"upstream_trusted_ca with an http upstream", "\t\tupstream http://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tupstream_trusted_ca {TMPDIR}/ca.pem\n\t\tstorage {TMPDIR}/x9",
 			[]string{"upstream_trusted_ca", "https"}, false},
+		{"max_body not below max_body_in_flight", "\t\tupstream http://127.0.0.1:9/app\n\t\tsecret " + testSecret + "\n\t\tmax_body 80MiB\n\t\tstorage {TMPDIR}/x10",
+			[]string{"max_body_in_flight"}, false},
 	}
 	for i, c := range invalid {
 		t.Run("invalid: "+c.name, func(t *testing.T) {

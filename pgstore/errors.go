@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -183,4 +185,23 @@ func (e scrubbedError) Unwrap() error { return e.err }
 // unavailable wraps err as a storage failure of op.
 func unavailable(op string, err error) error {
 	return queue.Unavailable(fmt.Errorf("pgstore: %s: %w", op, err))
+}
+
+// UnparsableDSN is what DisplayDSN shows for a DSN that does not parse.
+const UnparsableDSN = "(unparsable dsn)"
+
+// DisplayDSN is dsn fit for logs and status pages: postgres://user@host:port/db,
+// without the password wherever the DSN carried it (the URL's userinfo, its
+// query, or a key=value pair, quoted or not) and without the other
+// settings. A DSN that does not parse is shown as "(unparsable dsn)".
+func DisplayDSN(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return UnparsableDSN
+	}
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), Path: "/" + cfg.Database}
+	if cfg.User != "" {
+		u.User = url.User(cfg.User)
+	}
+	return u.String()
 }

@@ -151,3 +151,22 @@ func TestConnectionSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestDisplayDSN: the password is shown nowhere, whatever form the DSN
+// takes (the review found ?password= and spaced key=value forms leaking).
+func TestDisplayDSN(t *testing.T) {
+	for _, c := range []struct{ dsn, want string }{
+		{"postgres://app:hunter2@db:5432/w?sslmode=disable", "postgres://app@db:5432/w"},
+		{"postgres://app@db/w?password=hunter2", "postgres://app@db:5432/w"},
+		{"postgresql://app:hunter2@db:6543/w", "postgres://app@db:6543/w"},
+		{"host=db user=app password=hunter2 dbname=w", "postgres://app@db:5432/w"},
+		{"host=db user=app password = hunter2 dbname=w", "postgres://app@db:5432/w"},
+		{"host=db user=app password='hunter2 hunter2' dbname=w", "postgres://app@db:5432/w"},
+		{"not a dsn ://", "(unparsable dsn)"},
+	} {
+		got := DisplayDSN(c.dsn)
+		if got != c.want || strings.Contains(got, "hunter2") {
+			t.Errorf("DisplayDSN(%q) = %q, want %q", c.dsn, got, c.want)
+		}
+	}
+}
