@@ -31,7 +31,7 @@ func TestRejectRequests(t *testing.T) {
 		secrets, goodHMAC = append(secrets, k), raw
 	}
 	var privates []webhook.Key
-	for range rejectKeys {
+	for range rejectPublicKeys {
 		sk, _, err := webhook.NewKeyPair()
 		require.NoError(t, err)
 		k, err := webhook.ParseKey(sk)
@@ -96,7 +96,7 @@ func TestRejectRequests(t *testing.T) {
 func TestOtherSignaturesAreReal(t *testing.T) {
 	var privates []webhook.Key
 	var publics []ed25519.PublicKey
-	for range rejectKeys {
+	for range rejectPublicKeys {
 		sk, _, err := webhook.NewKeyPair()
 		require.NoError(t, err)
 		k, err := webhook.ParseKey(sk)
@@ -114,7 +114,7 @@ func TestOtherSignaturesAreReal(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, sigs, 1)
 		require.Equal(t, "v1a", sigs[0].Version)
-		assert.True(t, ed25519.Verify(publics[i%rejectKeys], signed[i], sigs[0].Value), "entry %d verifies with key %d over its own message", i, i%rejectKeys)
-		assert.False(t, ed25519.Verify(publics[i%rejectKeys], signed[(i+1)%len(signed)], sigs[0].Value), "entry %d does not verify over another message", i)
+		assert.True(t, ed25519.Verify(publics[i%rejectPublicKeys], signed[i], sigs[0].Value), "entry %d verifies with key %d over its own message", i, i%rejectPublicKeys)
+		assert.False(t, ed25519.Verify(publics[i%rejectPublicKeys], signed[(i+1)%len(signed)], sigs[0].Value), "entry %d does not verify over another message", i)
 	}
 }

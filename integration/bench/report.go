@@ -234,7 +234,7 @@ func (r *results) evaluateTargets() []string {
 	check("gateway_pg_vs_proxy", "gateway on PostgreSQL ≥ 0.5 × proxy rate", r.GatewayPGVsProxy, func(v float64) bool { return v >= 0.5 }, "")
 
 	// Issue #11.
-	check("reject_v1a_vs_hmac", "32 v1a entries, 4 keys ≤ 3 × a bad HMAC", r.RejectV1aVsHMAC, func(v float64) bool { return v <= 3 }, "×")
+	check("reject_v1a_vs_hmac", "32 v1a entries, 2 keys ≤ 3 × a bad HMAC", r.RejectV1aVsHMAC, func(v float64) bool { return v <= 3 }, "×")
 	var perReq *float64
 	for _, v := range []*float64{r.AttackH1KiBPerReq, r.AttackH2KiBPerStream} {
 		if v != nil && (perReq == nil || *v > *perReq) {
