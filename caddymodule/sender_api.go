@@ -1,9 +1,12 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -12,7 +15,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(SenderAPI{})
+	caddy.RegisterModule(new(SenderAPI))
 }
 
 // SenderAPI is the webhook_sender_api handler: the API of the
@@ -26,11 +29,19 @@ func init() {
 // account route under /accounts/{id}/. It needs the webhook_sender global
 // option. It has no options.
 type SenderAPI struct {
+	app  *SenderApp
+	keys func(*sender.Sender) (*sender.API, error)
+	api  atomic.Pointer[senderAPIFor] // built for the app's sender once it started
+}
+
+// senderAPIFor is the API built for one sender.
+type senderAPIFor struct {
+	s   *sender.Sender
 	api *sender.API
 }
 
 // CaddyModule returns the Caddy module information.
-func (SenderAPI) CaddyModule() caddy.ModuleInfo {
+func (*SenderAPI) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.webhook_sender_api",
 		New: func() caddy.Module { return new(SenderAPI) },
@@ -47,11 +58,16 @@ func (h *SenderAPI) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting webhook_sender app: %w", err)
 	}
 	app, ok := appIface.(*SenderApp)
-	if !ok || app.Sender() == nil {
+	if !ok {
 		return fmt.Errorf("webhook_sender app is not ready (%T)", appIface)
 	}
-	h.api, err = sender.NewAPI(app.Sender(), app.adminKeys, app.apiKeys, ctx.Logger())
-	if err != nil {
+	h.app = app
+	logger := ctx.Logger()
+	h.keys = func(s *sender.Sender) (*sender.API, error) {
+		return sender.NewAPI(s, app.adminKeys, app.apiKeys, logger)
+	}
+	// The keys are checked now (the sender is opened when the config starts).
+	if _, err := h.keys(nil); err != nil {
 		return fmt.Errorf("setting up webhook sender API: %w", err)
 	}
 	return nil
@@ -59,9 +75,30 @@ func (h *SenderAPI) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves the API; it never calls the next handler.
 func (h *SenderAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	h.api.ServeHTTP(w, r)
+	ctx, cancel := context.WithTimeout(r.Context(), senderStartWait)
+	s := h.app.waitSender(ctx)
+	cancel()
+	if s == nil {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, sender.CodeUnavailable, "the sender is not running")
+		return nil
+	}
+	cur := h.api.Load()
+	if cur == nil || cur.s != s {
+		api, err := h.keys(s)
+		if err != nil { // checked in Provision
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		cur = &senderAPIFor{s: s, api: api}
+		h.api.Store(cur)
+	}
+	cur.api.ServeHTTP(w, r)
 	return nil
 }
+
+// senderStartWait bounds how long a request waits for the webhook_sender
+// app to start (Caddy starts the HTTP server and the app in no set order).
+const senderStartWait = 5 * time.Second
 
 // Interface guards
 var (

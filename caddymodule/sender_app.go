@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,7 +21,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(SenderApp{})
+	caddy.RegisterModule(new(SenderApp))
 }
 
 // senderPool holds one open sender per storage directory, shared by the old
@@ -106,26 +109,32 @@ type SenderApp struct {
 	// TLS, added to the system roots. Default: none.
 	TrustedCA []string `json:"trusted_ca,omitempty"`
 
-	sender    *sender.Sender
-	poolKey   string
+	sender    atomic.Pointer[sender.Sender] // set by Start
+	storage   string                        // the resolved Storage
+	poolKey   string                        // set once Start holds the sender
 	adminKeys []string
 	apiKeys   []string
 	opts      sender.Options
+	metrics   *senderMetrics
 	logger    *zap.Logger
+	ready     chan struct{} // closed once Start has run
+	readyOnce sync.Once
 }
 
 // CaddyModule returns the Caddy module information.
-func (SenderApp) CaddyModule() caddy.ModuleInfo {
+func (*SenderApp) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "webhook_sender",
 		New: func() caddy.Module { return new(SenderApp) },
 	}
 }
 
-// Provision checks the options, fills in defaults and opens (or shares) the
-// sender for the storage directory.
+// Provision checks the options and fills in defaults. It opens nothing:
+// Start opens (or shares) the store, so that `caddy validate` works while a
+// running Caddy holds it and creates no directory.
 func (a *SenderApp) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -151,16 +160,14 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving storage directory: %w", err)
 	}
-	if err := os.MkdirAll(storage, 0o700); err != nil {
-		return fmt.Errorf("creating storage directory: %w", err)
-	}
+	a.storage = storage
 
 	roots, err := loadTrustedCAs("trusted_ca", a.TrustedCA)
 	if err != nil {
 		return err
 	}
 
-	metrics := provisionSenderMetrics(ctx)
+	a.metrics = provisionSenderMetrics(ctx)
 	disabled, err := senderEventSink(ctx)
 	if err != nil {
 		return fmt.Errorf("getting the events app: %w", err)
@@ -176,22 +183,13 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 		SecretGrace:       time.Duration(a.SecretGrace),
 		MinFreeSpace:      a.MinFreeSpace,
 		Logger:            a.logger,
-		OnAttempt:         metrics.observe,
+		OnAttempt:         a.metrics.observe,
 		OnWebhookDisabled: disabled,
 	}
 	for _, d := range a.Retry {
 		a.opts.Schedule = append(a.opts.Schedule, time.Duration(d))
 	}
 
-	val, _, err := senderPool.LoadOrNew(storage, func() (caddy.Destructor, error) {
-		return sender.Open(storage, a.opts)
-	})
-	if err != nil {
-		return fmt.Errorf("opening sender storage %s: %w", storage, err)
-	}
-	a.poolKey = storage
-	a.sender = val.(*sender.Sender)
-	metrics.track(a.sender)
 	if a.AllowPrivate {
 		a.logger.Warn("webhook destinations may resolve to private addresses (allow_private)")
 	}
@@ -280,18 +278,42 @@ func loadTrustedCAs(option string, files []string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Start applies this configuration's options to the (possibly shared)
-// sender and starts delivering.
+// Start opens (or shares, during a reload) the sender of the storage
+// directory, applies this configuration's options to it and starts
+// delivering.
 func (a *SenderApp) Start() error {
-	a.sender.Configure(a.opts)
-	a.sender.Start()
-	a.logger.Info("webhook sender started", zap.String("storage", a.poolKey))
+	defer a.markReady()
+	if err := os.MkdirAll(a.storage, 0o700); err != nil {
+		return fmt.Errorf("creating sender storage directory: %w", err)
+	}
+	val, _, err := senderPool.LoadOrNew(a.storage, func() (caddy.Destructor, error) {
+		return sender.Open(a.storage, a.opts)
+	})
+	if err != nil {
+		return fmt.Errorf("opening sender storage %s: %w", a.storage, err)
+	}
+	a.poolKey = a.storage
+	s := val.(*sender.Sender)
+	a.metrics.track(s)
+	s.Configure(a.opts)
+	s.Start()
+	a.sender.Store(s)
+	a.logger.Info("webhook sender started", zap.String("storage", a.storage))
 	return nil
+}
+
+// markReady releases the requests waiting for Start (waitSender).
+func (a *SenderApp) markReady() {
+	if a.ready != nil {
+		a.readyOnce.Do(func() { close(a.ready) })
+	}
 }
 
 // Stop stops delivering, unless a newer configuration shares the sender.
 func (a *SenderApp) Stop() error {
-	a.sender.Stop()
+	if s := a.Sender(); s != nil {
+		s.Stop()
+	}
 	return nil
 }
 
@@ -309,8 +331,23 @@ func (a *SenderApp) Cleanup() error {
 }
 
 // Sender returns the sender, for other modules to publish events with
-// Sender().Publish. It is nil before Provision.
-func (a *SenderApp) Sender() *sender.Sender { return a.sender }
+// Sender().Publish. It is nil until the app has started.
+func (a *SenderApp) Sender() *sender.Sender { return a.sender.Load() }
+
+// waitSender waits (until ctx ends) for Start: a request may reach the
+// webhook_sender_api handler between the HTTP server's start and this
+// app's, which Caddy starts in no set order. nil when ctx ended first or
+// Start failed.
+func (a *SenderApp) waitSender(ctx context.Context) *sender.Sender {
+	if s := a.Sender(); s != nil || a.ready == nil {
+		return s
+	}
+	select {
+	case <-a.ready:
+	case <-ctx.Done():
+	}
+	return a.Sender()
+}
 
 // Interface guards
 var (

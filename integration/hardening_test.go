@@ -226,6 +226,33 @@ func TestValidateWhileRunning(t *testing.T) {
 	}
 }
 
+// TestValidateWhileRunningSender (item 13, the sender): caddy validate of a
+// config with the webhook_sender app works while the server runs (the
+// sender's store is opened when the config starts, not when it is
+// validated), the running sender keeps serving, and validating creates no
+// sender storage directory.
+func TestValidateWhileRunningSender(t *testing.T) {
+	t.Parallel()
+	ca := newHTTPSDest(t, nil).caFile(t)
+	s, c := startSenderE2E(t, senderOpts{retry: "1s", ca: ca})
+	out, err := s.command(30*time.Second, "validate", "--config", s.config, "--adapter", "caddyfile")
+	if err != nil {
+		t.Fatalf("caddy validate while the sender runs: %v\n%s", err, out)
+	}
+	if r := c.call(http.MethodGet, "/webhooks", nil); r.status != http.StatusOK {
+		t.Fatalf("GET /webhooks after validate: %d %s", r.status, r.body)
+	}
+
+	other := newServer(t, map[string]string{"APIKEY": "key_" + randHex(16), "RETRY": "1s", "TIMEOUT": "3s", "CA": ca, "PRIVATE": ""})
+	other.writeConfig(senderE2ECaddyfile)
+	if out, err := other.command(30*time.Second, "validate", "--config", other.config, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("caddy validate: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(other.dir, "sender")); err == nil {
+		t.Errorf("caddy validate created the sender's storage directory")
+	}
+}
+
 // TestLongDedupeKeyIsHashed (item 9): a dedupe key over the store's limit is
 // stored and forwarded as its SHA-256 (never a 503 forever), and still
 // deduplicates.
