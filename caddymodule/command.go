@@ -24,7 +24,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhook",
-		Usage: "<status|dead|sender|sign|verify> …",
+		Usage: "<status|pause|resume|dead|sender|sign|verify> …",
 		Short: "Inspects webhook receivers and the sender, replays dead letters, signs and verifies webhooks",
 		Long: `
 Talks to a running Caddy's admin API (the admin.api.webhooks module) to show

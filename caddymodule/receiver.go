@@ -218,6 +218,7 @@ type Receiver struct {
 	syncWrites bool
 	fcfg       forward.Config
 	app        *ReceiversApp
+	edFails    *clientFailures         // failed ed25519 checks per client
 	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
 	rt         atomic.Pointer[runtime] // set when the config starts
 	released   atomic.Bool             // the config stopped: rt was let go
@@ -341,6 +342,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	// The store is opened when the config starts (the receivers app's
 	// Start), never here: `caddy validate` provisions without starting.
 	r.ready = make(chan struct{})
+	r.edFails = newClientFailures()
 	app, err := receiversApp(ctx)
 	if err != nil {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)

@@ -131,7 +131,19 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	}
 
 	view := r.requestView(req)
-	if err := r.source.Verify(view, body, time.Now()); err != nil {
+	now := time.Now()
+	client := r.edFails.client(req)
+	if r.edFails.spent(client, now) {
+		// This client failed its quota of ed25519 checks this second.
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		writeError(w, http.StatusServiceUnavailable, "busy", "too many failed signature checks from this client; retry later")
+		res.outcome = OutcomeBusy
+		return res
+	}
+	if err := r.source.Verify(view, body, now); err != nil {
+		if errors.Is(err, webhook.ErrEd25519Mismatch) {
+			r.edFails.failed(client, now)
+		}
 		if errors.Is(err, webhook.ErrVerifyBusy) {
 			// A flood of bad ed25519 signatures spent this second's
 			// budget of failed checks: not a verdict, try again.

@@ -76,9 +76,12 @@ const MaxEd25519Checks = 2
 const secondEd25519ChecksPerSecond = 20
 
 // failedEd25519ChecksPerSecond bounds, per Verifier, the ed25519 checks that
-// may fail within a second (≈ 14 ms of CPU here); past it requests needing
-// one get ErrVerifyBusy until the next second.
-const failedEd25519ChecksPerSecond = 200
+// may fail within a second (≈ 0.14 s of one core here); past it requests
+// needing one get ErrVerifyBusy until the next second. It is the last
+// resort against a flood from many addresses: a receiver also bounds the
+// failures of each client (caddymodule), so that one client's flood does
+// not spend this budget for the provider's deliveries.
+const failedEd25519ChecksPerSecond = 2000
 
 // sigSlot holds one decoded signature of a header, on the stack.
 type sigSlot struct {
@@ -262,7 +265,7 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 	*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
 	for i := 0; i < np; i++ {
 		if i > 0 && !v.extraChecks.take(now, secondEd25519ChecksPerSecond) {
-			return ErrNoMatchingSignature
+			return ErrEd25519Mismatch // the first check failed
 		}
 		j := (first + i) % np
 		p := pairs[j]
@@ -278,7 +281,7 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 		}
 		v.failedChecks.take(now, failedEd25519ChecksPerSecond)
 	}
-	return ErrNoMatchingSignature
+	return ErrEd25519Mismatch
 }
 
 // allowance hands out at most limit (< 65536) tokens per second of the

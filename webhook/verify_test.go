@@ -214,7 +214,7 @@ func TestVerifyRotation(t *testing.T) {
 		{"ed25519 rotation: both signatures", []Key{pk2}, signWith(sk, sk2), nil},
 		{"mixed: hmac secret and public key, ed25519 signature", []Key{oldKey, pk}, signWith(sk), nil},
 		{"mixed: hmac secret and public key, hmac signature", []Key{pk, oldKey}, signWith(oldKey), nil},
-		{"mixed: nothing matches", []Key{pk2, newKey}, signWith(sk, oldKey, retired), ErrNoMatchingSignature},
+		{"mixed: nothing matches", []Key{pk2, newKey}, signWith(sk, oldKey, retired), ErrEd25519Mismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +237,7 @@ func TestVerifyEd25519RoundTrip(t *testing.T) {
 	v := Verifier{Keys: []Key{pk}, Tolerance: 5 * time.Minute}
 	assert.NoError(t, v.Verify("msg_ed", itoa(now.Unix()), sig, body, now))
 	body[999] = 'y'
-	assert.Equal(t, ErrNoMatchingSignature, v.Verify("msg_ed", itoa(now.Unix()), sig, body, now))
+	assert.Equal(t, ErrEd25519Mismatch, v.Verify("msg_ed", itoa(now.Unix()), sig, body, now))
 }
 
 func TestVerifyConcurrent(t *testing.T) {
