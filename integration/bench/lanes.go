@@ -113,16 +113,33 @@ func runLanesDrain(env *benchEnv) {
 	sec.notes = append(sec.notes, "drain/s = envelopes the upstream answered 200 ÷ time from the resume (admin API) to the last one")
 }
 
-// adminPost POSTs to Caddy's admin endpoint and checks for a 200.
+// adminPost POSTs to Caddy's admin endpoint and checks for a 200. A 404
+// is asked again for up to 5 s: Caddy starts its apps in no set order, so
+// the HTTP server may listen (startCaddy returns) a moment before the
+// receivers app has started and the admin API knows the receiver.
 func adminPost(admin int, path string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, body, err := adminPostOnce(admin, path)
+		if err != nil {
+			return err
+		}
+		if status == http.StatusOK {
+			return nil
+		}
+		if status != http.StatusNotFound || time.Now().After(deadline) {
+			return fmt.Errorf("POST %s: %d %s", path, status, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func adminPostOnce(admin int, path string) (int, []byte, error) {
 	resp, err := statsClient.Post(fmt.Sprintf("http://127.0.0.1:%d%s", admin, path), "application/json", nil)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s %s", path, resp.Status, b)
-	}
-	return nil
+	return resp.StatusCode, b, nil
 }
