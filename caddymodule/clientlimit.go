@@ -4,45 +4,57 @@ import (
 	"hash/maphash"
 	"net"
 	"net/http"
-	"sync/atomic"
-	"time"
+	"net/netip"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/leadterra/caddy-webhooks/webhook"
 )
 
 // Failed ed25519 checks per client. A failed ed25519 check is the costly
 // kind of rejection (≈ 70 µs of CPU here), and the verifier's own budget of
-// failed checks (webhook.failedEd25519ChecksPerSecond) is shared by every
-// client of a receiver: without a bound per client, one client flooding bad
-// v1a signatures would spend it and have the provider's deliveries answered
-// 503. A client past clientEd25519FailuresPerSecond failed checks within a
-// second is answered 503 busy, unchecked, until the next second.
+// failed checks (2,000 a second) is shared by every client of a receiver:
+// without a budget per client, one client flooding bad v1a signatures
+// would spend it and have the provider's deliveries answered 503. A client
+// past clientEd25519FailuresPerSecond failed checks within a second is
+// answered 503 busy, unchecked, until the next second (webhook.ClientBudget).
 //
-// The client is Caddy's client IP (the connection's address, or the
-// forwarded one from a trusted proxy: configure trusted_proxies when Caddy
-// sits behind a load balancer). Clients are counted in clientBuckets hashed
-// buckets, so memory is fixed whatever the number of addresses; two clients
-// share a bucket rarely (1 in clientBuckets).
-const (
-	clientEd25519FailuresPerSecond = 20
-	clientBuckets                  = 4096
-)
+// The client is Caddy's client IP: the connection's address, or the one a
+// trusted proxy forwarded (behind a load balancer, set the server's
+// trusted_proxies, and trusted_proxies_strict so that a client cannot name
+// another address in X-Forwarded-For; without them every request is one
+// client, as before there were budgets per client). IPv6 clients are
+// counted per /64 (one host holds many addresses). Clients are counted in
+// clientBuckets hashed buckets, so memory is fixed whatever the number of
+// addresses; two clients share a bucket rarely (1 in clientBuckets).
+var clientEd25519FailuresPerSecond uint64 = 200
 
-// clientFailures counts failed ed25519 checks per client and second.
-type clientFailures struct {
+const clientBuckets = 4096
+
+// clientBudgets holds a receiver's budgets of failed ed25519 checks per client.
+type clientBudgets struct {
 	seed    maphash.Seed
-	buckets [clientBuckets]atomic.Uint64 // second << 16 | failures in it
+	buckets [clientBuckets]webhook.ClientBudget
 }
 
-func newClientFailures() *clientFailures {
-	return &clientFailures{seed: maphash.MakeSeed()}
+func newClientBudgets() *clientBudgets {
+	c := &clientBudgets{seed: maphash.MakeSeed()}
+	for i := range c.buckets {
+		c.buckets[i].Limit = clientEd25519FailuresPerSecond
+	}
+	return c
 }
 
-// client returns the bucket of req's client (nil for a nil c: no bound).
-func (c *clientFailures) client(req *http.Request) *atomic.Uint64 {
+// of returns the budget of req's client (nil for a nil c: no bound).
+func (c *clientBudgets) of(req *http.Request) *webhook.ClientBudget {
 	if c == nil {
 		return nil
 	}
+	return &c.buckets[maphash.String(c.seed, clientKey(req))%clientBuckets]
+}
+
+// clientKey is req's client: Caddy's client IP, an IPv6 address as its /64.
+func clientKey(req *http.Request) string {
 	ip, _ := caddyhttp.GetVar(req.Context(), caddyhttp.ClientIPVarKey).(string)
 	if ip == "" {
 		ip = req.RemoteAddr
@@ -50,36 +62,10 @@ func (c *clientFailures) client(req *http.Request) *atomic.Uint64 {
 			ip = host
 		}
 	}
-	return &c.buckets[maphash.String(c.seed, ip)%clientBuckets]
-}
-
-// spent reports whether the client of bucket b failed its quota of ed25519
-// checks within the second of now.
-func (c *clientFailures) spent(b *atomic.Uint64, now time.Time) bool {
-	if b == nil {
-		return false
-	}
-	s := b.Load()
-	return s>>16 == uint64(now.Unix()) && s&0xffff >= clientEd25519FailuresPerSecond
-}
-
-// failed counts one failed ed25519 check of the client of bucket b.
-func (c *clientFailures) failed(b *atomic.Uint64, now time.Time) {
-	if b == nil {
-		return
-	}
-	sec := uint64(now.Unix())
-	for {
-		old := b.Load()
-		next := sec<<16 | 1
-		if old>>16 == sec {
-			if old&0xffff == 0xffff {
-				return
-			}
-			next = old + 1
-		}
-		if b.CompareAndSwap(old, next) {
-			return
+	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
 		}
 	}
+	return ip
 }

@@ -212,25 +212,26 @@ type Receiver struct {
 	// the system roots, for an https upstream (e.g. an internal CA).
 	UpstreamTrustedCA []string `json:"upstream_trusted_ca,omitempty"`
 
-	source     *webhook.Source
-	readsPath  bool    // the source is hmac, whose {path} reads the request's path
-	storage    Storage // resolved
-	syncWrites bool
-	fcfg       forward.Config
-	app        *ReceiversApp
-	edFails    *clientFailures         // failed ed25519 checks per client
-	primary    *Receiver               // the handler that owns the store (itself, or one with identical settings)
-	rt         atomic.Pointer[runtime] // set when the config starts
-	released   atomic.Bool             // the config stopped: rt was let go
-	ready      chan struct{}           // the primary's: closed once its start has run (or its config failed to start)
-	readyOnce  sync.Once
-	regID      uint64
-	maxBody    int64
-	ackTimeout time.Duration
-	tolerance  time.Duration
-	dedupeTTL  time.Duration
-	logger     *zap.Logger
-	metrics    *receiverMetrics
+	source           *webhook.Source
+	readsPath        bool    // the source is hmac, whose {path} reads the request's path
+	storage          Storage // resolved
+	syncWrites       bool
+	fcfg             forward.Config
+	app              *ReceiversApp
+	edFails          *clientBudgets          // failed ed25519 checks per client
+	verifyBusyWarned atomic.Int64            // unix nanos of the last warnVerifyBusy log
+	primary          *Receiver               // the handler that owns the store (itself, or one with identical settings)
+	rt               atomic.Pointer[runtime] // set when the config starts
+	released         atomic.Bool             // the config stopped: rt was let go
+	ready            chan struct{}           // the primary's: closed once its start has run (or its config failed to start)
+	readyOnce        sync.Once
+	regID            uint64
+	maxBody          int64
+	ackTimeout       time.Duration
+	tolerance        time.Duration
+	dedupeTTL        time.Duration
+	logger           *zap.Logger
+	metrics          *receiverMetrics
 }
 
 // CaddyModule returns the Caddy module information.
@@ -342,7 +343,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	// The store is opened when the config starts (the receivers app's
 	// Start), never here: `caddy validate` provisions without starting.
 	r.ready = make(chan struct{})
-	r.edFails = newClientFailures()
+	r.edFails = newClientBudgets()
 	app, err := receiversApp(ctx)
 	if err != nil {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)

@@ -131,22 +131,13 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	}
 
 	view := r.requestView(req)
-	now := time.Now()
-	client := r.edFails.client(req)
-	if r.edFails.spent(client, now) {
-		// This client failed its quota of ed25519 checks this second.
-		w.Header().Set("Retry-After", retryAfterSeconds)
-		writeError(w, http.StatusServiceUnavailable, "busy", "too many failed signature checks from this client; retry later")
-		res.outcome = OutcomeBusy
-		return res
-	}
-	if err := r.source.Verify(view, body, now); err != nil {
-		if errors.Is(err, webhook.ErrEd25519Mismatch) {
-			r.edFails.failed(client, now)
-		}
+	view.Client = r.edFails.of(req)
+	if err := r.source.Verify(view, body, time.Now()); err != nil {
 		if errors.Is(err, webhook.ErrVerifyBusy) {
+			r.warnVerifyBusy(req)
 			// A flood of bad ed25519 signatures spent this second's
-			// budget of failed checks: not a verdict, try again.
+			// budget of failed checks, this client's or everyone's: not a
+			// verdict, try again.
 			w.Header().Set("Retry-After", retryAfterSeconds)
 			writeError(w, http.StatusServiceUnavailable, "busy", "signature checks are saturated; retry later")
 			res.outcome = OutcomeBusy
@@ -308,6 +299,18 @@ func (r *Receiver) storeServing(rt *runtime, failures uint64) {
 	if rt.storeFailing.Load() && rt.storeFailures.Load() == failures && rt.storeFailing.CompareAndSwap(true, false) {
 		r.logger.Info("storing envelopes again")
 	}
+}
+
+// warnVerifyBusy logs, at most once a minute, that requests were answered
+// busy because failed ed25519 checks ran over a budget.
+func (r *Receiver) warnVerifyBusy(req *http.Request) {
+	now := time.Now().UnixNano()
+	last := r.verifyBusyWarned.Load()
+	if now-last < int64(time.Minute) || !r.verifyBusyWarned.CompareAndSwap(last, now) {
+		return
+	}
+	r.logger.Warn("a flood of failing ed25519 signatures: requests needing a check are answered 503 busy until the next second (behind a proxy, set trusted_proxies and trusted_proxies_strict so that clients are told apart)",
+		zap.String("client", clientKey(req)))
 }
 
 // warnBusy logs, at most once a minute, that bodies were refused for the budget.

@@ -66,9 +66,6 @@ const readBatch = 64
 // take the message (this one is presumed dead).
 const leaseMargin = time.Minute
 
-// settleTimeout bounds the recording of one outcome, asking again included.
-const settleTimeout = settleRetryFor + 10*time.Second
-
 // maxResponseBody is how much of an upstream's answer is read (then dropped).
 const maxResponseBody = 64 << 10
 
@@ -431,30 +428,32 @@ func (f *Forwarder) deadCorrupt(m *queue.Message, probe bool) {
 		Error: "stored envelope corrupt: checksum mismatch"})
 }
 
-// settleRetryFor bounds how long an outcome the store could not record is
-// tried again: half the lease's margin, so that the lease still holds when
-// it is finally recorded.
-const settleRetryFor = leaseMargin / 2
-
 // settle stores an attempt's outcome. The slot is given back only afterwards
 // (the caller's defer): an envelope delivered but not yet settled is
 // forwarded again after a crash, so holding the slot keeps those to at most
-// Concurrency. A store that is unavailable for a while (a shared database
-// restarting) is asked again until it records the outcome, within
-// settleRetryFor: otherwise the envelope would wait for its lease to expire
-// and be forwarded again.
+// Concurrency. A store that cannot record it for now (unavailable: a full
+// disk, a shared database restarting; or a call that ran out of time, whose
+// write may still land) is asked again, backing off, until it records the
+// outcome, refuses it for good, is closed, or Stop begins. The envelope is
+// never let go to be forwarded again meanwhile: that would send an envelope
+// the upstream already answered, over and over, for as long as the store
+// fails. (On a shared store, the lease may expire meanwhile: another
+// forwarder then takes the envelope, and this outcome is answered "lease
+// lost".)
 func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 	// An outcome is recorded even when Stop's deadline cut the attempts
 	// short meanwhile: the upstream's answer is in, and losing it would
 	// forward the envelope again after a restart.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.baseCtx), settleTimeout)
-	defer cancel()
-	err := f.store.Settle(ctx, m, out)
-	deadline := time.Now().Add(settleRetryFor)
+	var err error
 	wait := 100 * time.Millisecond
-	for storeDown(err) && time.Now().Before(deadline) && f.pause(wait) {
+	for {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.baseCtx), settleTimeout)
 		err = f.store.Settle(ctx, m, out)
-		wait = min(2*wait, 2*time.Second)
+		cancel()
+		if !settleAgain(err) || !f.pause(wait) {
+			break
+		}
+		wait = min(2*wait, maxSettleWait)
 	}
 	switch {
 	case err == nil:
@@ -470,16 +469,26 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 		f.logger.Warn("forwarding outcome not recorded: lease lost",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key))
 	default:
-		// The envelope stays where it was and is attempted again later:
-		// at-least-once. Its lease is given back, so that neither it nor
-		// its lane waits for a restart (a closed store has no leases left;
-		// a shared one unreachable now lets the lease expire instead).
+		// The store is closed or refused the outcome: the envelope stays
+		// where it was, and is attempted again after a restart (or, on a
+		// shared store, once its lease expires): at-least-once.
 		f.logger.Error("recording forwarding outcome",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(err))
-		if !errors.Is(err, queue.ErrClosed) {
-			_ = f.store.Release(ctx, []*queue.Message{m})
-		}
 	}
+}
+
+// settleTimeout bounds one call recording an outcome.
+const settleTimeout = 10 * time.Second
+
+// maxSettleWait is the longest wait between two calls recording an outcome.
+const maxSettleWait = 5 * time.Second
+
+// settleAgain reports whether recording an outcome that failed with err may
+// work when asked again: the store is unreachable for now, or the call ran
+// out of time (its write may still land: asked again, the store answers
+// that the lease is gone).
+func settleAgain(err error) bool {
+	return storeDown(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // storeDown reports whether err says that the store could not be reached

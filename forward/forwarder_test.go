@@ -556,30 +556,50 @@ func (s *settleFailing) Settle(ctx context.Context, m *queue.Message, o queue.Ou
 	return s.Store.Settle(ctx, m, o)
 }
 
-// TestForwarderReleasesUnrecordedOutcome: an outcome the store refuses for
-// another reason than an outage (a full disk) leaves the envelope where it
-// was, and its lease is given back: it is attempted again now, not after a
-// restart (an in-memory lease would otherwise hold it, and its lane, until
-// then).
-func TestForwarderReleasesUnrecordedOutcome(t *testing.T) {
-	base := openStore(t, t.TempDir())
-	defer base.Close()
-	s := &settleFailing{Store: base, err: errors.New("no space left on device")}
-	s.failing.Store(true)
-	rec := newRecorder(t, nil)
-	accept(t, base, 1)
-	f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, nil, nil)
-	require.NoError(t, err)
-	f.Start()
-	defer f.Stop(context.Background())
+// TestForwarderNeverResendsAnUnrecordedOutcome: while the store cannot
+// record an outcome, the envelope the upstream answered is not sent again:
+// a refusal leaves it leased (attempted again after a restart), and a store
+// that keeps timing out is asked again until it records the outcome. (An
+// earlier fix released the lease after a failed settle, which re-sent the
+// envelope in a loop for as long as the store failed.)
+func TestForwarderNeverResendsAnUnrecordedOutcome(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		err      error
+		recovers bool
+	}{
+		{"refused", errors.New("dedupe: unknown verdict 9"), false},
+		{"timing out, then back", context.DeadlineExceeded, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := openStore(t, t.TempDir())
+			defer base.Close()
+			s := &settleFailing{Store: base, err: tt.err}
+			s.failing.Store(true)
+			rec := newRecorder(t, nil)
+			accept(t, base, 1)
+			f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, nil, nil)
+			require.NoError(t, err)
+			f.Start()
+			defer f.Stop(context.Background())
 
-	require.Eventually(t, func() bool { return rec.count() >= 2 }, 10*time.Second, 5*time.Millisecond,
-		"attempted again without a restart")
-	s.failing.Store(false)
-	require.Eventually(t, func() bool {
-		st := stats(t, base)
-		return st.Queued == 0 && st.Leased == 0
-	}, 10*time.Second, 10*time.Millisecond, "recorded once the store takes it")
+			require.Eventually(t, func() bool { return s.calls.Load() >= 1 }, 10*time.Second, 5*time.Millisecond)
+			time.Sleep(time.Second)
+			assert.Equal(t, 1, rec.count(), "sent once while its outcome is not recorded")
+			if !tt.recovers {
+				assert.EqualValues(t, 1, s.calls.Load(), "a refusal is not asked again")
+				assert.EqualValues(t, 1, stats(t, base).Leased, "it keeps its lease")
+				return
+			}
+			assert.Greater(t, s.calls.Load(), int32(1), "asked again")
+			s.failing.Store(false)
+			require.Eventually(t, func() bool {
+				st := stats(t, base)
+				return st.Queued == 0 && st.Leased == 0
+			}, 15*time.Second, 10*time.Millisecond, "recorded once the store answers")
+			assert.Equal(t, 1, rec.count())
+		})
+	}
 }
 
 // TestForwarderRecordsOutcomesAfterStoreOutage: the store cannot record

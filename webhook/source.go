@@ -51,6 +51,9 @@ type RequestView struct {
 	// Header holds the request's headers under canonical keys, as net/http
 	// gives them.
 	Header http.Header
+	// Client, when set, is the budget of failed ed25519 checks of the
+	// request's client (standard_webhooks with public keys only).
+	Client *ClientBudget
 }
 
 // SourceConfig configures NewSource. The receiver fills it from its options

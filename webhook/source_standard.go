@@ -143,7 +143,7 @@ func (sv *standardVerifier) verify(req RequestView, body []byte, now time.Time) 
 		}
 		return v[0]
 	}
-	return sv.v.Verify(first(id), first(ts), first(sig), body, now)
+	return sv.v.VerifyFor(req.Client, first(id), first(ts), first(sig), body, now)
 }
 
 func (sv *standardVerifier) sign(req RequestView, body []byte, now time.Time) (http.Header, error) {

@@ -119,10 +119,19 @@ const (
 //   - ErrMalformedSignature: an entry of the header is malformed (see ParseSignatures);
 //   - ErrNoMatchingSignature: the header is well formed but nothing matches.
 //
-// The errors are the sentinels themselves, never wrapped, and carry no
-// detail that could help forge a signature. Verify does not allocate for
+// The errors are the sentinels themselves (ErrEd25519Mismatch wraps
+// ErrNoMatchingSignature: match with errors.Is), and carry no detail that
+// could help forge a signature. Verify does not allocate for
 // HMAC keys.
 func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, now time.Time) error {
+	return v.VerifyFor(nil, id, timestamp, signatureHeader, body, now)
+}
+
+// VerifyFor is Verify for a request of one client: its failed ed25519
+// checks also count against client's budget (nil: none), so that one
+// client flooding bad signatures gets ErrVerifyBusy without spending the
+// budget shared by every client (the provider's deliveries included).
+func (v *Verifier) VerifyFor(client *ClientBudget, id, timestamp, signatureHeader string, body []byte, now time.Time) error {
 	if id == "" || timestamp == "" || signatureHeader == "" {
 		return ErrMissingHeaders
 	}
@@ -208,7 +217,7 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 		}
 	}
 	if hasEd255 {
-		return v.verifyEd25519(sigs[:count], id, timestamp, body, now)
+		return v.verifyEd25519(client, sigs[:count], id, timestamp, body, now)
 	}
 	return ErrNoMatchingSignature
 }
@@ -217,7 +226,7 @@ func (v *Verifier) Verify(id, timestamp, signatureHeader string, body []byte, no
 // the bounded pairing rule described on Verifier: at most two (entry, key)
 // pairs, the one that matched last first, the second subject to the shared
 // allowance.
-func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []byte, now time.Time) error {
+func (v *Verifier) verifyEd25519(client *ClientBudget, sigs []sigSlot, id, timestamp string, body []byte, now time.Time) error {
 	e0, e1, k0, k1 := -1, -1, -1, -1
 	for i := range sigs {
 		if s := &sigs[i]; s.version == sigEd25519 && s.n == ed25519.SignatureSize {
@@ -242,9 +251,6 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 	if e0 < 0 || k0 < 0 {
 		return ErrNoMatchingSignature
 	}
-	if v.failedChecks.spent(now, failedEd25519ChecksPerSecond) {
-		return ErrVerifyBusy
-	}
 	// The candidate pairs: the first entry with the first key, then the
 	// first entry with the second key or, with one key, the second entry
 	// with the first key.
@@ -267,6 +273,16 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 		if i > 0 && !v.extraChecks.take(now, secondEd25519ChecksPerSecond) {
 			return ErrEd25519Mismatch // the first check failed
 		}
+		// Every check reserves a failure in the budgets before it is made
+		// (so that concurrent requests cannot overshoot them) and gives it
+		// back when it succeeds.
+		if !v.failedChecks.take(now, failedEd25519ChecksPerSecond) {
+			return busyOrMismatch(i)
+		}
+		if !client.take(now) {
+			v.failedChecks.give(now)
+			return busyOrMismatch(i)
+		}
 		j := (first + i) % np
 		p := pairs[j]
 		// A copy: what ed25519Verify is given escapes (it is a variable),
@@ -274,14 +290,45 @@ func (v *Verifier) verifyEd25519(sigs []sigSlot, id, timestamp string, body []by
 		sig := make([]byte, ed25519.SignatureSize)
 		copy(sig, sigs[p[0]].val[:])
 		if ed25519Verify(v.Keys[p[1]].public, *msg, sig) {
+			v.failedChecks.give(now)
+			client.give(now)
 			if second := j == 1; v.secondMatched.Load() != second {
 				v.secondMatched.Store(second)
 			}
 			return nil
 		}
-		v.failedChecks.take(now, failedEd25519ChecksPerSecond)
 	}
 	return ErrEd25519Mismatch
+}
+
+// busyOrMismatch is the answer when a budget refuses check i: the request
+// was not judged (ErrVerifyBusy) unless a first check already failed.
+func busyOrMismatch(i int) error {
+	if i == 0 {
+		return ErrVerifyBusy
+	}
+	return ErrEd25519Mismatch
+}
+
+// ClientBudget bounds the failed ed25519 checks of one client (a receiver
+// keeps one per client address): past Limit within a second of the clock
+// given to Verify, the client's requests that need a check get
+// ErrVerifyBusy until the next second. The zero value with Limit 0 refuses
+// every check; a nil *ClientBudget bounds nothing.
+type ClientBudget struct {
+	// Limit is the failed checks allowed per second (< 65536).
+	Limit uint64
+	a     allowance
+}
+
+func (c *ClientBudget) take(now time.Time) bool {
+	return c == nil || c.a.take(now, c.Limit)
+}
+
+func (c *ClientBudget) give(now time.Time) {
+	if c != nil {
+		c.a.give(now)
+	}
 }
 
 // allowance hands out at most limit (< 65536) tokens per second of the
@@ -306,10 +353,19 @@ func (a *allowance) take(now time.Time, limit uint64) bool {
 	}
 }
 
-// spent reports whether the second of now has no token left.
-func (a *allowance) spent(now time.Time, limit uint64) bool {
-	s := a.state.Load()
-	return s&^0xffff == uint64(now.Unix())<<16 && s&0xffff >= limit
+// give returns a token taken within the second of now (none when that
+// second is over: the count started again).
+func (a *allowance) give(now time.Time) {
+	sec := uint64(now.Unix()) << 16
+	for {
+		old := a.state.Load()
+		if old&^0xffff != sec || old&0xffff == 0 {
+			return
+		}
+		if a.state.CompareAndSwap(old, old-1) {
+			return
+		}
+	}
 }
 
 // decodeSignature decodes value (strict, padded base64) into s. A value too

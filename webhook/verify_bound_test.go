@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,4 +180,55 @@ func TestVerifyEd25519AllowanceRefills(t *testing.T) {
 	n.Store(0)
 	assert.NoError(t, v.Verify("msg_1", ts, good, body, now.Add(time.Second)), "the matching pair is now tried first")
 	assert.Equal(t, int64(1), n.Load())
+}
+
+// TestVerifyClientBudget: a client's failed ed25519 checks are bounded per
+// second by its own budget (ErrVerifyBusy past it, unchecked), other
+// clients and successes are not affected, and concurrent requests cannot
+// overshoot it (a check reserves its failure before it is made).
+func TestVerifyClientBudget(t *testing.T) {
+	sk, pk := mustKeyPair(t)
+	body := []byte(`{"event":"reply.received"}`)
+	now := time.Unix(1_800_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	good, err := Sign(sk, "msg_1", now.Unix(), body)
+	require.NoError(t, err)
+	otherSK, _ := mustKeyPair(t)
+	bad, err := Sign(otherSK, "msg_1", now.Unix(), body)
+	require.NoError(t, err)
+	v := Verifier{Keys: []Key{pk}, Tolerance: time.Minute}
+
+	flooder, provider := &ClientBudget{Limit: 3}, &ClientBudget{Limit: 3}
+	for i := range 3 {
+		assert.Equal(t, ErrEd25519Mismatch, v.VerifyFor(flooder, "msg_1", ts, bad, body, now), "failure %d is checked", i+1)
+	}
+	assert.Equal(t, ErrVerifyBusy, v.VerifyFor(flooder, "msg_1", ts, bad, body, now), "past the budget: not checked")
+	for range 10 {
+		require.NoError(t, v.VerifyFor(provider, "msg_1", ts, good, body, now), "successes spend nothing")
+	}
+	assert.Equal(t, ErrEd25519Mismatch, v.VerifyFor(provider, "msg_1", ts, bad, body, now), "another client keeps its budget")
+	next := now.Add(time.Second)
+	badNext, err := Sign(otherSK, "msg_1", next.Unix(), body)
+	require.NoError(t, err)
+	assert.Equal(t, ErrEd25519Mismatch, v.VerifyFor(flooder, "msg_1", strconv.FormatInt(next.Unix(), 10), badNext, body, next), "the next second has a budget again")
+
+	// Concurrent failures of one client: exactly its budget is checked.
+	concurrent := &ClientBudget{Limit: 5}
+	var mismatch, busy atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch v.VerifyFor(concurrent, "msg_1", ts, bad, body, now) {
+			case ErrEd25519Mismatch:
+				mismatch.Add(1)
+			case ErrVerifyBusy:
+				busy.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 5, mismatch.Load())
+	assert.EqualValues(t, 45, busy.Load())
 }

@@ -312,7 +312,7 @@ func recordReject(env *benchEnv, cases []*rejectCase, checks []string) {
 		res.RejectErrors = i64(ptrOr(res.RejectErrors) + t.errs)
 	}
 	sec.notes = append(sec.notes,
-		"server µs/req = the receiver's CPU (utime+stime from /proc/<pid>/stat, 10 ms ticks) over the rounds ÷ the requests rejected (401, or 503 busy: past 20 failed ed25519 checks in a second from one client, or 2,000 from all of them, the receiver stops checking them until the next second); it includes Caddy's HTTP work",
+		"server µs/req = the receiver's CPU (utime+stime from /proc/<pid>/stat, 10 ms ticks) over the rounds ÷ the requests rejected (401, or 503 busy: past 200 failed ed25519 checks in a second from one client, or 2,000 from all of them, the receiver stops checking them until the next second); it includes Caddy's HTTP work",
 		"each receiver first accepted a delivery signed with its first key (202), so the 401s come from the signatures alone")
 	sec.notes = append(sec.notes, checks...)
 	if h, ok := by["hmac-1"]; ok {
