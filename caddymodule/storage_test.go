@@ -11,6 +11,10 @@ import (
 // the DSN takes; and two DSNs differing only in their settings name one
 // store (a reload changing the password shares the open one).
 func TestStoragePostgresShown(t *testing.T) {
+	// pgconn fills what a DSN leaves out from the PG* environment.
+	for _, v := range []string{"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGSSLROOTCERT"} {
+		t.Setenv(v, "")
+	}
 	for _, c := range []struct{ name, dsn, want string }{
 		{"url", "postgres://app:hunter2@db:5432/w?sslmode=disable", "postgres postgres://app@db:5432/w"},
 		{"query password", "postgres://app@db/w?password=hunter2", "postgres postgres://app@db:5432/w"},

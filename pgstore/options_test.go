@@ -155,6 +155,10 @@ func TestConnectionSettings(t *testing.T) {
 // TestDisplayDSN: the password is shown nowhere, whatever form the DSN
 // takes (the review found ?password= and spaced key=value forms leaking).
 func TestDisplayDSN(t *testing.T) {
+	// pgconn fills what a DSN leaves out from the PG* environment.
+	for _, v := range []string{"PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGSERVICE", "PGSERVICEFILE", "PGPASSFILE", "PGSSLROOTCERT"} {
+		t.Setenv(v, "")
+	}
 	for _, c := range []struct{ dsn, want string }{
 		{"postgres://app:hunter2@db:5432/w?sslmode=disable", "postgres://app@db:5432/w"},
 		{"postgres://app@db/w?password=hunter2", "postgres://app@db:5432/w"},
