@@ -26,6 +26,9 @@ func (a *AdminAPI) serveReceivers(w http.ResponseWriter, r *http.Request, segs [
 	}
 	rcv := runningReceiver(segs[0])
 	if rcv == nil {
+		rcv = startingReceiver(r.Context(), segs[0]) // a config still starting
+	}
+	if rcv == nil {
 		return apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", segs[0]))
 	}
 	rt := rcv.runtime()

@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -45,6 +47,11 @@ type ReceiversApp struct {
 	// become the running one (another app of it failed to start)
 	prev      *ReceiversApp
 	prevLimit int64
+	// the names of its receivers, readable while Start holds mu, and
+	// closed once Start is over (or the config is let go unstarted)
+	names     sync.Map
+	startDone chan struct{}
+	startOnce sync.Once
 }
 
 // CaddyModule returns the Caddy module information.
@@ -67,7 +74,53 @@ func (a *ReceiversApp) Provision(ctx caddy.Context) error {
 	a.byName = make(map[string]*Receiver)
 	a.byStore = make(map[string]*Receiver)
 	a.budget = theBodyBudget
+	a.startDone = make(chan struct{})
+	startingReceivers.Store(a)
 	return nil
+}
+
+// Cleanup: a config let go without starting has nothing to wait for.
+func (a *ReceiversApp) Cleanup() error {
+	a.finishStart()
+	return nil
+}
+
+// finishStart says that Start is over, whatever its outcome.
+func (a *ReceiversApp) finishStart() {
+	startingReceivers.CompareAndSwap(a, nil)
+	if a.startDone != nil {
+		a.startOnce.Do(func() { close(a.startDone) })
+	}
+}
+
+// startingReceivers is the receivers app of a config being loaded: Caddy
+// starts its apps in no set order, so the HTTP server (and the admin API)
+// may serve before the receivers are started.
+var startingReceivers atomic.Pointer[ReceiversApp]
+
+// receiverStartWait bounds how long an admin request naming a receiver of
+// a config being loaded waits for it to start.
+var receiverStartWait = 5 * time.Second
+
+// startingReceiver waits (within receiverStartWait and ctx) for the config
+// being loaded to start when it has a receiver named name, and returns that
+// receiver once running; nil otherwise.
+func startingReceiver(ctx context.Context, name string) *Receiver {
+	a := startingReceivers.Load()
+	if a == nil {
+		return nil
+	}
+	if _, ok := a.names.Load(name); !ok {
+		return nil
+	}
+	t := time.NewTimer(receiverStartWait)
+	defer t.Stop()
+	select {
+	case <-a.startDone:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return runningReceiver(name)
 }
 
 // receiversApp returns the config's receivers app, loading it if needed.
@@ -104,6 +157,7 @@ func (a *ReceiversApp) add(r *Receiver) (*Receiver, error) {
 	a.byName[r.Name] = r
 	a.byStore[key] = r
 	a.order = append(a.order, r)
+	a.names.Store(r.Name, struct{}{})
 	return r, nil
 }
 
@@ -119,6 +173,7 @@ func sameReceiver(a, b *Receiver) bool {
 // let go and the config does not start. Then this config's receivers are the
 // ones the admin API, the dashboard and the metrics show.
 func (a *ReceiversApp) Start() error {
+	defer a.finishStart() // after mu is let go, activeReceivers set
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range a.order {
@@ -194,6 +249,7 @@ func runningReceiver(name string) *Receiver {
 
 // Interface guards
 var (
-	_ caddy.App         = (*ReceiversApp)(nil)
-	_ caddy.Provisioner = (*ReceiversApp)(nil)
+	_ caddy.App          = (*ReceiversApp)(nil)
+	_ caddy.CleanerUpper = (*ReceiversApp)(nil)
+	_ caddy.Provisioner  = (*ReceiversApp)(nil)
 )
