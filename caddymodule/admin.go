@@ -186,6 +186,8 @@ func apiError(status int, err error) error {
 	switch status {
 	case http.StatusBadRequest:
 		code = "bad_request"
+	case http.StatusForbidden:
+		code = "forbidden"
 	case http.StatusNotFound:
 		code = "not_found"
 	case http.StatusMethodNotAllowed:

@@ -85,7 +85,7 @@ func TestDashboardServe(t *testing.T) {
 		{"GET", "/ops/webhooks/api/receivers/nope/dead", nil, 404, "application/json", `no webhook receiver named \"nope\"`},
 		{"POST", "/ops/webhooks/api/receivers", nil, 405, "application/json", "use GET"},
 		{"GET", "/ops/webhooks/api/receivers/nope/dead/replay", nil, 405, "application/json", "use POST"},
-		{"POST", "/ops/webhooks/api/receivers/nope/dead/replay", map[string]string{"Content-Type": "application/json"}, 403, "application/json", "cross-origin request refused"},
+		{"POST", "/ops/webhooks/api/receivers/nope/dead/replay", map[string]string{"Content-Type": "application/json"}, 403, "application/json", `"code":"forbidden","message":"cross-origin request refused`},
 		{"POST", "/ops/webhooks/api/receivers/nope/dead/replay", map[string]string{"Sec-Fetch-Site": "same-origin", "Content-Type": "text/plain"}, 415, "application/json", "application/json"},
 		{"POST", "/ops/webhooks/api/receivers/nope/dead/replay", map[string]string{"Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}, 404, "application/json", "no webhook receiver"},
 		// The purge endpoint of the admin API is not exposed.
