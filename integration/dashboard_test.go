@@ -403,16 +403,26 @@ func TestDashboardPauseAndReplayRange(t *testing.T) {
 	local := func(tm time.Time) string { return tm.Local().Format("2006-01-02T15:04:05") }
 	replayRange := func(since, until time.Time) string {
 		t.Helper()
+		// The click counts only on an enabled button (a replay under way
+		// disables it): the script says whether it could click.
 		js := fmt.Sprintf(`(() => {
+			const btn = document.querySelector(%q + ' button.replay-range');
+			if (!btn || btn.disabled) return false;
 			document.getElementById('flash').hidden = true;
 			const set = (cls, v) => { const i = document.querySelector(%q + ' input.' + cls); i.value = v; i.dispatchEvent(new Event('input', {bubbles: true})); };
 			set('range-since', %q); set('range-until', %q);
-			document.querySelector(%q + ' button.replay-range').click();
-			return true; })()`, card, local(since), local(until), card)
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := chromedp.Run(tctx, chromedp.Evaluate[bool](js)); err != nil {
-			t.Fatalf("filling and sending the range: %v", err)
+			btn.click();
+			return true; })()`, card, card, local(since), local(until))
+		if err := eventually(10*time.Second, func() error {
+			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			clicked, err := chromedp.Run(tctx, chromedp.Evaluate[bool](js))
+			if err != nil || !clicked {
+				return errNotYet
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("filling and sending the range: the button stayed disabled or the page did not answer")
 		}
 		var got string
 		_ = eventually(10*time.Second, func() error {

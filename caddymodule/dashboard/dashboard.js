@@ -286,8 +286,10 @@
 			show('flash', `Replayed ${r.replayed} ${what} of ${name}: back in the queue.`);
 		} catch (e) {
 			show('flash', 'Replay failed: ' + e.message, true);
-			btn.disabled = false;
 		}
+		// Disabled only while the request is under way: a button the next
+		// refresh keeps (nothing changed, or the refresh is slow) must work.
+		btn.disabled = false;
 		await refresh();
 	}
 
@@ -303,8 +305,8 @@
 			show('flash', paused ? `Forwarding of ${name} paused: envelopes are accepted and wait.` : `Forwarding of ${name} resumed.`);
 		} catch (e) {
 			show('flash', (paused ? 'Pause' : 'Resume') + ' failed: ' + e.message, true);
-			btn.disabled = false;
 		}
+		btn.disabled = false;
 		await refresh();
 	}
 
