@@ -45,7 +45,8 @@ func newClientBudgets() *clientBudgets {
 	return c
 }
 
-// of returns the budget of req's client (nil for a nil c: no bound).
+// of returns the budget of req's client (nil for a nil c: a receiver whose
+// source makes no ed25519 checks has none, and pays nothing per request).
 func (c *clientBudgets) of(req *http.Request) *webhook.ClientBudget {
 	if c == nil {
 		return nil

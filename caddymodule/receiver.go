@@ -343,7 +343,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	// The store is opened when the config starts (the receivers app's
 	// Start), never here: `caddy validate` provisions without starting.
 	r.ready = make(chan struct{})
-	r.edFails = newClientBudgets()
 	app, err := receiversApp(ctx)
 	if err != nil {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)
@@ -354,6 +353,12 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	}
 	if r.primary, err = app.add(r); err != nil {
 		return err
+	}
+	switch {
+	case r.primary != r:
+		r.edFails = r.primary.edFails // one receiver, one budget per client
+	case r.source.ChecksEd25519():
+		r.edFails = newClientBudgets()
 	}
 	return nil
 }

@@ -95,6 +95,7 @@ func BenchmarkReceive(b *testing.B) {
 			close(ready)
 			r := &Receiver{Name: "bench", source: src, readsPath: c.source == webhook.SourceHMAC, app: &ReceiversApp{budget: theBodyBudget},
 				logger: zap.NewNop(), maxBody: DefaultMaxBody, ackTimeout: DefaultAckTimeout, ready: ready, UnknownEvents: UnknownForward}
+			r.primary = r
 			rd := bytes.NewReader(body)
 			req.Body = io.NopCloser(rd)
 			req.ContentLength = int64(len(body))

@@ -131,8 +131,8 @@ func (r *Receiver) receive(w http.ResponseWriter, req *http.Request, start time.
 	}
 
 	view := r.requestView(req)
-	view.Client = r.edFails.of(req)
-	if err := r.source.Verify(view, body, time.Now()); err != nil {
+	view.Client = r.edFails.of(req) // nil unless the source makes ed25519 checks
+	if err := r.source.Verify(view, body, start); err != nil {
 		if errors.Is(err, webhook.ErrVerifyBusy) {
 			r.warnVerifyBusy(req)
 			// A flood of bad ed25519 signatures spent this second's

@@ -571,8 +571,27 @@ func clip(s string, n int) string {
 // compared), and at most MaxEd25519Checks ed25519 verifications. Errors wrap
 // ErrMissingHeaders, ErrRepeatedHeader, ErrInvalidID, ErrInvalidTimestamp,
 // ErrTimestampOutOfTolerance, ErrMalformedSignature or
-// ErrNoMatchingSignature; they never contain a signature or a secret, and
-// the receiver answers them all alike (401).
+// ErrNoMatchingSignature (ErrEd25519Mismatch among them); they never contain
+// a signature or a secret, and the receiver answers them all alike (401).
+// ErrVerifyBusy is not a verdict: an ed25519 check was needed and a budget
+// of failed checks (the request's client's, or the source's) was spent this
+// second; the receiver answers 503 and the sender tries again.
+// ChecksEd25519 reports whether the source may make ed25519 checks (a
+// standard_webhooks source with a public key or a whsk_ secret): only then
+// does RequestView.Client count for anything.
+func (s *Source) ChecksEd25519() bool {
+	sv, ok := s.verifier.(*standardVerifier)
+	if !ok {
+		return false
+	}
+	for _, k := range sv.v.Keys {
+		if k.kind == kindPublic || k.kind == kindPrivate {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Source) Verify(req RequestView, body []byte, now time.Time) error {
 	if s.verifier == nil {
 		return nil

@@ -266,9 +266,7 @@ func (v *Verifier) verifyEd25519(client *ClientBudget, sigs []sigSlot, id, times
 	if np == 2 && v.secondMatched.Load() {
 		first = 1
 	}
-	msg := getMessage()
-	defer putMessage(msg)
-	*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
+	var msg *[]byte // the signed content, built once a check is allowed
 	for i := 0; i < np; i++ {
 		if i > 0 && !v.extraChecks.take(now, secondEd25519ChecksPerSecond) {
 			return ErrEd25519Mismatch // the first check failed
@@ -282,6 +280,11 @@ func (v *Verifier) verifyEd25519(client *ClientBudget, sigs []sigSlot, id, times
 		if !client.take(now) {
 			v.failedChecks.give(now)
 			return busyOrMismatch(i)
+		}
+		if msg == nil {
+			msg = getMessage()
+			defer putMessage(msg)
+			*msg = appendSignedContent((*msg)[:0], id, timestamp, body)
 		}
 		j := (first + i) % np
 		p := pairs[j]

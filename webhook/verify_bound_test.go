@@ -232,3 +232,27 @@ func TestVerifyClientBudget(t *testing.T) {
 	assert.EqualValues(t, 5, mismatch.Load())
 	assert.EqualValues(t, 45, busy.Load())
 }
+
+// TestChecksEd25519: only a standard_webhooks source with an ed25519 key
+// makes ed25519 checks, so only its receiver keeps budgets per client (the
+// others pay nothing for them per request).
+func TestChecksEd25519(t *testing.T) {
+	_, pk := mustKeyPair(t)
+	for _, c := range []struct {
+		name   string
+		source string
+		cfg    SourceConfig
+		want   bool
+	}{
+		{"hmac secret", SourceStandardWebhooks, SourceConfig{Secrets: []string{vectorSecret}}, false},
+		{"public key", SourceStandardWebhooks, SourceConfig{Secrets: []string{vectorSecret}, PublicKeys: []string{pk.String()}}, true},
+		{"svix", SourceSvix, SourceConfig{Secrets: []string{vectorSecret}}, false},
+		{"unsigned", SourceStandardWebhooks, SourceConfig{InsecureSkipVerify: true}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSource(c.source, c.cfg)
+			require.NoError(t, err)
+			assert.Equal(t, c.want, s.ChecksEd25519())
+		})
+	}
+}
