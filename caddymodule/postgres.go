@@ -27,9 +27,11 @@ import (
 
 var pgPools = caddy.NewUsagePool()
 
-// pgConnectTimeout bounds the first attempt to reach the database when a
-// config starts; pgRetry* pace the attempts after it.
+// pgFirstTimeout bounds the attempt to reach the database while a config
+// starts (Caddy's other sites may wait for it); pgConnectTimeout bounds each
+// attempt after it, in the background; pgRetry* pace those.
 var (
+	pgFirstTimeout   = 3 * time.Second
 	pgConnectTimeout = 10 * time.Second
 	pgRetryMin       = time.Second
 	pgRetryMax       = 30 * time.Second
@@ -46,10 +48,16 @@ type pgShared struct {
 }
 
 // acquirePostgres returns the shared database of dsn (the caller releases it
-// with pgPools.Delete(dsn)).
+// with pgPools.Delete(dsn)). A database that cannot be reached is tried
+// again in the background, its receivers answering 503 meanwhile. So is one
+// that refuses (a wrong password, no such database) when no receivers run
+// yet: Caddy's other sites must come up whatever the database says. During
+// a reload (receivers run), a refusal fails the reload instead, and the
+// running config stays in force.
 func acquirePostgres(dsn string, logger *zap.Logger) (*pgShared, error) {
+	refuse := activeReceivers.Load() != nil
 	v, _, err := pgPools.LoadOrNew(dsn, func() (caddy.Destructor, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), pgConnectTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), pgFirstTimeout)
 		db, err := pgstore.Open(ctx, dsn, pgstore.Options{Logger: logger})
 		cancel()
 		p := &pgShared{dsn: dsn, logger: logger, ready: make(chan struct{}), done: make(chan struct{})}
@@ -64,9 +72,13 @@ func acquirePostgres(dsn string, logger *zap.Logger) (*pgShared, error) {
 			logger.Error("PostgreSQL unreachable; its receivers answer 503 and forward nothing until it is reached (trying again in the background)",
 				zap.Error(err))
 			go p.retry(bg)
-		default:
+		case refuse:
 			p.stop()
 			return nil, err
+		default:
+			logger.Error("PostgreSQL refused the connection; its receivers answer 503 and forward nothing until it accepts (trying again in the background)",
+				zap.Error(err))
+			go p.retry(bg)
 		}
 		return p, nil
 	})
@@ -139,7 +151,7 @@ func openPostgresStore(o runtimeOptions) (queue.Store, func() error, error) {
 	case <-p.ready:
 		select {
 		case <-s.waited:
-		case <-time.After(pgConnectTimeout):
+		case <-time.After(pgFirstTimeout):
 		}
 	default:
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,68 @@ func TestPostgresStorage(t *testing.T) {
 	if strings.Contains(s.out.String(), password) {
 		t.Errorf("the DSN's password is in Caddy's output")
 	}
+}
+
+// pgRefusedCaddyfile is pgCaddyfile beside another site that must serve
+// whatever the database says.
+const pgRefusedCaddyfile = `{
+	admin 127.0.0.1:{ADMINPORT}
+}
+:{PORT} {
+	respond /other "other site" 200
+	webhook_receiver /hooks {
+		upstream {UPSTREAM}
+		secret {SECRET}
+		name shared
+		storage postgres {
+			dsn {DSN}
+		}
+		retry 200ms
+	}
+}
+`
+
+// TestPostgresRefusedAtStart: a database that refuses the connection (here:
+// no such database) when Caddy starts does not keep Caddy down: its other
+// sites serve, the receiver answers 503 until the database accepts, then
+// serves. A reload naming a database that refuses is refused, and the
+// running config stays in force.
+func TestPostgresRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	pg := pgtest.Start(t)
+	up := newUpstream(t)
+	s := newServer(t, map[string]string{"UPSTREAM": up.url("/app"), "SECRET": testSecret, "DSN": pg.DSN("later")})
+	s.writeConfig(pgRefusedCaddyfile)
+	s.start()
+	if r, err := doRequest(http.DefaultClient, http.MethodGet, s.url("/other"), nil, nil); err != nil || r.status != http.StatusOK {
+		t.Fatalf("the other site with the database refusing: %v %s", err, r)
+	}
+	rid := newReplyID()
+	if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("database refusing: want 503 with Retry-After, got %s", r)
+	}
+	if _, err := pg.CreateDatabase("later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(60*time.Second, func() error {
+		if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusAccepted {
+			return errNotYet
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the receiver did not serve once the database existed: %v", err)
+	}
+	up.waitKey(t, rid, 1, 10*time.Second)
+
+	// A reload onto a database that refuses fails; the running one serves.
+	s.vars["DSN"] = pg.DSN("never")
+	s.writeConfig(pgRefusedCaddyfile)
+	out, err := s.command(60*time.Second, "reload", "--config", s.config, "--adapter", "caddyfile",
+		"--address", "127.0.0.1:"+strconv.Itoa(s.adminPort))
+	if err == nil {
+		t.Fatalf("a reload onto a refusing database succeeded:\n%s", out)
+	}
+	rid2 := newReplyID()
+	requireAccepted(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid2)))
+	up.waitKey(t, rid2, 1, 10*time.Second)
 }
