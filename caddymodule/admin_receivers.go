@@ -24,10 +24,7 @@ func (a *AdminAPI) serveReceivers(w http.ResponseWriter, r *http.Request, segs [
 	if len(segs) == 0 {
 		return a.method(w, r, http.MethodGet, a.listReceivers)
 	}
-	rcv := runningReceiver(segs[0])
-	if rcv == nil {
-		rcv = startingReceiver(r.Context(), segs[0]) // a config still starting
-	}
+	rcv := runningReceiver(r.Context(), segs[0])
 	if rcv == nil {
 		return apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", segs[0]))
 	}

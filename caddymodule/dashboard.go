@@ -224,7 +224,7 @@ func (d *Dashboard) serveAPI(w http.ResponseWriter, r *http.Request, m []string)
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("malformed receiver name %q", esc))
 	}
-	rcv := runningReceiver(name)
+	rcv := runningReceiver(r.Context(), name)
 	if rcv == nil || rcv.runtime() == nil {
 		return apiError(http.StatusNotFound, fmt.Errorf("no webhook receiver named %q", name))
 	}

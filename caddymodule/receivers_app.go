@@ -102,10 +102,14 @@ var startingReceivers atomic.Pointer[ReceiversApp]
 // a config being loaded waits for it to start.
 var receiverStartWait = 5 * time.Second
 
-// startingReceiver waits (within receiverStartWait and ctx) for the config
-// being loaded to start when it has a receiver named name, and returns that
-// receiver once running; nil otherwise.
-func startingReceiver(ctx context.Context, name string) *Receiver {
+// runningReceiver returns the running receiver named name, or nil. When
+// the config being loaded has a receiver of that name that has not started
+// yet, it waits for the start (within receiverStartWait and ctx): the admin
+// API and the dashboard may be asked as soon as the HTTP server listens.
+func runningReceiver(ctx context.Context, name string) *Receiver {
+	if r := findRunning(name); r != nil {
+		return r
+	}
 	a := startingReceivers.Load()
 	if a == nil {
 		return nil
@@ -120,7 +124,7 @@ func startingReceiver(ctx context.Context, name string) *Receiver {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return runningReceiver(name)
+	return findRunning(name)
 }
 
 // receiversApp returns the config's receivers app, loading it if needed.
@@ -203,6 +207,15 @@ func (a *ReceiversApp) Stop() error {
 		a.budget.setLimit(a.prevLimit)
 	}
 	a.prev = nil
+	// A newer config runs (a reload): it no longer needs this one to fall
+	// back on, nor to keep it in memory.
+	if cur := activeReceivers.Load(); cur != nil && cur != a {
+		cur.mu.Lock()
+		if cur.prev == a {
+			cur.prev = nil
+		}
+		cur.mu.Unlock()
+	}
 	return a.stopLocked()
 }
 
@@ -237,8 +250,8 @@ func runningReceivers() []*Receiver {
 	return out
 }
 
-// runningReceiver returns the running receiver named name, or nil.
-func runningReceiver(name string) *Receiver {
+// findRunning returns the running receiver named name, or nil.
+func findRunning(name string) *Receiver {
 	for _, r := range runningReceivers() {
 		if r.Name == name {
 			return r

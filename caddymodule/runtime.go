@@ -37,6 +37,7 @@ type runtimeOptions struct {
 
 // runtime is what outlives a config reload: the store and its forwarder.
 type runtime struct {
+	key        string // in runtimes (computed once: a DSN's display may change with the environment)
 	name       string
 	storage    Storage
 	syncWrites bool  // as the store was opened with
@@ -92,6 +93,7 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 			return nil, err
 		}
 		return &runtime{
+			key:        key,
 			name:       o.name,
 			storage:    o.storage,
 			syncWrites: o.syncWrites,
@@ -135,7 +137,7 @@ func acquireRuntime(o runtimeOptions) (*runtime, error) {
 
 // release lets go of a runtime acquired with acquireRuntime.
 func (rt *runtime) release() error {
-	_, err := runtimes.Delete(rt.storage.key(rt.name))
+	_, err := runtimes.Delete(rt.key)
 	return err
 }
 

@@ -101,3 +101,22 @@ func TestRuntimeWarnsOfFixedStoreOptions(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
+
+// TestReloadLetsThePreviousConfigGo: during a reload the new receivers app
+// starts before the old one stops; once the old one has stopped, the new
+// one neither falls back on it (at shutdown no stopped config becomes the
+// running one again) nor keeps it in memory.
+func TestReloadLetsThePreviousConfigGo(t *testing.T) {
+	saved := activeReceivers.Load()
+	t.Cleanup(func() { activeReceivers.Store(saved) })
+	activeReceivers.Store(nil)
+	oldApp := &ReceiversApp{budget: new(bodyBudget), MaxBodyInFlight: 1 << 20}
+	newApp := &ReceiversApp{budget: new(bodyBudget), MaxBodyInFlight: 2 << 20}
+	require.NoError(t, oldApp.Start())
+	require.NoError(t, newApp.Start())
+	require.NoError(t, oldApp.Stop())
+	assert.Same(t, newApp, activeReceivers.Load())
+	assert.Nil(t, newApp.prev, "the stopped config is let go")
+	require.NoError(t, newApp.Stop())
+	assert.Nil(t, activeReceivers.Load(), "at shutdown no stopped config runs again")
+}
