@@ -11,9 +11,9 @@ import (
 )
 
 // TestReadBodyBudget: a body is charged to the budget as its buffer grows,
-// the growth only (the old buffer is garbage once copied), so one body may
-// use the whole budget; past it, errBodyBudget; and what it held is what
-// it gives back.
+// both buffers while one is copied into the next (both live then), so a
+// body of max_body needs up to twice that much budget; past the budget,
+// errBodyBudget; and what it held is what it gives back.
 func TestReadBodyBudget(t *testing.T) {
 	const limit = 1 << 20
 	for _, c := range []struct {
@@ -23,8 +23,9 @@ func TestReadBodyBudget(t *testing.T) {
 		size    int
 		wantErr error
 	}{
-		{"chunked body of max_body within a budget just above it", limit + 1, -1, limit, nil},
-		{"announced body of max_body within a budget of it", limit, limit, limit, nil},
+		{"chunked body of max_body within twice its size", 2*limit + 1, -1, limit, nil},
+		{"announced body of max_body within twice its size", 2 * limit, limit, limit, nil},
+		{"a budget just above max_body: the copy would pass it", limit + 1, -1, limit, errBodyBudget},
 		{"small body", limit + 1, -1, 100, nil},
 		{"budget smaller than the body", limit / 2, -1, limit, errBodyBudget},
 		{"body over max_body", 4 * limit, -1, limit + 1, errBodyTooLarge},

@@ -355,13 +355,14 @@ func readBody(rd io.Reader, length, limit int64, budget *bodyBudget) (body []byt
 			if length >= 0 {
 				grow = min(grow, length) // never more than announced
 			}
-			// Charged the growth only: the old buffer is garbage once
-			// copied, so a body may use the whole budget.
-			if !budget.take(grow - int64(cap(buf))) {
+			// Both buffers live during the copy: the new one is charged
+			// before it is made, the old one given back after.
+			if !budget.take(grow) {
 				return nil, held, errBodyBudget
 			}
 			next := make([]byte, len(buf), grow)
 			copy(next, buf)
+			budget.give(int64(cap(buf)))
 			held += grow - int64(cap(buf))
 			buf = next
 		}
