@@ -35,6 +35,9 @@ type item struct {
 	key  time.Time // s/<key><id> in Badger
 	id   string
 	held *heldDelivery
+	// refused counts the attempts in a row that did not go because the
+	// store refused every write (see storeWait).
+	refused int
 }
 
 // newItem is the item of a delivery whose schedule-index key is at due.
@@ -230,6 +233,18 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		return // closed: the schedule entry stays for the next Open
 	}
 	defer s.release()
+
+	// An attempt whose outcome cannot be stored would be made again and
+	// again: while the store refuses every write, the delivery waits.
+	if err := storeRefusal(s); err != nil {
+		s.storeRefused(cfg, err)
+		it.refused++
+		it.due = cfg.Now().Add(storeWait(it.refused))
+		requeue = &it // still held, if it was
+		return
+	}
+	s.storeTakes(cfg)
+	it.refused = 0
 
 	var (
 		d    Delivery

@@ -185,20 +185,21 @@ type Sender struct {
 
 	delivered atomic.Int64
 
-	spaceLow     bool // the writer is refusing writes (logged when it begins and ends)
-	wake         chan struct{}
-	writes       chan writeReq // to the group-commit writer
-	writerDone   chan struct{}
-	flushStop    chan struct{} // stops the lastUsedAt flusher
-	flushDone    chan struct{}
-	stopFlusher  sync.Once
-	commits      atomic.Int64 // group commits made by the writer (tests)
-	reads        atomic.Int64 // attempts that read their delivery from Badger (tests)
-	heldBytes    atomic.Int64 // what held deliveries count against maxHeldBytes
-	stopDispatch context.CancelFunc
-	stopAttempts context.CancelFunc
-	dispatcherWG sync.WaitGroup
-	attemptsWG   sync.WaitGroup
+	spaceLow       bool        // the writer is refusing writes (logged when it begins and ends)
+	deliveriesWait atomic.Bool // attempts wait for the store to take writes (storewait.go)
+	wake           chan struct{}
+	writes         chan writeReq // to the group-commit writer
+	writerDone     chan struct{}
+	flushStop      chan struct{} // stops the lastUsedAt flusher
+	flushDone      chan struct{}
+	stopFlusher    sync.Once
+	commits        atomic.Int64 // group commits made by the writer (tests)
+	reads          atomic.Int64 // attempts that read their delivery from Badger (tests)
+	heldBytes      atomic.Int64 // what held deliveries count against maxHeldBytes
+	stopDispatch   context.CancelFunc
+	stopAttempts   context.CancelFunc
+	dispatcherWG   sync.WaitGroup
+	attemptsWG     sync.WaitGroup
 }
 
 // Open opens (creating if needed) the sender database in dir, brings a store
