@@ -112,7 +112,13 @@ type endpointQueue struct {
 // held.
 func (s *Sender) enqueueLocked(webhookID string, it item) {
 	heap.Push(&s.queueLocked(webhookID).items, it)
-	s.pending++
+}
+
+// counts returns the queue's pending deliveries (waiting for their next
+// attempt) and its attempts in flight: a request out, or its outcome being
+// stored. Stats and AccountStats add these up.
+func (q *endpointQueue) counts() (pending, inFlight int) {
+	return len(q.items), q.inflight + q.committing
 }
 
 // signal wakes the dispatcher.
@@ -159,8 +165,6 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 			}
 			heap.Pop(&q.items)
 			q.inflight++
-			s.pending--
-			s.inflight++
 			s.attemptsWG.Add(1)
 			go s.attempt(actx, cfg, whID, next)
 		}
@@ -192,7 +196,6 @@ func (s *Sender) done(webhookID string, slotHeld bool, requeue *item) {
 	} else {
 		q.committing--
 	}
-	s.inflight--
 	if requeue != nil {
 		s.enqueueLocked(webhookID, *requeue)
 	}

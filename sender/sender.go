@@ -175,8 +175,6 @@ type Sender struct {
 	accounts map[string]*accountState  // every account
 	webhooks map[string]*Webhook       // every registration, with secrets
 	queues   map[string]*endpointQueue // pending deliveries by webhook id
-	pending  int                       // queued, not in flight
-	inflight int
 	failed   int64
 	running  int // Start calls not yet matched by Stop
 
@@ -502,8 +500,11 @@ func newID(prefix string) string {
 func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Pending: s.pending, InFlight: s.inflight, Delivered: s.delivered.Load(), Failed: s.failed}
+	st := Stats{Delivered: s.delivered.Load(), Failed: s.failed}
 	for _, q := range s.queues {
+		pending, inFlight := q.counts()
+		st.Pending += pending
+		st.InFlight += inFlight
 		if len(q.items) > 0 && (st.OldestDue.IsZero() || q.items[0].due.Before(st.OldestDue)) {
 			st.OldestDue = q.items[0].due
 		}
@@ -541,8 +542,9 @@ func (s *Sender) AccountStats() []AccountStats {
 			continue
 		}
 		if i, ok := byID[w.Account]; ok {
-			out[i].Pending += len(q.items)
-			out[i].InFlight += q.inflight
+			pending, inFlight := q.counts()
+			out[i].Pending += pending
+			out[i].InFlight += inFlight
 		}
 	}
 	s.mu.Unlock()
