@@ -209,7 +209,6 @@ func (s *Sender) dropWebhookLocked(w *Webhook) {
 				s.heldBytes.Add(-it.held.size)
 			}
 		}
-		s.pending -= len(q.items)
 		q.items = nil
 		if q.inflight == 0 && q.committing == 0 {
 			delete(s.queues, w.ID)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 )
 
 // Limits of the registration API.
@@ -637,7 +639,12 @@ func (a *API) writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrUnavailable):
 		a.log.Warn("webhook sender API: storage unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "storage is unavailable (disk space low); try again later")
+		// What the store said, without its directory (logged above).
+		say := "storage is unavailable; try again later"
+		if errors.Is(err, badgerstore.ErrNoSpace) {
+			say = "storage is unavailable (disk space low); try again later"
+		}
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, say)
 	case errors.Is(err, ErrClosed):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the sender is shutting down")

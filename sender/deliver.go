@@ -35,6 +35,9 @@ type item struct {
 	key  time.Time // s/<key><id> in Badger
 	id   string
 	held *heldDelivery
+	// refused counts the attempts in a row that did not go because the
+	// store refused every write (see storeWait).
+	refused int
 }
 
 // newItem is the item of a delivery whose schedule-index key is at due.
@@ -109,7 +112,13 @@ type endpointQueue struct {
 // held.
 func (s *Sender) enqueueLocked(webhookID string, it item) {
 	heap.Push(&s.queueLocked(webhookID).items, it)
-	s.pending++
+}
+
+// counts returns the queue's pending deliveries (waiting for their next
+// attempt) and its attempts in flight: a request out, or its outcome being
+// stored. Stats and AccountStats add these up.
+func (q *endpointQueue) counts() (pending, inFlight int) {
+	return len(q.items), q.inflight + q.committing
 }
 
 // signal wakes the dispatcher.
@@ -156,8 +165,6 @@ func (s *Sender) startDue(actx context.Context) time.Duration {
 			}
 			heap.Pop(&q.items)
 			q.inflight++
-			s.pending--
-			s.inflight++
 			s.attemptsWG.Add(1)
 			go s.attempt(actx, cfg, whID, next)
 		}
@@ -189,7 +196,6 @@ func (s *Sender) done(webhookID string, slotHeld bool, requeue *item) {
 	} else {
 		q.committing--
 	}
-	s.inflight--
 	if requeue != nil {
 		s.enqueueLocked(webhookID, *requeue)
 	}
@@ -230,6 +236,18 @@ func (s *Sender) attempt(ctx context.Context, cfg *config, webhookID string, it 
 		return // closed: the schedule entry stays for the next Open
 	}
 	defer s.release()
+
+	// An attempt whose outcome cannot be stored would be made again and
+	// again: while the store refuses every write, the delivery waits.
+	if err := storeRefusal(s); err != nil {
+		s.storeRefused(cfg, err)
+		it.refused++
+		it.due = cfg.Now().Add(storeWait(it.refused))
+		requeue = &it // still held, if it was
+		return
+	}
+	s.storeTakes(cfg)
+	it.refused = 0
 
 	var (
 		d    Delivery

@@ -175,8 +175,6 @@ type Sender struct {
 	accounts map[string]*accountState  // every account
 	webhooks map[string]*Webhook       // every registration, with secrets
 	queues   map[string]*endpointQueue // pending deliveries by webhook id
-	pending  int                       // queued, not in flight
-	inflight int
 	failed   int64
 	running  int // Start calls not yet matched by Stop
 
@@ -185,20 +183,21 @@ type Sender struct {
 
 	delivered atomic.Int64
 
-	spaceLow     bool // the writer is refusing writes (logged when it begins and ends)
-	wake         chan struct{}
-	writes       chan writeReq // to the group-commit writer
-	writerDone   chan struct{}
-	flushStop    chan struct{} // stops the lastUsedAt flusher
-	flushDone    chan struct{}
-	stopFlusher  sync.Once
-	commits      atomic.Int64 // group commits made by the writer (tests)
-	reads        atomic.Int64 // attempts that read their delivery from Badger (tests)
-	heldBytes    atomic.Int64 // what held deliveries count against maxHeldBytes
-	stopDispatch context.CancelFunc
-	stopAttempts context.CancelFunc
-	dispatcherWG sync.WaitGroup
-	attemptsWG   sync.WaitGroup
+	spaceLow       bool        // the writer is refusing writes (logged when it begins and ends)
+	deliveriesWait atomic.Bool // attempts wait for the store to take writes (storewait.go)
+	wake           chan struct{}
+	writes         chan writeReq // to the group-commit writer
+	writerDone     chan struct{}
+	flushStop      chan struct{} // stops the lastUsedAt flusher
+	flushDone      chan struct{}
+	stopFlusher    sync.Once
+	commits        atomic.Int64 // group commits made by the writer (tests)
+	reads          atomic.Int64 // attempts that read their delivery from Badger (tests)
+	heldBytes      atomic.Int64 // what held deliveries count against maxHeldBytes
+	stopDispatch   context.CancelFunc
+	stopAttempts   context.CancelFunc
+	dispatcherWG   sync.WaitGroup
+	attemptsWG     sync.WaitGroup
 }
 
 // Open opens (creating if needed) the sender database in dir, brings a store
@@ -501,8 +500,11 @@ func newID(prefix string) string {
 func (s *Sender) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Pending: s.pending, InFlight: s.inflight, Delivered: s.delivered.Load(), Failed: s.failed}
+	st := Stats{Delivered: s.delivered.Load(), Failed: s.failed}
 	for _, q := range s.queues {
+		pending, inFlight := q.counts()
+		st.Pending += pending
+		st.InFlight += inFlight
 		if len(q.items) > 0 && (st.OldestDue.IsZero() || q.items[0].due.Before(st.OldestDue)) {
 			st.OldestDue = q.items[0].due
 		}
@@ -540,8 +542,9 @@ func (s *Sender) AccountStats() []AccountStats {
 			continue
 		}
 		if i, ok := byID[w.Account]; ok {
-			out[i].Pending += len(q.items)
-			out[i].InFlight += q.inflight
+			pending, inFlight := q.counts()
+			out[i].Pending += pending
+			out[i].InFlight += inFlight
 		}
 	}
 	s.mu.Unlock()

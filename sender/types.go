@@ -313,7 +313,8 @@ type AttemptResult struct {
 type Stats struct {
 	// Pending deliveries waiting for their next attempt (in flight excluded).
 	Pending int `json:"pending"`
-	// InFlight attempts right now.
+	// InFlight attempts right now: their request is out, or its outcome
+	// is being stored.
 	InFlight int `json:"inFlight"`
 	// Delivered since the sender was opened.
 	Delivered int64 `json:"delivered"`
@@ -334,7 +335,8 @@ type AccountStats struct {
 	Disabled int `json:"disabled"`
 	// Keys are its API keys not revoked (api_key keys not counted).
 	Keys int `json:"keys"`
-	// Pending deliveries waiting for their next attempt, InFlight attempts.
+	// Pending deliveries waiting for their next attempt, InFlight attempts
+	// (as in Stats).
 	Pending  int `json:"pending"`
 	InFlight int `json:"inFlight"`
 	// Delivered since the sender was opened.

@@ -109,7 +109,7 @@ func (s *Sender) writer() {
 			continue
 		}
 		results := make([]error, len(batch))
-		err := s.db.Update(func(txn *badger.Txn) error {
+		err := s.update(func(txn *badger.Txn) error {
 			for i, r := range batch {
 				err := r.fn(txn)
 				var l leftAlone
@@ -133,10 +133,10 @@ func (s *Sender) writer() {
 			}
 			continue
 		}
-		// A conflict, a batch too big or one failing mutation: redo them
-		// one by one so that each gets its own answer.
+		// A conflict, a batch too big or one failing (or panicking)
+		// mutation: redo them one by one so that each gets its own answer.
 		for _, r := range batch {
-			err := update(s.db.DB, r.fn)
+			err := s.db.Safely(func() error { return update(s.db.DB, r.fn) })
 			if err == nil {
 				s.commits.Add(1)
 				if r.after != nil {
@@ -146,6 +146,14 @@ func (s *Sender) writer() {
 			r.done <- outcome(err)
 		}
 	}
+}
+
+// update runs fn in one read-write transaction. The mutations read the store
+// too, and Badger panics on data it cannot trust: a panic becomes an error
+// wrapping badgerstore.ErrDamaged (Badger discards the transaction), as in
+// view, so that the writer — and the process — carries on.
+func (s *Sender) update(fn func(txn *badger.Txn) error) error {
+	return s.db.Safely(func() error { return s.db.Update(fn) })
 }
 
 // refuseOverReserve answers the mutations of batch that the store's guard
