@@ -445,15 +445,22 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 	// short meanwhile: the upstream's answer is in, and losing it would
 	// forward the envelope again after a restart.
 	var err error
+	timedOut := false // a call ran out of time: its write may have landed
 	wait := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(f.baseCtx), settleTimeout)
 		err = f.store.Settle(ctx, m, out)
 		cancel()
+		timedOut = timedOut || errors.Is(err, context.DeadlineExceeded)
 		if !settleAgain(err) || !f.pause(wait) {
 			break
 		}
 		wait = min(2*wait, maxSettleWait)
+	}
+	if timedOut && errors.Is(err, queue.ErrNotFound) {
+		// Asked again after a call that ran out of time, the store no
+		// longer knows the lease: that call's write landed.
+		err = nil
 	}
 	switch {
 	case err == nil:

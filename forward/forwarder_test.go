@@ -713,3 +713,44 @@ func (c *countingStore) NextDue(ctx context.Context) (time.Time, bool, error) {
 	c.n.Add(1)
 	return c.Store.NextDue(ctx)
 }
+
+// settleLandsLate records the outcome but answers the first call as timed
+// out, as a store whose write landed after the caller gave up.
+type settleLandsLate struct {
+	*dedupe.Store
+	calls atomic.Int32
+}
+
+func (s *settleLandsLate) Settle(ctx context.Context, m *queue.Message, o queue.Outcome) error {
+	err := s.Store.Settle(ctx, m, o)
+	if s.calls.Add(1) == 1 && err == nil {
+		return context.DeadlineExceeded
+	}
+	return err
+}
+
+// TestForwarderSettleLandedAfterTimeout: a settle that timed out but whose
+// write landed is answered "no such lease" when asked again; the outcome
+// counts as recorded (the dead letter is reported once), not as a lease
+// lost to another forwarder.
+func TestForwarderSettleLandedAfterTimeout(t *testing.T) {
+	base := openStore(t, t.TempDir())
+	defer base.Close()
+	s := &settleLandsLate{Store: base}
+	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusBadGateway })
+	accept(t, base, 1)
+	obs := &countingObserver{}
+	f, err := New(s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}, RetryFor: time.Millisecond}, nil, obs)
+	require.NoError(t, err)
+	f.Start()
+	defer f.Stop(context.Background())
+
+	require.Eventually(t, func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return obs.dead == 1
+	}, 10*time.Second, 10*time.Millisecond, "the dead letter is reported")
+	assert.GreaterOrEqual(t, s.calls.Load(), int32(2), "asked again after the timeout")
+	assert.EqualValues(t, 1, stats(t, base).Dead)
+	assert.Equal(t, 1, rec.count())
+}

@@ -117,13 +117,6 @@ func (f *Forwarder) freshBudget(t time.Time) (int, bool) {
 	return 1, true
 }
 
-// healthy reports whether the upstream is taking envelopes.
-func (f *Forwarder) healthy() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.health.state == StateHealthy
-}
-
 // untilProbe is how long after t the next probe may go, when one is pending.
 func (f *Forwarder) untilProbe(t time.Time) (time.Duration, bool) {
 	f.mu.Lock()
