@@ -207,6 +207,9 @@ func TestFaultStorageDeletedWhileRunning(t *testing.T) {
 	if code == -1 {
 		t.Fatalf("caddy did not exit within 60 s of SIGTERM")
 	}
+	if code != 0 {
+		t.Errorf("SIGTERM with the storage directory gone: exit code %d, want 0", code)
+	}
 	t.Logf("SIGTERM: exit code %d after %v", code, time.Since(start).Round(time.Millisecond))
 	if out := s.out.String(); crashed(out) {
 		t.Errorf("caddy crashed:\n%s", excerpt(out))

@@ -84,7 +84,9 @@ func TestRateCap(t *testing.T) {
 		t.Errorf("%d attempts within one second, cap %d/s", worst, perSecond)
 	}
 	want := time.Duration(n-1) * time.Second / perSecond
-	if took < want-time.Second || took > want+8*time.Second {
+	// Not a speed test: the lower bound is the cap itself, and the upper one
+	// only catches a cap far stricter than configured (half the rate).
+	if took < want-time.Second || took > 2*want {
 		t.Errorf("the backlog of %d drained in %v, want about %v", n, took, want)
 	}
 	if st := mustReceiverStatus(t, s, "pace"); !st.empty() {

@@ -142,7 +142,7 @@ func TestPGReplicasPace(t *testing.T) {
 		mu.Lock()
 		ts := slices.Clone(arrivals)
 		mu.Unlock()
-		worst := maxPerWindow(ts, time.Second-20*time.Millisecond)
+		worst := maxPerWindow(ts, 900*time.Millisecond) // as in TestRateCap: 100 ms for the way to the upstream
 		var by []float64
 		contributed := 0
 		for _, s := range c.replicas {
