@@ -39,6 +39,7 @@ type leaseTable struct {
 	lanes    []string          // lanes whose head may have changed: look for it again
 	sweep    bool              // a message of an unknown lane left: look for stale l/ entries
 	token    uint64            // last lease token handed out
+	taken    []*Message        // leases taken by the Lease call under way, in order
 }
 
 type lease struct {
@@ -80,6 +81,12 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	s.applyEnded()
+	t := &s.leases
+	cursor := t.cursor
+	defer func() {
+		clear(t.taken)
+		t.taken = t.taken[:0]
+	}()
 	var out []*Message
 	err := s.view(func(txn *badger.Txn) error {
 		s.resolveLanes(txn)
@@ -94,6 +101,11 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 		return err
 	})
 	if err != nil {
+		// A panic (view recovers it) leaves leases taken in this call that
+		// out does not hold: give them back, and walk again from where
+		// this call began (what it passed over is looked at again).
+		s.giveBack(t.taken[len(out):])
+		t.cursor = cursor
 		// What was picked is handed out all the same: its leases are taken.
 		if len(out) > 0 {
 			return out, nil
@@ -101,6 +113,25 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// giveBack ends leases taken by this Lease call but not handed out.
+// Caller holds lmu.
+func (s *Store) giveBack(ms []*Message) {
+	t := &s.leases
+	for _, m := range ms {
+		l := t.bySeq[m.Seq]
+		if l == nil || l.token != m.Lease {
+			continue
+		}
+		delete(t.bySeq, m.Seq)
+		if l.lane != "" && t.laneBusy[l.lane] == m.Seq {
+			delete(t.laneBusy, l.lane)
+		}
+		if l.loc == locQueue {
+			heap.Push(&t.revisit, m.Seq)
+		}
+	}
 }
 
 // take records the lease of m, stored under key at loc, and fills m.Lease.
@@ -112,6 +143,7 @@ func (s *Store) take(m *Message, key []byte, loc location, raw []byte) {
 	if m.Lane != "" {
 		t.laneBusy[m.Lane] = m.Seq
 	}
+	t.taken = append(t.taken, m)
 }
 
 // leaseDue takes due retries (r/), earliest first.
@@ -171,12 +203,12 @@ func (s *Store) leaseRevisit(txn *badger.Txn, out []*Message, n int) ([]*Message
 		if err != nil {
 			return out, err
 		}
+		ok, err := s.laneFree(txn, m)
+		if err != nil {
+			return out, err // seq stays in revisit
+		}
 		heap.Pop(&t.revisit)
-		if ok, err := s.laneFree(txn, m); err != nil || !ok {
-			if err != nil {
-				heap.Push(&t.revisit, seq)
-				return out, err
-			}
+		if !ok {
 			continue // its lane will bring it back
 		}
 		s.take(m, key, locQueue, raw)
@@ -235,9 +267,20 @@ const maxPassedPerLease = 2048
 // readItem decodes a q/ or r/ item. A value that does not decode or does not
 // match its checksum is handed out as Corrupt (without a body), with the
 // stored bytes kept for the move to d/; its fields are what could be read
-// without the checksum, for the logs.
+// without the checksum, for the logs. A panic reading the value (Badger
+// trusts what it reads) counts as an unreadable value: recovered here, per
+// item, so that the damaged message becomes a dead letter instead of
+// failing every Lease.
 func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error) {
-	v, err := item.ValueCopy(nil)
+	var v []byte
+	err := s.db.Safely(func() error {
+		if err := s.fault(faultValue, item.Key()); err != nil {
+			return err
+		}
+		var err error
+		v, err = item.ValueCopy(nil)
+		return err
+	})
 	if err != nil {
 		// An unreadable value (a damaged value log): handed out as corrupt,
 		// so that it becomes a dead letter instead of failing every Lease.
@@ -263,6 +306,9 @@ func (s *Store) laneFree(txn *badger.Txn, m *Message) (bool, error) {
 	}
 	if _, busy := s.leases.laneBusy[m.Lane]; busy {
 		return false, nil
+	}
+	if err := s.fault(faultLane, lanePrefix(m.Lane)); err != nil {
+		return false, err
 	}
 	head, ok, err := s.laneHead(txn, m.Lane)
 	if err != nil {

@@ -1,0 +1,80 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/queue"
+)
+
+// faultOn makes the store's reads at point at of key fail with what do
+// does (return an error, or panic) until the test ends or it is cleared.
+func faultOn(t *testing.T, s *Store, at faultPoint, key []byte, do func() error) {
+	t.Helper()
+	f := func(p faultPoint, k []byte) error {
+		if p == at && bytes.Equal(k, key) {
+			return do()
+		}
+		return nil
+	}
+	s.readFault.Store(&f)
+	t.Cleanup(func() { s.readFault.Store(nil) })
+}
+
+// A Badger panic reading one leased message's value is that message's
+// damage: it is handed out as corrupt (and can only become a dead letter),
+// the others of the call are handed out, and forwarding goes on. It used
+// to fail the whole Lease, leaving seq 1's lease held for good and
+// panicking again on every later Lease.
+func TestLeaseSurvivesValuePanic(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	for _, k := range []string{"a", "b", "c"} {
+		accept(t, s, msg("reply.received", k))
+	}
+	faultOn(t, s, faultValue, queueKey(2), func() error { panic("runtime error: slice bounds out of range") })
+
+	got := leased(t, s, 10)
+	require.Equal(t, []uint64{1, 2, 3}, seqsOf(got))
+	assert.False(t, got[0].Corrupt)
+	assert.True(t, got[1].Corrupt, "the message whose read panicked")
+	assert.Nil(t, got[1].Body)
+	assert.False(t, got[2].Corrupt)
+	assert.Equal(t, int64(3), stats(t, s).Leased)
+
+	require.NoError(t, s.Settle(context.Background(), got[1], queue.Outcome{Verdict: queue.Dead, Corrupt: true, Error: "unreadable"}))
+	settleAs(t, s, got[0], queue.Delivered, time.Time{})
+	settleAs(t, s, got[2], queue.Delivered, time.Time{})
+	d, err := s.DeadLetter(context.Background(), 2)
+	require.NoError(t, err)
+	assert.True(t, d.Corrupt)
+	assert.Empty(t, leased(t, s, 10))
+	assert.Zero(t, stats(t, s).Leased)
+}
+
+// A panic elsewhere in a Lease walk (here: looking up a lane's head) fails
+// the call; the leases it took before are given back, not held until a
+// restart, and the messages it walked past are leasable once reads work.
+func TestLeaseGivesBackOnPanic(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	accept(t, s, msg("reply.received", "free"))
+	laned := msg("reply.received", "laned")
+	laned.Lane = "L"
+	accept(t, s, laned)
+	faultOn(t, s, faultLane, lanePrefix("L"), func() error { panic("runtime error: index out of range") })
+
+	ms, err := s.Lease(context.Background(), 10, time.Minute)
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.Empty(t, ms)
+	assert.Zero(t, stats(t, s).Leased, "seq 1's lease is given back")
+	s.lmu.Lock()
+	assert.Empty(t, s.leases.laneBusy)
+	s.lmu.Unlock()
+
+	s.readFault.Store(nil)
+	assert.Equal(t, []uint64{1, 2}, seqsOf(leased(t, s, 10)))
+}
