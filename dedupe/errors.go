@@ -19,8 +19,9 @@ func unavailable(err error) error { return queue.Unavailable(err) }
 type faultPoint uint8
 
 const (
-	faultValue faultPoint = iota // a leased message's value (readItem)
-	faultLane                    // a lane's head (laneFree), unguarded: a panic there stands for an iterator's
+	faultValue  faultPoint = iota // a leased message's value (readItem)
+	faultLane                     // a lane's head (laneFree), unguarded: a panic there stands for an iterator's
+	faultWriter                   // the writer's own reads (batch.read)
 )
 
 // fault runs the readFault hook, if any.

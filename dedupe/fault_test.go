@@ -78,3 +78,55 @@ func TestLeaseGivesBackOnPanic(t *testing.T) {
 	s.readFault.Store(nil)
 	assert.Equal(t, []uint64{1, 2}, seqsOf(leased(t, s, 10)))
 }
+
+// A Badger panic in one of the writer's own reads fails that op only
+// (unavailable); the writer, and the process, go on. It used to crash the
+// process (the writer goroutine had no recover).
+func TestWriterReadPanicFailsOneOp(t *testing.T) {
+	boom := func() error { panic("runtime error: slice bounds out of range") }
+	tests := []struct {
+		name string
+		key  func(s *Store) []byte
+		do   func(t *testing.T, s *Store) error
+	}{
+		{
+			name: "accept reads its dedupe key",
+			key:  func(*Store) []byte { return dedupeKey("reply.received", "fresh") },
+			do: func(t *testing.T, s *Store) error {
+				_, _, err := s.Accept(context.Background(), msg("reply.received", "fresh"), time.Hour)
+				return err
+			},
+		},
+		{
+			name: "settle reads where the message is",
+			key:  func(*Store) []byte { return queueKey(1) },
+			do: func(t *testing.T, s *Store) error {
+				m := leased(t, s, 1)[0]
+				return s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1})
+			},
+		},
+		{
+			name: "replay reads the dead letter",
+			key:  func(*Store) []byte { return deadKey(1) },
+			do: func(t *testing.T, s *Store) error {
+				m := leased(t, s, 1)[0]
+				settleAs(t, s, m, queue.Dead, time.Time{})
+				_, err := s.Replay(context.Background(), queue.Selector{All: true})
+				return err
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			accept(t, s, msg("reply.received", "first"))
+			faultOn(t, s, faultWriter, tt.key(s), boom)
+			err := tt.do(t, s)
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.Contains(t, err.Error(), "badger panicked")
+			s.readFault.Store(nil)
+			_, dup := accept(t, s, msg("reply.received", "after"))
+			assert.False(t, dup, "the writer goes on")
+		})
+	}
+}

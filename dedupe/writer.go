@@ -280,6 +280,21 @@ func (b *batch) tx() *badger.Txn {
 	return b.txn
 }
 
+// read runs fn, one of the writer's own reads of key in the current
+// transaction, and turns a panic inside Badger (which trusts what it reads:
+// a damaged block) into an error wrapping badgerstore.ErrDamaged, so that
+// only the op reading fails (unavailable) instead of the process. Only
+// reads are guarded, not apply as a whole: an op whose writes panicked
+// half-way could be completed twice.
+func (b *batch) read(key []byte, fn func(txn *badger.Txn) error) error {
+	return b.s.db.Safely(func() error {
+		if err := b.s.fault(faultWriter, key); err != nil {
+			return err
+		}
+		return fn(b.tx())
+	})
+}
+
 func (b *batch) track(o *op) {
 	if len(b.ops) == 0 || b.ops[len(b.ops)-1] != o {
 		b.ops = append(b.ops, o)
@@ -436,10 +451,12 @@ func (s *Store) applyAccept(b *batch, o *op) {
 	}
 	b.track(o)
 	if o.kkey != nil {
-		item, err := b.tx().Get(o.kkey)
-		switch {
-		case err == nil:
-			err = item.Value(func(v []byte) error {
+		err := b.read(o.kkey, func(txn *badger.Txn) error {
+			item, err := txn.Get(o.kkey)
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
 				seq, ok := decodeSeq(v)
 				if !ok {
 					return errCorrupt
@@ -447,11 +464,12 @@ func (s *Store) applyAccept(b *batch, o *op) {
 				o.resSeq, o.dup = seq, true
 				return nil
 			})
-			if err != nil {
-				o.err = unavailable(err)
-			}
-			return
+		})
+		switch {
+		case err == nil:
+			return // a duplicate
 		case !errors.Is(err, badger.ErrKeyNotFound):
+			o.resSeq, o.dup = 0, false
 			o.err = unavailable(err)
 			return
 		}
@@ -505,7 +523,10 @@ func (s *Store) applyMove(b *batch, o *op) {
 		return
 	}
 	b.track(o)
-	if _, err := b.tx().Get(o.oldKey); err != nil {
+	if err := b.read(o.oldKey, func(txn *badger.Txn) error {
+		_, err := txn.Get(o.oldKey)
+		return err
+	}); err != nil {
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			o.err = fmt.Errorf("%w: message %d is no longer there", ErrNotFound, o.seq)
 		} else {
@@ -549,7 +570,15 @@ func (s *Store) applyMove(b *batch, o *op) {
 func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 	key := deadKey(seq)
 	for committed := false; ; committed = true {
-		item, err := b.tx().Get(key)
+		var v []byte // a replay's stored message
+		err := b.read(key, func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if err != nil || o.kind != opReplay {
+				return err
+			}
+			v, err = item.ValueCopy(nil)
+			return err
+		})
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return
 		}
@@ -562,13 +591,6 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		var m *Message
 		size, n := s.entrySize(len(key), 0), int64(1)
 		if o.kind == opReplay {
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				if o.err == nil {
-					o.err = unavailable(err)
-				}
-				return
-			}
 			m = &Message{}
 			if decodeMessage(v, m) != nil || m.Corrupt {
 				return // a corrupt dead letter stays where operators can see it
