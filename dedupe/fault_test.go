@@ -3,6 +3,7 @@ package dedupe
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -127,6 +128,50 @@ func TestWriterReadPanicFailsOneOp(t *testing.T) {
 			s.readFault.Store(nil)
 			_, dup := accept(t, s, msg("reply.received", "after"))
 			assert.False(t, dup, "the writer goes on")
+		})
+	}
+}
+
+// Only an error that says the stored value is damaged for good turns the
+// envelope into a corrupt dead letter (an empty one: nothing could be
+// read); any other read error fails the Lease and keeps the envelope,
+// which is read again once reads work. Every read error used to become a
+// corrupt, empty dead letter, losing an envelope to a passing I/O error.
+func TestLeaseValueReadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		corrupt bool
+	}{
+		{name: "I/O error", err: errors.New("read /data/000001.vlog: input/output error")},
+		{name: "value log closed", err: errors.New("value log closed")},
+		{name: "checksum", err: errors.New("value corrupted for vp: {Fid:1 Len:42 Offset:20} err: checksum mismatch"), corrupt: true},
+		{name: "short entry", err: errors.New("Invalid read: Len: 3 read at:[0:10]"), corrupt: true},
+		{name: "past the end", err: errors.New("Invalid value pointer offset: 900 greater than current offset: 20"), corrupt: true},
+		{name: "value log file gone", err: errors.New("file with ID: 7 not found"), corrupt: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			accept(t, s, msg("reply.received", "a"))
+			accept(t, s, msg("reply.received", "b"))
+			faultOn(t, s, faultValue, queueKey(1), func() error { return tt.err })
+			ms, err := s.Lease(context.Background(), 10, time.Minute)
+			if tt.corrupt {
+				require.NoError(t, err)
+				require.Equal(t, []uint64{1, 2}, seqsOf(ms))
+				assert.True(t, ms[0].Corrupt)
+				return
+			}
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.ErrorIs(t, err, tt.err)
+			assert.Empty(t, ms)
+			assert.Zero(t, stats(t, s).Leased)
+			s.readFault.Store(nil)
+			ms = leased(t, s, 10)
+			require.Equal(t, []uint64{1, 2}, seqsOf(ms))
+			assert.False(t, ms[0].Corrupt, "the envelope was kept")
+			assert.Equal(t, "msg_a", ms[0].ID)
 		})
 	}
 }

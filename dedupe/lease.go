@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/y"
 	"go.uber.org/zap"
 
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 	"github.com/leadterra/caddy-webhooks/queue"
 )
 
@@ -282,8 +285,14 @@ func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error
 		return err
 	})
 	if err != nil {
-		// An unreadable value (a damaged value log): handed out as corrupt,
-		// so that it becomes a dead letter instead of failing every Lease.
+		if !valueDamaged(err) {
+			// Perhaps passing (an I/O error): the envelope stays, not
+			// leased, and is read again by a later Lease.
+			return nil, nil, unavailable(fmt.Errorf("reading stored envelope %d: %w", seq, err))
+		}
+		// A value damaged for good (a damaged value log): handed out as
+		// corrupt, so that it becomes a dead letter instead of failing
+		// every Lease.
 		s.log.Error("stored envelope cannot be read; it will become a dead letter marked corrupt",
 			zap.Uint64("seq", seq), zap.Error(err))
 		return &Message{Seq: seq, Corrupt: true}, []byte{}, nil
@@ -296,6 +305,35 @@ func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error
 	s.log.Error("stored envelope does not match its checksum; it will become a dead letter marked corrupt and is never forwarded",
 		zap.Uint64("seq", seq))
 	return c, v, nil
+}
+
+// valueDamaged reports whether err, from reading a stored value, says that
+// the value is damaged for good: a panic inside Badger (ErrDamaged), or one
+// of the errors Badger's value log read returns for a checksum or a value
+// pointer that does not hold (badger v4.9.6 value.go Read, getFileRLocked,
+// memtable.go logFile.read). Badger builds most of them with fmt.Errorf, and
+// y.Wrapf keeps only the text, so they are matched by their text. Anything
+// else (an I/O error, a closed value log) may pass: not damage.
+func valueDamaged(err error) bool {
+	if errors.Is(err, badgerstore.ErrDamaged) || errors.Is(err, y.ErrChecksumMismatch) || errors.Is(err, y.ErrEOF) {
+		return true
+	}
+	msg := err.Error()
+	for _, damage := range valueDamage {
+		if strings.Contains(msg, damage) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueDamage are the texts of Badger's errors for a damaged value.
+var valueDamage = []string{
+	y.ErrChecksumMismatch.Error(),  // "value corrupted for vp: … err: checksum mismatch"
+	y.ErrEOF.Error(),               // offset or length past the value log file's end
+	"Invalid read: Len:",           // the entry is shorter than its header says
+	"Invalid value pointer offset", // pointer past the written part of the value log
+	"file with ID:",                // "file with ID: N not found": the value log file is gone
 }
 
 // laneFree reports whether m may be leased as far as its lane goes: it is
