@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,4 +175,48 @@ func TestLeaseValueReadErrors(t *testing.T) {
 			assert.Equal(t, "msg_a", ms[0].ID)
 		})
 	}
+}
+
+// A Settle asked again after the first timed out while its op still waits
+// for the writer (forward asks again after context.DeadlineExceeded) waits
+// for that op instead of storing a second outcome: one op, and the second
+// call answers nil. It used to submit a second op, which found the message
+// moved by the first and answered ErrNotFound ("lease lost").
+func TestSettleAskedAgainJoinsTheFirst(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	accept(t, s, msg("reply.received", "a"))
+	m := leased(t, s, 1)[0]
+
+	// Stall the writer: its bookkeeping after a commit runs on its goroutine.
+	stall, stalled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(stall) }) }
+	t.Cleanup(unstall) // before Close, which waits for the writer
+	require.NoError(t, s.submit(&op{kind: opPause, done: func(error) { close(stalled); <-stall }}))
+	<-stalled
+
+	out := queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, s.Settle(ctx, m, out), context.DeadlineExceeded)
+	queued := func() int {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		return len(s.queue)
+	}
+	require.Equal(t, 1, queued(), "the first outcome waits for the writer")
+
+	again := make(chan error, 1)
+	go func() { again <- s.Settle(context.Background(), m, out) }()
+	assert.Never(t, func() bool { return queued() > 1 }, 200*time.Millisecond, 5*time.Millisecond, "no second op")
+	unstall()
+	select {
+	case err := <-again:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Settle asked again never returned")
+	}
+	assert.Zero(t, stats(t, s).Leased)
+	assert.Zero(t, stats(t, s).Queued)
+	assert.ErrorIs(t, s.Settle(context.Background(), m, out), ErrNotFound, "the lease has ended")
 }

@@ -51,6 +51,16 @@ type lease struct {
 	loc   location
 	lane  string
 	raw   []byte // a corrupt message's stored bytes, moved as they are to d/
+
+	settling *settleWait // the outcome being stored, if any (guarded by lmu)
+}
+
+// settleWait is an outcome op under way: a Settle of the same lease asked
+// again meanwhile (its caller timed out) waits for it instead of storing a
+// second one.
+type settleWait struct {
+	done chan struct{} // closed once the op completed
+	err  error         // its result, set before done is closed
 }
 
 func (t *leaseTable) init() {
@@ -438,8 +448,16 @@ func (s *Store) sweepLanes(txn *badger.Txn) {
 // Settle records the outcome of an attempt of a leased message (see
 // queue.Store). The lease ends when the outcome is committed; when storing
 // it fails, the message keeps its lease (the caller may try again, or
-// Release it). A corrupt message can only become a dead letter.
+// Release it). A corrupt message can only become a dead letter. A Settle
+// asked again while the lease's outcome is still being stored (the first
+// call ran out of time) stores nothing more: it waits for that outcome and
+// returns its result.
 func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error {
+	switch out.Verdict {
+	case queue.Delivered, queue.Retry, queue.Dead:
+	default:
+		return fmt.Errorf("dedupe: unknown verdict %d", out.Verdict)
+	}
 	s.lmu.Lock()
 	s.applyEnded()
 	l := s.leases.bySeq[m.Seq]
@@ -447,12 +465,27 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 		s.lmu.Unlock()
 		return fmt.Errorf("%w: message %d is not leased under this lease", ErrNotFound, m.Seq)
 	}
+	if w := l.settling; w != nil {
+		select {
+		case <-w.done:
+			if w.err == nil || errors.Is(w.err, ErrNotFound) {
+				s.lmu.Unlock()
+				return w.err // recorded (its lease ends at the next applyEnded)
+			}
+			// it failed: store this one
+		default:
+			s.lmu.Unlock()
+			return w.wait(ctx)
+		}
+	}
+	w := &settleWait{done: make(chan struct{})}
+	l.settling = w
 	s.lmu.Unlock()
 
 	if l.raw != nil {
 		out.Verdict, out.Corrupt = queue.Dead, true
 	}
-	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc, res: make(chan *op, 1)}
+	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc}
 	if l.lane != "" && out.Verdict != queue.Retry {
 		o.lkey = laneKey(l.lane, m.Seq)
 	}
@@ -476,22 +509,30 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 			stored.Corrupt = out.Corrupt
 			o.value = encodeMessage(&stored)
 		}
-	default:
-		return fmt.Errorf("dedupe: unknown verdict %d", out.Verdict)
 	}
 	o.done = func(err error) {
 		if err == nil || errors.Is(err, ErrNotFound) {
 			s.endLease(m.Seq, l, out.Verdict != queue.Retry)
 		}
+		w.err = err
+		close(w.done)
 	}
 	if err := s.submit(o); err != nil {
+		w.err = err
+		close(w.done)
 		return err
 	}
+	return w.wait(ctx)
+}
+
+// wait returns the outcome op's result, or ctx's error first (the outcome
+// may still be recorded).
+func (w *settleWait) wait(ctx context.Context) error {
 	select {
-	case <-o.res:
-		return o.err
+	case <-w.done:
+		return w.err
 	case <-ctx.Done():
-		return ctx.Err() // the outcome may still be recorded
+		return ctx.Err()
 	}
 }
 
