@@ -557,8 +557,7 @@ type endedLease struct {
 func (s *Store) applyEnded() {
 	s.emu.Lock()
 	ended := s.ended
-	s.ended = s.spareEnded[:0]
-	s.spareEnded = nil
+	s.ended = nil
 	s.emu.Unlock()
 	t := &s.leases
 	for _, e := range ended {
@@ -578,12 +577,6 @@ func (s *Store) applyEnded() {
 			t.sweep = true
 		}
 	}
-	clear(ended)
-	s.emu.Lock()
-	if s.spareEnded == nil {
-		s.spareEnded = ended[:0]
-	}
-	s.emu.Unlock()
 }
 
 // Release ends leases without an attempt: the messages are leasable again.

@@ -132,9 +132,8 @@ type Store struct {
 	lmu    sync.Mutex // guards the leases (lease.go)
 	leases leaseTable
 
-	emu        sync.Mutex   // guards ended and spareEnded
-	ended      []endedLease // ended on the writer goroutine, applied under lmu
-	spareEnded []endedLease
+	emu   sync.Mutex   // guards ended
+	ended []endedLease // ended on the writer goroutine, applied under lmu
 }
 
 // Open opens (or creates) the store in o.Dir.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -81,10 +80,10 @@ type op struct {
 	n      int
 	err    error
 
-	charged *atomic.Int64 // accept: the store's acceptBytes, holding len(buf) until complete
-	applied bool          // all units applied: complete at the next commit
-	done    func(error)   // bookkeeping after the commit, on the writer goroutine
-	res     chan *op      // the caller waiting
+	charged bool        // accept: len(buf) counts in the store's acceptBytes until complete
+	applied bool        // all units applied: complete at the next commit
+	done    func(error) // bookkeeping after the commit, on the writer goroutine
+	res     chan *op    // the caller waiting
 }
 
 // acceptOps recycles Accept ops (and their buffer) once Accept has returned.
@@ -105,10 +104,10 @@ func putAcceptOp(o *op) {
 
 // complete hands the op's result over: done (on the writer goroutine), then
 // the waiting caller.
-func (o *op) complete() {
-	if o.charged != nil {
-		o.charged.Add(-int64(len(o.buf)))
-		o.charged = nil
+func (o *op) complete(s *Store) {
+	if o.charged {
+		s.acceptBytes.Add(-int64(len(o.buf)))
+		o.charged = false
 	}
 	if o.done != nil {
 		o.done(o.err)
@@ -118,10 +117,10 @@ func (o *op) complete() {
 	}
 }
 
-func (o *op) fail(err error) {
+func (o *op) fail(s *Store, err error) {
 	o.err = err
 	o.resSeq, o.dup = 0, false
-	o.complete()
+	o.complete(s)
 }
 
 // submit queues o for the writer, or fails it with errClosed.
@@ -189,10 +188,10 @@ func (s *Store) failQueued(taken []*op) {
 	s.queue = nil
 	s.qmu.Unlock()
 	for _, o := range taken {
-		o.fail(errClosed)
+		o.fail(s, errClosed)
 	}
 	for _, o := range rest {
-		o.fail(errClosed)
+		o.fail(s, errClosed)
 	}
 }
 
@@ -240,9 +239,9 @@ func (s *Store) apply(ops []*op) {
 	for _, o := range ops {
 		switch {
 		case allErr != nil:
-			o.fail(allErr)
+			o.fail(s, allErr)
 		case addErr != nil && (o.kind == opAccept || o.kind == opReplay):
-			o.fail(addErr)
+			o.fail(s, addErr)
 		default:
 			s.applyOp(b, o)
 		}
@@ -350,7 +349,7 @@ func (b *batch) finish(err error) {
 			o.resSeq, o.dup = 0, false
 		}
 		if o.applied {
-			o.complete()
+			o.complete(b.s)
 		}
 	}
 	clear(b.ops)
