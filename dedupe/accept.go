@@ -66,7 +66,7 @@ func (s *Store) Accept(ctx context.Context, m *Message, ttl time.Duration) (seq 
 		putAcceptOp(o)
 		return 0, false, unavailable(fmt.Errorf("dedupe: %d MiB of accepts already wait for the disk", maxQueuedAccepts>>20))
 	}
-	o.charged = &s.acceptBytes
+	o.charged = true
 	if err := s.submit(o); err != nil {
 		s.acceptBytes.Add(-n)
 		return 0, false, err

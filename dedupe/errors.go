@@ -14,3 +14,20 @@ var (
 var errClosed = queue.Closed
 
 func unavailable(err error) error { return queue.Unavailable(err) }
+
+// faultPoint names where readFault runs (tests).
+type faultPoint uint8
+
+const (
+	faultValue  faultPoint = iota // a leased message's value (readItem)
+	faultLane                     // a lane's head (laneFree), unguarded: a panic there stands for an iterator's
+	faultWriter                   // the writer's own reads (batch.read)
+)
+
+// fault runs the readFault hook, if any.
+func (s *Store) fault(at faultPoint, key []byte) error {
+	if f := s.readFault.Load(); f != nil {
+		return (*f)(at, key)
+	}
+	return nil
+}

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/y"
 	"go.uber.org/zap"
 
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
 	"github.com/leadterra/caddy-webhooks/queue"
 )
 
@@ -39,6 +42,7 @@ type leaseTable struct {
 	lanes    []string          // lanes whose head may have changed: look for it again
 	sweep    bool              // a message of an unknown lane left: look for stale l/ entries
 	token    uint64            // last lease token handed out
+	taken    []*Message        // leases taken by the Lease call under way, in order
 }
 
 type lease struct {
@@ -47,6 +51,16 @@ type lease struct {
 	loc   location
 	lane  string
 	raw   []byte // a corrupt message's stored bytes, moved as they are to d/
+
+	settling *settleWait // the outcome being stored, if any (guarded by lmu)
+}
+
+// settleWait is an outcome op under way: a Settle of the same lease asked
+// again meanwhile (its caller timed out) waits for it instead of storing a
+// second one.
+type settleWait struct {
+	done chan struct{} // closed once the op completed
+	err  error         // its result, set before done is closed
 }
 
 func (t *leaseTable) init() {
@@ -80,6 +94,12 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	s.applyEnded()
+	t := &s.leases
+	cursor := t.cursor
+	defer func() {
+		clear(t.taken)
+		t.taken = t.taken[:0]
+	}()
 	var out []*Message
 	err := s.view(func(txn *badger.Txn) error {
 		s.resolveLanes(txn)
@@ -94,6 +114,11 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 		return err
 	})
 	if err != nil {
+		// A panic (view recovers it) leaves leases taken in this call that
+		// out does not hold: give them back, and walk again from where
+		// this call began (what it passed over is looked at again).
+		s.giveBack(t.taken[len(out):])
+		t.cursor = cursor
 		// What was picked is handed out all the same: its leases are taken.
 		if len(out) > 0 {
 			return out, nil
@@ -101,6 +126,25 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// giveBack ends leases taken by this Lease call but not handed out.
+// Caller holds lmu.
+func (s *Store) giveBack(ms []*Message) {
+	t := &s.leases
+	for _, m := range ms {
+		l := t.bySeq[m.Seq]
+		if l == nil || l.token != m.Lease {
+			continue
+		}
+		delete(t.bySeq, m.Seq)
+		if l.lane != "" && t.laneBusy[l.lane] == m.Seq {
+			delete(t.laneBusy, l.lane)
+		}
+		if l.loc == locQueue {
+			heap.Push(&t.revisit, m.Seq)
+		}
+	}
 }
 
 // take records the lease of m, stored under key at loc, and fills m.Lease.
@@ -112,6 +156,7 @@ func (s *Store) take(m *Message, key []byte, loc location, raw []byte) {
 	if m.Lane != "" {
 		t.laneBusy[m.Lane] = m.Seq
 	}
+	t.taken = append(t.taken, m)
 }
 
 // leaseDue takes due retries (r/), earliest first.
@@ -171,12 +216,12 @@ func (s *Store) leaseRevisit(txn *badger.Txn, out []*Message, n int) ([]*Message
 		if err != nil {
 			return out, err
 		}
+		ok, err := s.laneFree(txn, m)
+		if err != nil {
+			return out, err // seq stays in revisit
+		}
 		heap.Pop(&t.revisit)
-		if ok, err := s.laneFree(txn, m); err != nil || !ok {
-			if err != nil {
-				heap.Push(&t.revisit, seq)
-				return out, err
-			}
+		if !ok {
 			continue // its lane will bring it back
 		}
 		s.take(m, key, locQueue, raw)
@@ -235,12 +280,29 @@ const maxPassedPerLease = 2048
 // readItem decodes a q/ or r/ item. A value that does not decode or does not
 // match its checksum is handed out as Corrupt (without a body), with the
 // stored bytes kept for the move to d/; its fields are what could be read
-// without the checksum, for the logs.
+// without the checksum, for the logs. A panic reading the value (Badger
+// trusts what it reads) counts as an unreadable value: recovered here, per
+// item, so that the damaged message becomes a dead letter instead of
+// failing every Lease.
 func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error) {
-	v, err := item.ValueCopy(nil)
+	var v []byte
+	err := s.db.Safely(func() error {
+		if err := s.fault(faultValue, item.Key()); err != nil {
+			return err
+		}
+		var err error
+		v, err = item.ValueCopy(nil)
+		return err
+	})
 	if err != nil {
-		// An unreadable value (a damaged value log): handed out as corrupt,
-		// so that it becomes a dead letter instead of failing every Lease.
+		if !valueDamaged(err) {
+			// Perhaps passing (an I/O error): the envelope stays, not
+			// leased, and is read again by a later Lease.
+			return nil, nil, unavailable(fmt.Errorf("reading stored envelope %d: %w", seq, err))
+		}
+		// A value damaged for good (a damaged value log): handed out as
+		// corrupt, so that it becomes a dead letter instead of failing
+		// every Lease.
 		s.log.Error("stored envelope cannot be read; it will become a dead letter marked corrupt",
 			zap.Uint64("seq", seq), zap.Error(err))
 		return &Message{Seq: seq, Corrupt: true}, []byte{}, nil
@@ -255,6 +317,35 @@ func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error
 	return c, v, nil
 }
 
+// valueDamaged reports whether err, from reading a stored value, says that
+// the value is damaged for good: a panic inside Badger (ErrDamaged), or one
+// of the errors Badger's value log read returns for a checksum or a value
+// pointer that does not hold (badger v4.9.6 value.go Read, getFileRLocked,
+// memtable.go logFile.read). Badger builds most of them with fmt.Errorf, and
+// y.Wrapf keeps only the text, so they are matched by their text. Anything
+// else (an I/O error, a closed value log) may pass: not damage.
+func valueDamaged(err error) bool {
+	if errors.Is(err, badgerstore.ErrDamaged) || errors.Is(err, y.ErrChecksumMismatch) || errors.Is(err, y.ErrEOF) {
+		return true
+	}
+	msg := err.Error()
+	for _, damage := range valueDamage {
+		if strings.Contains(msg, damage) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueDamage are the texts of Badger's errors for a damaged value.
+var valueDamage = []string{
+	y.ErrChecksumMismatch.Error(),  // "value corrupted for vp: … err: checksum mismatch"
+	y.ErrEOF.Error(),               // offset or length past the value log file's end
+	"Invalid read: Len:",           // the entry is shorter than its header says
+	"Invalid value pointer offset", // pointer past the written part of the value log
+	"file with ID:",                // "file with ID: N not found": the value log file is gone
+}
+
 // laneFree reports whether m may be leased as far as its lane goes: it is
 // the lane's head and nothing of the lane is leased.
 func (s *Store) laneFree(txn *badger.Txn, m *Message) (bool, error) {
@@ -263,6 +354,9 @@ func (s *Store) laneFree(txn *badger.Txn, m *Message) (bool, error) {
 	}
 	if _, busy := s.leases.laneBusy[m.Lane]; busy {
 		return false, nil
+	}
+	if err := s.fault(faultLane, lanePrefix(m.Lane)); err != nil {
+		return false, err
 	}
 	head, ok, err := s.laneHead(txn, m.Lane)
 	if err != nil {
@@ -354,8 +448,16 @@ func (s *Store) sweepLanes(txn *badger.Txn) {
 // Settle records the outcome of an attempt of a leased message (see
 // queue.Store). The lease ends when the outcome is committed; when storing
 // it fails, the message keeps its lease (the caller may try again, or
-// Release it). A corrupt message can only become a dead letter.
+// Release it). A corrupt message can only become a dead letter. A Settle
+// asked again while the lease's outcome is still being stored (the first
+// call ran out of time) stores nothing more: it waits for that outcome and
+// returns its result.
 func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error {
+	switch out.Verdict {
+	case queue.Delivered, queue.Retry, queue.Dead:
+	default:
+		return fmt.Errorf("dedupe: unknown verdict %d", out.Verdict)
+	}
 	s.lmu.Lock()
 	s.applyEnded()
 	l := s.leases.bySeq[m.Seq]
@@ -363,12 +465,27 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 		s.lmu.Unlock()
 		return fmt.Errorf("%w: message %d is not leased under this lease", ErrNotFound, m.Seq)
 	}
+	if w := l.settling; w != nil {
+		select {
+		case <-w.done:
+			if w.err == nil || errors.Is(w.err, ErrNotFound) {
+				s.lmu.Unlock()
+				return w.err // recorded (its lease ends at the next applyEnded)
+			}
+			// it failed: store this one
+		default:
+			s.lmu.Unlock()
+			return w.wait(ctx)
+		}
+	}
+	w := &settleWait{done: make(chan struct{})}
+	l.settling = w
 	s.lmu.Unlock()
 
 	if l.raw != nil {
 		out.Verdict, out.Corrupt = queue.Dead, true
 	}
-	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc, res: make(chan *op, 1)}
+	o := &op{seq: m.Seq, oldKey: l.key, oldLoc: l.loc}
 	if l.lane != "" && out.Verdict != queue.Retry {
 		o.lkey = laneKey(l.lane, m.Seq)
 	}
@@ -392,22 +509,30 @@ func (s *Store) Settle(ctx context.Context, m *Message, out queue.Outcome) error
 			stored.Corrupt = out.Corrupt
 			o.value = encodeMessage(&stored)
 		}
-	default:
-		return fmt.Errorf("dedupe: unknown verdict %d", out.Verdict)
 	}
 	o.done = func(err error) {
 		if err == nil || errors.Is(err, ErrNotFound) {
 			s.endLease(m.Seq, l, out.Verdict != queue.Retry)
 		}
+		w.err = err
+		close(w.done)
 	}
 	if err := s.submit(o); err != nil {
+		w.err = err
+		close(w.done)
 		return err
 	}
+	return w.wait(ctx)
+}
+
+// wait returns the outcome op's result, or ctx's error first (the outcome
+// may still be recorded).
+func (w *settleWait) wait(ctx context.Context) error {
 	select {
-	case <-o.res:
-		return o.err
+	case <-w.done:
+		return w.err
 	case <-ctx.Done():
-		return ctx.Err() // the outcome may still be recorded
+		return ctx.Err()
 	}
 }
 
@@ -432,8 +557,7 @@ type endedLease struct {
 func (s *Store) applyEnded() {
 	s.emu.Lock()
 	ended := s.ended
-	s.ended = s.spareEnded[:0]
-	s.spareEnded = nil
+	s.ended = nil
 	s.emu.Unlock()
 	t := &s.leases
 	for _, e := range ended {
@@ -453,12 +577,6 @@ func (s *Store) applyEnded() {
 			t.sweep = true
 		}
 	}
-	clear(ended)
-	s.emu.Lock()
-	if s.spareEnded == nil {
-		s.spareEnded = ended[:0]
-	}
-	s.emu.Unlock()
 }
 
 // Release ends leases without an attempt: the messages are leasable again.

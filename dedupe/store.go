@@ -113,6 +113,10 @@ type Store struct {
 	commits atomic.Int64 // transactions committed by the writer (diagnostics)
 	// commitFault, when set (tests), fails the next commits with its error.
 	commitFault atomic.Pointer[func() error]
+	// readFault, when set (tests), runs before the store's own Badger reads
+	// at a point (see faultAt) of the key read: its error stands for the
+	// read's, and its panic for Badger's.
+	readFault atomic.Pointer[func(at faultPoint, key []byte) error]
 
 	mu        sync.Mutex // guards the counters below (written by the writer)
 	queued    int64
@@ -128,9 +132,8 @@ type Store struct {
 	lmu    sync.Mutex // guards the leases (lease.go)
 	leases leaseTable
 
-	emu        sync.Mutex   // guards ended and spareEnded
-	ended      []endedLease // ended on the writer goroutine, applied under lmu
-	spareEnded []endedLease
+	emu   sync.Mutex   // guards ended
+	ended []endedLease // ended on the writer goroutine, applied under lmu
 }
 
 // Open opens (or creates) the store in o.Dir.

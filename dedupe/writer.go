@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -81,10 +80,10 @@ type op struct {
 	n      int
 	err    error
 
-	charged *atomic.Int64 // accept: the store's acceptBytes, holding len(buf) until complete
-	applied bool          // all units applied: complete at the next commit
-	done    func(error)   // bookkeeping after the commit, on the writer goroutine
-	res     chan *op      // the caller waiting
+	charged bool        // accept: len(buf) counts in the store's acceptBytes until complete
+	applied bool        // all units applied: complete at the next commit
+	done    func(error) // bookkeeping after the commit, on the writer goroutine
+	res     chan *op    // the caller waiting
 }
 
 // acceptOps recycles Accept ops (and their buffer) once Accept has returned.
@@ -105,10 +104,10 @@ func putAcceptOp(o *op) {
 
 // complete hands the op's result over: done (on the writer goroutine), then
 // the waiting caller.
-func (o *op) complete() {
-	if o.charged != nil {
-		o.charged.Add(-int64(len(o.buf)))
-		o.charged = nil
+func (o *op) complete(s *Store) {
+	if o.charged {
+		s.acceptBytes.Add(-int64(len(o.buf)))
+		o.charged = false
 	}
 	if o.done != nil {
 		o.done(o.err)
@@ -118,10 +117,10 @@ func (o *op) complete() {
 	}
 }
 
-func (o *op) fail(err error) {
+func (o *op) fail(s *Store, err error) {
 	o.err = err
 	o.resSeq, o.dup = 0, false
-	o.complete()
+	o.complete(s)
 }
 
 // submit queues o for the writer, or fails it with errClosed.
@@ -189,10 +188,10 @@ func (s *Store) failQueued(taken []*op) {
 	s.queue = nil
 	s.qmu.Unlock()
 	for _, o := range taken {
-		o.fail(errClosed)
+		o.fail(s, errClosed)
 	}
 	for _, o := range rest {
-		o.fail(errClosed)
+		o.fail(s, errClosed)
 	}
 }
 
@@ -240,9 +239,9 @@ func (s *Store) apply(ops []*op) {
 	for _, o := range ops {
 		switch {
 		case allErr != nil:
-			o.fail(allErr)
+			o.fail(s, allErr)
 		case addErr != nil && (o.kind == opAccept || o.kind == opReplay):
-			o.fail(addErr)
+			o.fail(s, addErr)
 		default:
 			s.applyOp(b, o)
 		}
@@ -278,6 +277,21 @@ func (b *batch) tx() *badger.Txn {
 		b.txn = b.s.db.NewTransaction(true)
 	}
 	return b.txn
+}
+
+// read runs fn, one of the writer's own reads of key in the current
+// transaction, and turns a panic inside Badger (which trusts what it reads:
+// a damaged block) into an error wrapping badgerstore.ErrDamaged, so that
+// only the op reading fails (unavailable) instead of the process. Only
+// reads are guarded, not apply as a whole: an op whose writes panicked
+// half-way could be completed twice.
+func (b *batch) read(key []byte, fn func(txn *badger.Txn) error) error {
+	return b.s.db.Safely(func() error {
+		if err := b.s.fault(faultWriter, key); err != nil {
+			return err
+		}
+		return fn(b.tx())
+	})
 }
 
 func (b *batch) track(o *op) {
@@ -335,7 +349,7 @@ func (b *batch) finish(err error) {
 			o.resSeq, o.dup = 0, false
 		}
 		if o.applied {
-			o.complete()
+			o.complete(b.s)
 		}
 	}
 	clear(b.ops)
@@ -436,10 +450,12 @@ func (s *Store) applyAccept(b *batch, o *op) {
 	}
 	b.track(o)
 	if o.kkey != nil {
-		item, err := b.tx().Get(o.kkey)
-		switch {
-		case err == nil:
-			err = item.Value(func(v []byte) error {
+		err := b.read(o.kkey, func(txn *badger.Txn) error {
+			item, err := txn.Get(o.kkey)
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
 				seq, ok := decodeSeq(v)
 				if !ok {
 					return errCorrupt
@@ -447,11 +463,12 @@ func (s *Store) applyAccept(b *batch, o *op) {
 				o.resSeq, o.dup = seq, true
 				return nil
 			})
-			if err != nil {
-				o.err = unavailable(err)
-			}
-			return
+		})
+		switch {
+		case err == nil:
+			return // a duplicate
 		case !errors.Is(err, badger.ErrKeyNotFound):
+			o.resSeq, o.dup = 0, false
 			o.err = unavailable(err)
 			return
 		}
@@ -505,7 +522,10 @@ func (s *Store) applyMove(b *batch, o *op) {
 		return
 	}
 	b.track(o)
-	if _, err := b.tx().Get(o.oldKey); err != nil {
+	if err := b.read(o.oldKey, func(txn *badger.Txn) error {
+		_, err := txn.Get(o.oldKey)
+		return err
+	}); err != nil {
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			o.err = fmt.Errorf("%w: message %d is no longer there", ErrNotFound, o.seq)
 		} else {
@@ -549,7 +569,15 @@ func (s *Store) applyMove(b *batch, o *op) {
 func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 	key := deadKey(seq)
 	for committed := false; ; committed = true {
-		item, err := b.tx().Get(key)
+		var v []byte // a replay's stored message
+		err := b.read(key, func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if err != nil || o.kind != opReplay {
+				return err
+			}
+			v, err = item.ValueCopy(nil)
+			return err
+		})
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return
 		}
@@ -562,13 +590,6 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		var m *Message
 		size, n := s.entrySize(len(key), 0), int64(1)
 		if o.kind == opReplay {
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				if o.err == nil {
-					o.err = unavailable(err)
-				}
-				return
-			}
 			m = &Message{}
 			if decodeMessage(v, m) != nil || m.Corrupt {
 				return // a corrupt dead letter stays where operators can see it

@@ -1,0 +1,222 @@
+package dedupe
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/leadterra/caddy-webhooks/queue"
+)
+
+// faultOn makes the store's reads at point at of key fail with what do
+// does (return an error, or panic) until the test ends or it is cleared.
+func faultOn(t *testing.T, s *Store, at faultPoint, key []byte, do func() error) {
+	t.Helper()
+	f := func(p faultPoint, k []byte) error {
+		if p == at && bytes.Equal(k, key) {
+			return do()
+		}
+		return nil
+	}
+	s.readFault.Store(&f)
+	t.Cleanup(func() { s.readFault.Store(nil) })
+}
+
+// A Badger panic reading one leased message's value is that message's
+// damage: it is handed out as corrupt (and can only become a dead letter),
+// the others of the call are handed out, and forwarding goes on. It used
+// to fail the whole Lease, leaving seq 1's lease held for good and
+// panicking again on every later Lease.
+func TestLeaseSurvivesValuePanic(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	for _, k := range []string{"a", "b", "c"} {
+		accept(t, s, msg("reply.received", k))
+	}
+	faultOn(t, s, faultValue, queueKey(2), func() error { panic("runtime error: slice bounds out of range") })
+
+	got := leased(t, s, 10)
+	require.Equal(t, []uint64{1, 2, 3}, seqsOf(got))
+	assert.False(t, got[0].Corrupt)
+	assert.True(t, got[1].Corrupt, "the message whose read panicked")
+	assert.Nil(t, got[1].Body)
+	assert.False(t, got[2].Corrupt)
+	assert.Equal(t, int64(3), stats(t, s).Leased)
+
+	require.NoError(t, s.Settle(context.Background(), got[1], queue.Outcome{Verdict: queue.Dead, Corrupt: true, Error: "unreadable"}))
+	settleAs(t, s, got[0], queue.Delivered, time.Time{})
+	settleAs(t, s, got[2], queue.Delivered, time.Time{})
+	d, err := s.DeadLetter(context.Background(), 2)
+	require.NoError(t, err)
+	assert.True(t, d.Corrupt)
+	assert.Empty(t, leased(t, s, 10))
+	assert.Zero(t, stats(t, s).Leased)
+}
+
+// A panic elsewhere in a Lease walk (here: looking up a lane's head) fails
+// the call; the leases it took before are given back, not held until a
+// restart, and the messages it walked past are leasable once reads work.
+func TestLeaseGivesBackOnPanic(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	accept(t, s, msg("reply.received", "free"))
+	laned := msg("reply.received", "laned")
+	laned.Lane = "L"
+	accept(t, s, laned)
+	faultOn(t, s, faultLane, lanePrefix("L"), func() error { panic("runtime error: index out of range") })
+
+	ms, err := s.Lease(context.Background(), 10, time.Minute)
+	require.ErrorIs(t, err, ErrUnavailable)
+	assert.Empty(t, ms)
+	assert.Zero(t, stats(t, s).Leased, "seq 1's lease is given back")
+	s.lmu.Lock()
+	assert.Empty(t, s.leases.laneBusy)
+	s.lmu.Unlock()
+
+	s.readFault.Store(nil)
+	assert.Equal(t, []uint64{1, 2}, seqsOf(leased(t, s, 10)))
+}
+
+// A Badger panic in one of the writer's own reads fails that op only
+// (unavailable); the writer, and the process, go on. It used to crash the
+// process (the writer goroutine had no recover).
+func TestWriterReadPanicFailsOneOp(t *testing.T) {
+	boom := func() error { panic("runtime error: slice bounds out of range") }
+	tests := []struct {
+		name string
+		key  func(s *Store) []byte
+		do   func(t *testing.T, s *Store) error
+	}{
+		{
+			name: "accept reads its dedupe key",
+			key:  func(*Store) []byte { return dedupeKey("reply.received", "fresh") },
+			do: func(t *testing.T, s *Store) error {
+				_, _, err := s.Accept(context.Background(), msg("reply.received", "fresh"), time.Hour)
+				return err
+			},
+		},
+		{
+			name: "settle reads where the message is",
+			key:  func(*Store) []byte { return queueKey(1) },
+			do: func(t *testing.T, s *Store) error {
+				m := leased(t, s, 1)[0]
+				return s.Settle(context.Background(), m, queue.Outcome{Verdict: queue.Delivered, Attempts: 1})
+			},
+		},
+		{
+			name: "replay reads the dead letter",
+			key:  func(*Store) []byte { return deadKey(1) },
+			do: func(t *testing.T, s *Store) error {
+				m := leased(t, s, 1)[0]
+				settleAs(t, s, m, queue.Dead, time.Time{})
+				_, err := s.Replay(context.Background(), queue.Selector{All: true})
+				return err
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			accept(t, s, msg("reply.received", "first"))
+			faultOn(t, s, faultWriter, tt.key(s), boom)
+			err := tt.do(t, s)
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.Contains(t, err.Error(), "badger panicked")
+			s.readFault.Store(nil)
+			_, dup := accept(t, s, msg("reply.received", "after"))
+			assert.False(t, dup, "the writer goes on")
+		})
+	}
+}
+
+// Only an error that says the stored value is damaged for good turns the
+// envelope into a corrupt dead letter (an empty one: nothing could be
+// read); any other read error fails the Lease and keeps the envelope,
+// which is read again once reads work. Every read error used to become a
+// corrupt, empty dead letter, losing an envelope to a passing I/O error.
+func TestLeaseValueReadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		corrupt bool
+	}{
+		{name: "I/O error", err: errors.New("read /data/000001.vlog: input/output error")},
+		{name: "value log closed", err: errors.New("value log closed")},
+		{name: "checksum", err: errors.New("value corrupted for vp: {Fid:1 Len:42 Offset:20} err: checksum mismatch"), corrupt: true},
+		{name: "short entry", err: errors.New("Invalid read: Len: 3 read at:[0:10]"), corrupt: true},
+		{name: "past the end", err: errors.New("Invalid value pointer offset: 900 greater than current offset: 20"), corrupt: true},
+		{name: "value log file gone", err: errors.New("file with ID: 7 not found"), corrupt: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			accept(t, s, msg("reply.received", "a"))
+			accept(t, s, msg("reply.received", "b"))
+			faultOn(t, s, faultValue, queueKey(1), func() error { return tt.err })
+			ms, err := s.Lease(context.Background(), 10, time.Minute)
+			if tt.corrupt {
+				require.NoError(t, err)
+				require.Equal(t, []uint64{1, 2}, seqsOf(ms))
+				assert.True(t, ms[0].Corrupt)
+				return
+			}
+			require.ErrorIs(t, err, ErrUnavailable)
+			assert.ErrorIs(t, err, tt.err)
+			assert.Empty(t, ms)
+			assert.Zero(t, stats(t, s).Leased)
+			s.readFault.Store(nil)
+			ms = leased(t, s, 10)
+			require.Equal(t, []uint64{1, 2}, seqsOf(ms))
+			assert.False(t, ms[0].Corrupt, "the envelope was kept")
+			assert.Equal(t, "msg_a", ms[0].ID)
+		})
+	}
+}
+
+// A Settle asked again after the first timed out while its op still waits
+// for the writer (forward asks again after context.DeadlineExceeded) waits
+// for that op instead of storing a second outcome: one op, and the second
+// call answers nil. It used to submit a second op, which found the message
+// moved by the first and answered ErrNotFound ("lease lost").
+func TestSettleAskedAgainJoinsTheFirst(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	accept(t, s, msg("reply.received", "a"))
+	m := leased(t, s, 1)[0]
+
+	// Stall the writer: its bookkeeping after a commit runs on its goroutine.
+	stall, stalled := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unstall := func() { once.Do(func() { close(stall) }) }
+	t.Cleanup(unstall) // before Close, which waits for the writer
+	require.NoError(t, s.submit(&op{kind: opPause, done: func(error) { close(stalled); <-stall }}))
+	<-stalled
+
+	out := queue.Outcome{Verdict: queue.Delivered, Attempts: 1, Status: 200}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, s.Settle(ctx, m, out), context.DeadlineExceeded)
+	queued := func() int {
+		s.qmu.Lock()
+		defer s.qmu.Unlock()
+		return len(s.queue)
+	}
+	require.Equal(t, 1, queued(), "the first outcome waits for the writer")
+
+	again := make(chan error, 1)
+	go func() { again <- s.Settle(context.Background(), m, out) }()
+	assert.Never(t, func() bool { return queued() > 1 }, 200*time.Millisecond, 5*time.Millisecond, "no second op")
+	unstall()
+	select {
+	case err := <-again:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Settle asked again never returned")
+	}
+	assert.Zero(t, stats(t, s).Leased)
+	assert.Zero(t, stats(t, s).Queued)
+	assert.ErrorIs(t, s.Settle(context.Background(), m, out), ErrNotFound, "the lease has ended")
+}
