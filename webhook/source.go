@@ -93,9 +93,6 @@ type SourceConfig struct {
 	// rule of its own, to the selectors whose values make a delivery's lane
 	// (see Delivery.Lane). Empty: no lanes.
 	OrderBy map[string][]string
-	// MaxDepth is the deepest nesting of JSON objects and arrays accepted.
-	// Default (0): DefaultMaxDepth.
-	MaxDepth int
 }
 
 // HMACConfig configures the hmac source.
@@ -211,9 +208,8 @@ type Source struct {
 	name                    string
 	verifier                requestVerifier // nil: InsecureSkipVerify
 	signer                  requestVerifier
-	forms                   bool // accepts application/x-www-form-urlencoded
-	envelope                bool // standard_webhooks: the §1 envelope
-	maxDepth                int
+	forms                   bool     // accepts application/x-www-form-urlencoded
+	envelope                bool     // standard_webhooks: the §1 envelope
 	paths                   *pathSet // the JSON paths the selectors read; nil if none
 	eventType               []Selector
 	rules                   map[string][]Selector // dedupe rule per event type (configured, then the §1 defaults)
@@ -347,14 +343,10 @@ func NewSource(name string, cfg SourceConfig) (*Source, error) {
 	if cfg.Tolerance < 0 {
 		return nil, fmt.Errorf("tolerance: %v is negative", cfg.Tolerance)
 	}
-	if cfg.MaxDepth < 0 {
-		return nil, fmt.Errorf("max depth: %d is negative", cfg.MaxDepth)
-	}
 	s := &Source{
 		name:          name,
 		forms:         def.forms,
 		envelope:      def.envelope,
-		maxDepth:      cfg.MaxDepth,
 		handshake:     def.handshake,
 		typeNode:      -1,
 		challengeNode: -1,
@@ -618,7 +610,7 @@ func (s *Source) Sign(req RequestView, body []byte, now time.Time) (http.Header,
 //
 //   - standard_webhooks: the §1 envelope, as ParseEnvelope checks it;
 //   - other sources: one strict JSON object or array (valid UTF-8, no
-//     duplicate key at any depth, at most MaxDepth levels), or a strict
+//     duplicate key at any depth, at most DefaultMaxDepth levels), or a strict
 //     form (see parseForm) whose "payload" field, when present, must hold
 //     such JSON.
 //
@@ -653,12 +645,12 @@ func (s *Source) Inspect(req RequestView, body []byte) (Delivery, error) {
 		defer p.release()
 		r.p = p
 		if s.envelope {
-			env, err := p.parseWith(body, ParseOptions{MaxDepth: s.maxDepth}, s.paths)
+			env, err := p.parseWith(body, ParseOptions{}, s.paths)
 			if err != nil {
 				return Delivery{}, err
 			}
 			r.env, d.Envelope, d.Event = env, env, env.Event
-		} else if err := p.parseJSON(body, s.maxDepth, s.paths, subjectJSON); err != nil {
+		} else if err := p.parseJSON(body, 0, s.paths, subjectJSON); err != nil {
 			return Delivery{}, err
 		}
 		if s.handshake {
@@ -675,7 +667,7 @@ func (s *Source) Inspect(req RequestView, body []byte) (Delivery, error) {
 		if payload, ok := f.get(formPayload); ok {
 			p := parserPool.Get().(*parser)
 			defer p.release()
-			if err := p.parseJSON(payload, s.maxDepth, s.paths, subjectPayload); err != nil {
+			if err := p.parseJSON(payload, 0, s.paths, subjectPayload); err != nil {
 				return Delivery{}, err
 			}
 			r.p = p

@@ -128,16 +128,6 @@ func (v *stripeVerifier) verify(req RequestView, body []byte, now time.Time) err
 	return errStripeNoMatch
 }
 
-// outOfTolerance reports whether the Unix time ts is further than tolerance
-// from now, in either direction (tolerance 0: never).
-func outOfTolerance(ts int64, now time.Time, tolerance time.Duration) bool {
-	if tolerance == 0 {
-		return false
-	}
-	d := now.Sub(time.Unix(ts, 0))
-	return d > tolerance || d < -tolerance
-}
-
 func (v *stripeVerifier) sign(_ RequestView, body []byte, now time.Time) (http.Header, error) {
 	if len(v.secrets) == 0 {
 		return nil, errors.New("signing: no secret configured")

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -232,8 +231,6 @@ func TestSourceHeaders(t *testing.T) {
 		})
 	}
 }
-
-var _ = http.MethodPost
 
 // TestSourceConcurrent: one Source serves concurrent requests (run with -race).
 func TestSourceConcurrent(t *testing.T) {

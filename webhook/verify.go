@@ -142,11 +142,8 @@ func (v *Verifier) VerifyFor(client *ClientBudget, id, timestamp, signatureHeade
 	if !ok {
 		return ErrInvalidTimestamp
 	}
-	if v.Tolerance != 0 {
-		d := now.Sub(time.Unix(ts, 0))
-		if d > v.Tolerance || d < -v.Tolerance {
-			return ErrTimestampOutOfTolerance
-		}
+	if outOfTolerance(ts, now, v.Tolerance) {
+		return ErrTimestampOutOfTolerance
 	}
 
 	// Check and decode every entry before trying any key, so that a
@@ -386,6 +383,16 @@ func decodeSignature(s *sigSlot, value string) bool {
 	}
 	s.n = uint8(n)
 	return true
+}
+
+// outOfTolerance reports whether the Unix time ts is further than tolerance
+// from now, in either direction (tolerance 0: never).
+func outOfTolerance(ts int64, now time.Time, tolerance time.Duration) bool {
+	if tolerance == 0 {
+		return false
+	}
+	d := now.Sub(time.Unix(ts, 0))
+	return d > tolerance || d < -tolerance
 }
 
 // parseUnixSeconds parses a webhook-timestamp: 1 to 19 ASCII digits, no
