@@ -9,9 +9,9 @@ import (
 // that what strangers announce or trickle in cannot grow the process without
 // bound (SPEC §10). One per process; the running config sets its limit.
 type bodyBudget struct {
-	limit    atomic.Int64
-	used     atomic.Int64
-	lastWarn atomic.Int64 // unix nanos of the last "over budget" log
+	limit  atomic.Int64
+	used   atomic.Int64
+	warned oncePerMinute // the "over budget" log
 }
 
 var theBodyBudget = new(bodyBudget)
@@ -47,8 +47,14 @@ func (b *bodyBudget) max() int64 { return b.limit.Load() }
 
 // warnDue reports whether a warning about the budget may be logged now (at
 // most once a minute).
-func (b *bodyBudget) warnDue() bool {
+func (b *bodyBudget) warnDue() bool { return b.warned.due() }
+
+// oncePerMinute paces a warning a flood would repeat.
+type oncePerMinute struct{ last atomic.Int64 } // unix nanos
+
+// due reports whether the warning may be logged now, and if so counts it.
+func (o *oncePerMinute) due() bool {
 	now := time.Now().UnixNano()
-	last := b.lastWarn.Load()
-	return now-last >= int64(time.Minute) && b.lastWarn.CompareAndSwap(last, now)
+	last := o.last.Load()
+	return now-last >= int64(time.Minute) && o.last.CompareAndSwap(last, now)
 }

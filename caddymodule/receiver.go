@@ -218,8 +218,8 @@ type Receiver struct {
 	syncWrites       bool
 	fcfg             forward.Config
 	app              *ReceiversApp
-	edFails          *clientBudgets          // failed ed25519 checks per client
-	verifyBusyWarned atomic.Int64            // unix nanos of the last warnVerifyBusy log
+	edFails          *clientBudgets // failed ed25519 checks per client
+	verifyBusyWarned oncePerMinute
 	primary          *Receiver               // the handler that owns the store (itself, or one with identical settings)
 	rt               atomic.Pointer[runtime] // set when the config starts
 	released         atomic.Bool             // the config stopped: rt was let go

@@ -304,9 +304,7 @@ func (r *Receiver) storeServing(rt *runtime, failures uint64) {
 // warnVerifyBusy logs, at most once a minute, that requests were answered
 // busy because failed ed25519 checks ran over a budget.
 func (r *Receiver) warnVerifyBusy(req *http.Request) {
-	now := time.Now().UnixNano()
-	last := r.verifyBusyWarned.Load()
-	if now-last < int64(time.Minute) || !r.verifyBusyWarned.CompareAndSwap(last, now) {
+	if !r.verifyBusyWarned.due() {
 		return
 	}
 	r.logger.Warn("a flood of failing ed25519 signatures: requests needing a check are answered 503 busy until the next second (behind a proxy, set trusted_proxies and trusted_proxies_strict so that clients are told apart)",

@@ -75,9 +75,12 @@ func (h *SenderAPI) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves the API; it never calls the next handler.
 func (h *SenderAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	ctx, cancel := context.WithTimeout(r.Context(), senderStartWait)
-	s := h.app.waitSender(ctx)
-	cancel()
+	s := h.app.Sender()
+	if s == nil { // the config is starting: wait for the app
+		ctx, cancel := context.WithTimeout(r.Context(), senderStartWait)
+		s = h.app.waitSender(ctx)
+		cancel()
+	}
 	if s == nil {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, sender.CodeUnavailable, "the sender is not running")
