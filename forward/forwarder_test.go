@@ -245,7 +245,7 @@ func onlyDeadLetter(t *testing.T, s *dedupe.Store) *queue.Message {
 	return dead[0]
 }
 
-func startForwarder(t *testing.T, s *dedupe.Store, cfg Config, obs Observer) *Forwarder {
+func startForwarder(t *testing.T, s queue.Store, cfg Config, obs Observer) *Forwarder {
 	t.Helper()
 	f, err := New(s, cfg, nil, obs)
 	require.NoError(t, err)
@@ -578,10 +578,7 @@ func TestForwarderNeverResendsAnUnrecordedOutcome(t *testing.T) {
 			s.failing.Store(true)
 			rec := newRecorder(t, nil)
 			accept(t, base, 1)
-			f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, nil, nil)
-			require.NoError(t, err)
-			f.Start()
-			defer f.Stop(context.Background())
+			startForwarder(t, s, Config{Upstream: rec.srv.URL, Concurrency: 1}, nil)
 
 			require.Eventually(t, func() bool { return s.calls.Load() >= 1 }, 10*time.Second, 5*time.Millisecond)
 			time.Sleep(time.Second)
@@ -624,10 +621,7 @@ func TestForwarderRecordsOutcomesAfterStoreOutage(t *testing.T) {
 			s.failing.Store(true)
 			rec := newRecorder(t, nil)
 			accept(t, base, 4)
-			f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 4}, nil, nil)
-			require.NoError(t, err)
-			f.Start()
-			defer f.Stop(context.Background())
+			startForwarder(t, s, Config{Upstream: rec.srv.URL, Concurrency: 4}, nil)
 
 			require.Eventually(t, func() bool { return rec.count() == 4 && s.calls.Load() >= 4 }, 5*time.Second, 5*time.Millisecond)
 			time.Sleep(300 * time.Millisecond)
@@ -740,10 +734,7 @@ func TestForwarderSettleLandedAfterTimeout(t *testing.T) {
 	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusBadGateway })
 	accept(t, base, 1)
 	obs := &countingObserver{}
-	f, err := New(s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}, RetryFor: time.Millisecond}, nil, obs)
-	require.NoError(t, err)
-	f.Start()
-	defer f.Stop(context.Background())
+	startForwarder(t, s, Config{Upstream: rec.srv.URL, Retry: []time.Duration{time.Hour}, RetryFor: time.Millisecond}, obs)
 
 	require.Eventually(t, func() bool {
 		obs.mu.Lock()
