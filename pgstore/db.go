@@ -85,10 +85,12 @@ type DB struct {
 	closed atomic.Bool
 
 	// writes waiting for a writer
-	qmu     sync.Mutex
-	queue   []*op
-	qclosed bool
-	wake    chan struct{}
+	qmu        sync.Mutex
+	queue      []*op
+	qbytes     int64 // charged by the accepts in queue (maxQueuedAccepts)
+	qabandoned int   // abandoned ops still in queue
+	qclosed    bool
+	wake       chan struct{}
 
 	// receivers by id, for notifications
 	rmu       sync.Mutex
@@ -101,6 +103,7 @@ type DB struct {
 
 	listening atomic.Bool // the LISTEN connection is up
 	commits   atomic.Int64
+	batching  atomic.Int64 // ops taken by a writer, not finished yet
 	accepts   atomic.Int64
 	notifies  atomic.Int64 // NOTIFY statements sent
 
@@ -242,7 +245,7 @@ func (db *DB) Close() error {
 	db.qmu.Lock()
 	db.qclosed = true
 	waiting := db.queue
-	db.queue = nil
+	db.queue, db.qbytes, db.qabandoned = nil, 0, 0
 	db.qmu.Unlock()
 	for _, o := range waiting {
 		o.finish(queue.Closed)
