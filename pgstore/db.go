@@ -65,6 +65,13 @@ const (
 	MaxNameLen = 200
 )
 
+// sessionDefaults are the settings of the store's sessions that a DSN may
+// override.
+var sessionDefaults = map[string]string{
+	"idle_in_transaction_session_timeout": "30s",
+	"lock_timeout":                        "5s",
+}
+
 // now is the store's clock (AcceptedAt, DeadAt, retry due times, key
 // expiries); tests replace it.
 var now = time.Now
@@ -85,10 +92,12 @@ type DB struct {
 	closed atomic.Bool
 
 	// writes waiting for a writer
-	qmu     sync.Mutex
-	queue   []*op
-	qclosed bool
-	wake    chan struct{}
+	qmu        sync.Mutex
+	queue      []*op
+	qbytes     int64 // charged by the accepts in queue (maxQueuedAccepts)
+	qabandoned int   // abandoned ops still in queue
+	qclosed    bool
+	wake       chan struct{}
 
 	// receivers by id, for notifications
 	rmu       sync.Mutex
@@ -101,6 +110,7 @@ type DB struct {
 
 	listening atomic.Bool // the LISTEN connection is up
 	commits   atomic.Int64
+	batching  atomic.Int64 // ops taken by a writer, not finished yet
 	accepts   atomic.Int64
 	notifies  atomic.Int64 // NOTIFY statements sent
 
@@ -178,6 +188,16 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	// messages was planned at 4 of 10 executions, 0.2 ms each, ~10 % of the
 	// database's CPU in the gateway-pg benchmark).
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	// A replica whose host dies in a transaction (a migration, a Replay, a
+	// batch of writes) keeps its locks until TCP keepalive notices, about two
+	// hours: the server ends a transaction left idle, and a statement waiting
+	// for a lock gives up (a batch then fails as an outage, instead of
+	// stalling every receiver behind it). A DSN that sets them wins.
+	for name, value := range sessionDefaults {
+		if _, ok := cfg.ConnConfig.RuntimeParams[name]; !ok && !strings.Contains(cfg.ConnConfig.RuntimeParams["options"], name) {
+			cfg.ConnConfig.RuntimeParams[name] = value
+		}
+	}
 	own := &backendPIDs{}
 	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
 		own.add(c.PgConn().PID())
@@ -242,7 +262,7 @@ func (db *DB) Close() error {
 	db.qmu.Lock()
 	db.qclosed = true
 	waiting := db.queue
-	db.queue = nil
+	db.queue, db.qbytes, db.qabandoned = nil, 0, 0
 	db.qmu.Unlock()
 	for _, o := range waiting {
 		o.finish(queue.Closed)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -26,7 +27,11 @@ func (s *Store) DeadLetters(ctx context.Context, before uint64, limit int) ([]*q
 	if limit <= 0 {
 		return []*queue.Message{}, nil
 	}
-	rows, err := s.db.pool.Query(ctx, sqlDeadLetters, s.id, int64(before), limit)
+	from := int64(math.MaxInt64)
+	if before > 0 && before <= math.MaxInt64 {
+		from = int64(before)
+	}
+	rows, err := s.db.pool.Query(ctx, sqlDeadLetters, s.id, from, limit)
 	if err != nil {
 		return nil, s.fail(ctx, "listing dead letters", err)
 	}

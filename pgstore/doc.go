@@ -31,6 +31,13 @@
 //     plan (plan_cache_mode), found through indexes whatever the table's
 //     statistics say (no sequential or bitmap scans on the store's
 //     connections).
+//   - Sessions run with idle_in_transaction_session_timeout = 30s and
+//     lock_timeout = 5s (unless the DSN sets them): a replica whose host
+//     dies in a transaction does not hold its locks for hours, and a batch
+//     waiting for a lock fails as an outage instead of stalling behind it.
+//   - An accept whose caller gave up before a writer took it is never
+//     stored; the accepts waiting for a writer are capped (128 MiB), beyond
+//     which Accept fails at once with queue.ErrUnavailable.
 //   - The schema is created and migrated by Open, versioned (webhook_schema),
 //     under an advisory lock. Expired dedupe keys are deleted in the
 //     background in bounded batches.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/leadterra/caddy-webhooks/internal/pgtest"
@@ -173,4 +174,50 @@ func TestDisplayDSN(t *testing.T) {
 			t.Errorf("DisplayDSN(%q) = %q, want %q", c.dsn, got, c.want)
 		}
 	}
+}
+
+// TestSessionTimeouts: the store's sessions end a transaction left idle
+// (a replica whose host died in it) and give up waiting for a lock, unless
+// the DSN sets these itself; a migration still waits for another replica's
+// as long as Open's ctx lets.
+func TestSessionTimeouts(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	tests := []struct {
+		name, params string
+		idle, lock   string
+	}{
+		{"defaults", "", "30s", "5s"},
+		{"set by the dsn", "&lock_timeout=1500ms&idle_in_transaction_session_timeout=0", "0", "1500ms"},
+		{"set by the dsn's options", "&options=-c%20lock_timeout%3D2s", "30s", "2s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openDB(t, dsn+tt.params)
+			var idle, lock string
+			ctx := testCtx(t)
+			require.NoError(t, db.pool.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&idle))
+			require.NoError(t, db.pool.QueryRow(ctx, `SHOW lock_timeout`).Scan(&lock))
+			require.Equal(t, tt.idle, idle)
+			require.Equal(t, tt.lock, lock)
+		})
+	}
+
+	t.Run("a migration waits for another's past lock_timeout", func(t *testing.T) {
+		ctx := testCtx(t)
+		holder, err := pgx.Connect(ctx, dsn)
+		require.NoError(t, err)
+		defer holder.Close(context.Background())
+		tx, err := holder.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock)
+		require.NoError(t, err)
+		release := time.AfterFunc(time.Second, func() { tx.Rollback(context.Background()) })
+		defer release.Stop()
+		start := time.Now()
+		db := openDB(t, dsn+"&lock_timeout=100ms")
+		require.GreaterOrEqual(t, time.Since(start), time.Second, "Open waited for the schema lock")
+		var lock string
+		require.NoError(t, db.pool.QueryRow(ctx, `SHOW lock_timeout`).Scan(&lock))
+		require.Equal(t, "100ms", lock)
+	})
 }

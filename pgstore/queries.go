@@ -220,9 +220,11 @@ WHERE receiver = $1 AND state = 1 AND (lease_until IS NULL OR lease_until <= clo
 	sqlPaused    = `SELECT paused FROM webhook_receivers WHERE id = $1`
 	sqlSetPaused = `UPDATE webhook_receivers SET paused = $2 WHERE id = $1`
 
-	// sqlDeadLetters pages dead letters newest first ($2 = 0: from the newest).
+	// sqlDeadLetters pages dead letters newest first, before seq $2
+	// (math.MaxInt64: from the newest). No "$2 = 0 OR": in the generic plan
+	// that is a filter, and every later page would read all newer ones.
 	sqlDeadLetters = `SELECT ` + msgCols + ` FROM webhook_messages
-WHERE receiver = $1 AND state = 2 AND ($2 = 0 OR seq < $2)
+WHERE receiver = $1 AND state = 2 AND seq < $2
 ORDER BY seq DESC LIMIT $3`
 
 	sqlDeadLetter = `SELECT ` + msgCols + ` FROM webhook_messages
@@ -231,8 +233,12 @@ WHERE receiver = $1 AND state = 2 AND seq = $2`
 	// deadFilter is the Selector as SQL: $2 seqs (NULL: any), $3 event
 	// (NULL: any), $4 since and $5 until (NULL: open); $6 the seq to start
 	// after (paging). The fields of a dead letter marked corrupt are
-	// unknown: no filter on them chooses it.
-	deadFilter = `receiver = $1 AND state = 2 AND seq > $6
+	// unknown: no filter on them chooses it. The seqs bound the index scan
+	// (their least and greatest): in the generic plan "seq = ANY" is only a
+	// filter, and choosing one dead letter read every one before it.
+	deadFilter = `receiver = $1 AND state = 2
+	AND seq > greatest($6::bigint, (SELECT min(q) - 1 FROM unnest($2::bigint[]) q))
+	AND seq <= coalesce((SELECT max(q) FROM unnest($2::bigint[]) q), 9223372036854775807)
 	AND ($2::bigint[] IS NULL OR seq = ANY($2::bigint[]))
 	AND ($3::bytea IS NULL OR event = $3::bytea)
 	AND ($4::timestamptz IS NULL OR accepted_at >= $4::timestamptz)

@@ -102,7 +102,15 @@ var SchemaVersion = len(migrations)
 // finds the schema up to date.
 func migrate(ctx context.Context, pool *pgxpool.Pool) (from int, err error) {
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Another replica may be migrating for longer than lock_timeout:
+		// wait for it as long as ctx lets.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = 0`); err != nil {
+			return fmt.Errorf("taking the schema lock: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
+			return fmt.Errorf("taking the schema lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = DEFAULT`); err != nil {
 			return fmt.Errorf("taking the schema lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS webhook_schema (

@@ -93,19 +93,28 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	return unavailable(op, err)
 }
 
-// wait waits for a submitted op: ctx's end returns ctx's error (the write
-// may still land).
+// wait waits for a submitted op: ctx's end returns ctx's error. An accept
+// that no writer took yet is abandoned then (it will not be stored); once
+// taken, and for a settle, the write may still land.
 func (s *Store) wait(ctx context.Context, o *op) error {
 	select {
 	case <-o.done:
 		return o.err
 	case <-ctx.Done():
+		s.giveUp(o)
 		if s.isClosed() {
 			return queue.Closed
 		}
 		return ctx.Err()
 	case <-s.ctx.Done():
+		s.giveUp(o)
 		return queue.Closed
+	}
+}
+
+func (s *Store) giveUp(o *op) {
+	if o.kind == opAccept {
+		s.db.abandon(o)
 	}
 }
 
@@ -134,7 +143,9 @@ func (s *Store) Accept(ctx context.Context, m *queue.Message, ttl time.Duration)
 		exp := t.Add(ttl)
 		o.expires = &exp
 	}
-	s.db.submit(o)
+	if err := s.db.submit(o); err != nil {
+		return 0, false, err
+	}
 	if err := s.wait(ctx, o); err != nil {
 		return 0, false, err
 	}
@@ -263,7 +274,9 @@ func (s *Store) Settle(ctx context.Context, m *queue.Message, oc queue.Outcome) 
 	if m.Lane != "" {
 		o.lane = []byte(m.Lane)
 	}
-	s.db.submit(o)
+	if err := s.db.submit(o); err != nil {
+		return err
+	}
 	if err := s.wait(ctx, o); err != nil {
 		return err
 	}

@@ -25,6 +25,13 @@ import (
 // rolled back as a whole); a batch that never reached the server, or that
 // the server aborted for a deadlock, is sent once more.
 //
+// Backlog. An accept whose caller stops waiting before a writer took it is
+// abandoned: no writer sends it (its caller was told it failed and sends it
+// again; a hanging server must not store it later nor keep it in memory).
+// Once taken it may commit: the caller's retry is then a duplicate. The
+// accepts of callers still waiting are capped at maxQueuedAccepts bytes;
+// beyond, Accept fails at once with ErrUnavailable.
+//
 // Statements. The messages without a lane of a batch are accepted by one
 // statement (unnest of arrays), and the delivered ones without a lane
 // deleted by one: a statement per message costs the server about twice the
@@ -63,6 +70,12 @@ type op struct {
 
 	first *op // the batch's first accept of the same key (this one is its duplicate)
 
+	// Guarded by db.qmu: taken once a writer took it (it may commit from
+	// then on); abandoned once its caller stopped waiting before that (no
+	// writer sends it then); charge is what it counts in db.qbytes.
+	taken, abandoned bool
+	charge           int64
+
 	// results
 	resSeq   int64
 	dup      bool
@@ -86,14 +99,37 @@ func laneLock(rid int32, lane []byte) laneKey {
 	return laneKey{rid, int32(h.Sum32())}
 }
 
-// submit queues o for a writer, or fails it if db is closed.
-func (db *DB) submit(o *op) {
+// maxQueuedAccepts caps the bytes of accepts waiting for a writer (their
+// envelopes, plus opOverhead each). While the server hangs, the accepts of
+// callers still waiting pile up: beyond this, new ones fail at once with
+// ErrUnavailable instead of filling memory. A var for tests.
+var maxQueuedAccepts int64 = 128 << 20
+
+// opOverhead is what an accept counts in maxQueuedAccepts besides its
+// envelope: the op and its slices.
+const opOverhead = 512
+
+// errAbandoned finishes an op that its caller stopped waiting for before a
+// writer took it (nobody reads it).
+var errAbandoned = errors.New("pgstore: abandoned by its caller")
+
+// submit queues o for a writer. It fails o if db is closed, and refuses an
+// accept when maxQueuedAccepts bytes of them wait already.
+func (db *DB) submit(o *op) error {
 	o.done = make(chan struct{})
 	db.qmu.Lock()
 	if db.qclosed {
 		db.qmu.Unlock()
 		o.finish(queue.Closed)
-		return
+		return nil
+	}
+	if o.kind == opAccept {
+		o.charge = int64(o.env.size()) + opOverhead
+		if db.qbytes > 0 && db.qbytes+o.charge > maxQueuedAccepts {
+			db.qmu.Unlock()
+			return unavailable("accepting", fmt.Errorf("%d MiB of accepts already wait for the server", maxQueuedAccepts>>20))
+		}
+		db.qbytes += o.charge
 	}
 	db.queue = append(db.queue, o)
 	db.qmu.Unlock()
@@ -101,23 +137,59 @@ func (db *DB) submit(o *op) {
 	case db.wake <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
-// take removes the next batch from the queue.
+// abandon is called when o's caller stops waiting for it: if no writer took
+// o yet, no writer ever will (the caller was told it failed; a retry of it
+// must not find it stored, nor must it wait in memory through an outage).
+// Once taken, o may commit: its caller's retry is then a duplicate.
+func (db *DB) abandon(o *op) {
+	db.qmu.Lock()
+	defer db.qmu.Unlock()
+	if o.taken || o.abandoned || db.qclosed {
+		return
+	}
+	o.abandoned = true
+	db.qbytes -= o.charge
+	o.env = envelope{} // its body may go now
+	db.qabandoned++
+	// Compact when abandoned ops are most of the queue (amortised O(1) each).
+	if db.qabandoned > 64 && 2*db.qabandoned > len(db.queue) {
+		db.queue = slices.DeleteFunc(db.queue, func(o *op) bool {
+			if o.abandoned {
+				o.finish(errAbandoned)
+			}
+			return o.abandoned
+		})
+		db.qabandoned = 0
+	}
+}
+
+// take removes the next batch from the queue, and the abandoned ops before
+// it.
 func (db *DB) take() []*op {
 	db.qmu.Lock()
 	defer db.qmu.Unlock()
-	n, size := 0, 0
-	for n < len(db.queue) && n < maxBatchOps {
-		size += db.queue[n].env.size()
-		if n > 0 && size > maxBatchBytes {
+	var ops []*op
+	i, size := 0, 0
+	for ; i < len(db.queue) && len(ops) < maxBatchOps; i++ {
+		o := db.queue[i]
+		if o.abandoned {
+			db.qabandoned--
+			o.finish(errAbandoned)
+			continue
+		}
+		size += o.env.size()
+		if len(ops) > 0 && size > maxBatchBytes {
 			break
 		}
-		n++
+		o.taken = true
+		db.qbytes -= o.charge
+		ops = append(ops, o)
 	}
-	ops := slices.Clone(db.queue[:n])
-	clear(db.queue[:n])
-	db.queue = db.queue[n:]
+	clear(db.queue[:i])
+	db.queue = db.queue[i:]
 	if len(db.queue) > 0 {
 		// more for another writer (or this one's next round)
 		select {
@@ -147,6 +219,8 @@ func (db *DB) writer() {
 
 // commit runs ops in one transaction and completes them.
 func (db *DB) commit(ops []*op) {
+	db.batching.Add(int64(len(ops)))
+	defer db.batching.Add(-int64(len(ops)))
 	sortOps(ops)
 	gen := db.health.begin()
 	var err error
