@@ -163,7 +163,8 @@ type Receiver struct {
 	Storage Storage `json:"storage,omitzero"`
 
 	// MinFreeSpace is the free-space reserve on the storage filesystem, in
-	// bytes: below it new envelopes get 503 (Badger writes through memory
+	// bytes, kept on top of room for the store's tables to be compacted (as
+	// much as they take): below room + reserve new envelopes get 503 (Badger writes through memory
 	// maps and would crash the process on a full disk, so the receiver stops
 	// short of it); below half of it the queue stops changing too. -1 turns
 	// the check off. Default: 128 MiB.

@@ -77,7 +77,8 @@ type SenderApp struct {
 	SecretGrace caddy.Duration `json:"secret_grace,omitempty"`
 
 	// MinFreeSpace is the free-space reserve on the storage filesystem, in
-	// bytes: below it publishing, registrations and replays get 503 (Badger
+	// bytes, kept on top of room for the store's tables to be compacted (as
+	// much as they take): below room + reserve publishing, registrations and replays get 503 (Badger
 	// writes through memory maps and would crash the process on a full disk,
 	// so the sender stops short of it); below half of it every change is
 	// refused, and the sender does not start. -1 turns the check off. A

@@ -40,10 +40,10 @@ const faultSenderDiskCaddyfile = `{
 // tmpfs, published to until the disk is full: the answers are 202 until the
 // free space reaches the reserve, then 503 + Retry-After, never a crash
 // (Badger writes through memory maps: a full disk would be a SIGBUS), and
-// Caddy keeps serving (reads, the admin API). Filled to the last byte, still
-// 503s and no crash; after kill -9 on the full disk, the start fails with an
-// error naming the free space; with space again it starts, every 202 is
-// still pending, and publishing works again.
+// Caddy keeps serving (reads, the admin API). Filled by another process to
+// below half the reserve, still 503s and no crash; after kill -9 on that
+// disk, the start fails with an error naming the free space; with space
+// again it starts, every 202 is still pending, and publishing works again.
 func TestFaultSenderDiskFull(t *testing.T) {
 	t.Parallel()
 	requireBinary(t)
@@ -132,9 +132,16 @@ func TestFaultSenderDiskFull(t *testing.T) {
 	}
 	serving("below the reserve")
 
-	// To the last byte: still no crash.
+	// Another process takes the disk down to below half the reserve (24
+	// MiB) beyond the room the store keeps to compact its tables (as much
+	// as they take): every write is refused, still 503s and no crash. Not
+	// further: Badger writes its tables through memory maps in the
+	// background, so a process that takes the room while a compaction runs
+	// causes a SIGBUS no Go code can catch (README, "Full disks").
+	store := filepath.Join(mnt, "sender")
+	leave := tablesSize(t, store) + 11<<20
 	fillerFile := filepath.Join(mnt, "filler")
-	if err := fill(fillerFile); err != nil {
+	if err := fillTo(fillerFile, leave); err != nil {
 		t.Fatalf("filling the tmpfs: %v", err)
 	}
 	for range 20 {
@@ -148,8 +155,14 @@ func TestFaultSenderDiskFull(t *testing.T) {
 	}
 	serving("on the full disk")
 
-	// kill -9 and start again on the full disk: a clean refusal.
+	// kill -9 and start again on the full disk: a clean refusal. The
+	// dead process's files that Badger had unlinked but still mapped are
+	// freed only now (tmpfs keeps their pages until the last mapping
+	// goes), so the disk is filled again first.
 	s.kill9()
+	if err := fillTo(fillerFile, tablesSize(t, store)+11<<20); err != nil {
+		t.Fatalf("filling the tmpfs again after the kill: %v", err)
+	}
 	out, err := s.command(30*time.Second, "run", "--config", s.config, "--adapter", "caddyfile")
 	switch {
 	case err == nil:
@@ -190,4 +203,20 @@ func TestFaultSenderDiskFull(t *testing.T) {
 		t.Logf("after freeing space the store still holds more than the reserve allows: %s", r)
 	}
 	serving("after the restart")
+}
+
+// tablesSize is the size of the Badger tables (*.sst) in dir.
+func tablesSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	ssts, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, f := range ssts {
+		if fi, err := os.Stat(f); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }

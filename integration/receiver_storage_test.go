@@ -116,6 +116,30 @@ func TestReceiverStorageFull(t *testing.T) {
 	}
 }
 
+// fillTo writes path (appending) until at most leave bytes are free on its
+// file system.
+func fillTo(path string, leave int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+			return err
+		}
+		over := int64(st.Bavail)*st.Bsize - leave
+		if over <= 0 {
+			return nil
+		}
+		if _, err := f.Write(buf[:min(over, int64(len(buf)))]); err != nil {
+			return err
+		}
+	}
+}
+
 // fill writes path until the file system is full.
 func fill(path string) error {
 	f, err := os.Create(path)

@@ -87,7 +87,8 @@ type Options struct {
 	// rotation. Default: DefaultSecretGrace (24h); negative: not at all.
 	SecretGrace time.Duration
 	// MinFreeSpace is the free-space reserve, in bytes, of the store's
-	// filesystem: below it what adds data (publishing, registrations,
+	// filesystem, on top of room for its tables to be compacted (as much as
+	// they take; see badgerstore.Config): below room + reserve what adds data (publishing, registrations,
 	// replays, accounts, keys) is refused with ErrUnavailable while
 	// delivery outcomes, deletes and revocations go on; below half of it
 	// every change is refused and the store does not open (Badger writes

@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -128,6 +129,82 @@ func TestCheckFreeSpace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReserveKeepsRoomToCompact: a compaction writes the tables it makes
+// before it deletes those it merged, through memory maps (a full disk is a
+// SIGBUS), so the store keeps as much free as its tables take on top of the
+// reserve: below that room plus the reserve writes that add data are
+// refused, below the room plus half the reserve every write and, for a
+// store opened then, the open.
+func TestReserveKeepsRoomToCompact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("mounts a tmpfs")
+	}
+	tickClock(t)
+	fs := mountTmpfs(t, 64<<20)
+	dir := filepath.Join(fs, "db")
+	const reserve = 8 << 20
+	db, _ := openTest(t, dir, Config{MinFreeSpace: reserve, Ballast: -1})
+	// 8 MiB that do not compress (Badger compresses its tables), below the
+	// value threshold: in the tables.
+	for i := 0; i < 8000; i += 100 {
+		require.NoError(t, db.Update(func(txn *badger.Txn) error {
+			for j := i; j < i+100; j++ {
+				v := make([]byte, 1<<10)
+				_, _ = rand.Read(v)
+				if err := txn.Set(testKey(j), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	require.NoError(t, db.Flatten(1))
+	room := tablesInLevels(db.DB)
+	require.Greater(t, room, int64(4<<20), "the test needs tables of several MiB")
+	require.InDelta(t, tablesOnDisk(dir), room, float64(1<<20), "the tables on disk and in Badger's levels")
+
+	for _, c := range []struct {
+		name      string
+		free      int64
+		refuseAdd bool
+		refuseAll bool
+	}{
+		{"room and reserve", room + reserve + 1<<20, false, false},
+		{"the reserve but not the room", reserve + room/2, true, false},
+		{"the room and half the reserve", room + reserve/2 + 1<<20, true, false},
+		{"the room but not half the reserve", room + reserve/2 - 1<<20, true, true},
+		{"room and reserve again", room + reserve + 1<<20, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fillTo(t, dir, c.free)
+			addErr, allErr := db.Check()
+			if c.refuseAdd {
+				assert.ErrorIs(t, addErr, ErrNoSpace)
+				assert.ErrorContains(t, addErr, "tables")
+			} else {
+				assert.NoError(t, addErr)
+			}
+			if c.refuseAll {
+				assert.ErrorIs(t, allErr, ErrNoSpace)
+			} else {
+				assert.NoError(t, allErr)
+			}
+		})
+	}
+
+	// Closed, the same store does not open with the reserve but not the
+	// room, and does with both.
+	require.NoError(t, db.Close())
+	fillTo(t, dir, room/2+reserve)
+	_, err := Open(dir, testOptions(), zap.NewNop(), Config{MinFreeSpace: reserve, Ballast: -1})
+	require.ErrorIs(t, err, ErrNoSpace)
+	fillTo(t, dir, room+reserve+4<<20) // Badger's new logs take some
+	db, _ = openTest(t, dir, Config{MinFreeSpace: reserve, Ballast: -1})
+	addErr, allErr := db.Check()
+	assert.NoError(t, addErr)
+	assert.NoError(t, allErr)
 }
 
 // TestBallast: Open allocates the ballast, (NumMemtables+1) × MemTableSize

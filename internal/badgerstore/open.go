@@ -21,9 +21,11 @@ var now = time.Now
 // Config is what Open needs beyond Badger's own options.
 type Config struct {
 	// MinFreeSpace is the free-space reserve, in bytes, on the directory's
-	// filesystem: Open refuses to open the store below half of it, Check
-	// fails writes that add data below it and every write below half of it.
-	// Zero or negative: not enforced.
+	// filesystem, kept on top of room for the store's tables to be
+	// compacted (as much again as they take): Open refuses to open the
+	// store below the room plus half the reserve, Check fails writes that
+	// add data below the room plus the reserve and every write below the
+	// room plus half of it. Zero or negative: not enforced (nor the room).
 	MinFreeSpace int64
 	// Ballast is the size, in bytes, of the BALLAST file kept in the
 	// directory, which Close deletes when the free space is too short to
@@ -66,8 +68,9 @@ type DB struct {
 // Badger's directory lock (so another process's live store is never
 // touched),
 //
-//   - refuses to open below half the free-space reserve (Badger replays its
-//     logs through memory mappings, which SIGBUS on a full tmpfs);
+//   - refuses to open below half the free-space reserve plus the size of
+//     its tables (Badger replays its logs and compacts its tables through
+//     memory mappings, which SIGBUS on a full tmpfs);
 //   - removes the empty .mem and .vlog files a crash leaves (Report.Removed);
 //   - refuses a store whose MANIFEST is missing or damaged while tables or
 //     value logs exist, and one whose tables do not verify (checksums and
@@ -97,7 +100,7 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	if err != nil {
 		return nil, wrap(err)
 	}
-	space := freeSpace{dir: dir, min: cfg.MinFreeSpace, last: -1}
+	space := freeSpace{dir: dir, min: cfg.MinFreeSpace, last: -1, tables: func() int64 { return tablesOnDisk(dir) }}
 	if _, err := space.check(); err != nil {
 		unlock()
 		return nil, wrap(err)
@@ -133,6 +136,7 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 		return nil, wrap(err)
 	}
 	need := int64(opts.NumMemtables+1) * opts.MemTableSize
+	space.tables = func() int64 { return tablesInLevels(db) }
 	d := &DB{
 		DB:        db,
 		dir:       dir,
@@ -199,13 +203,15 @@ func (d *DB) MinFreeSpace() int64 { return d.space.min }
 func (d *DB) Recovered() Report { return d.recovered }
 
 // Check is the guard a writer calls before each batch. addErr is set when
-// writes that add data must be refused (free space below the reserve),
-// allErr when every write must (below half the reserve; the directory was
+// writes that add data must be refused (free space below the reserve plus
+// the size of the store's tables, the room a compaction may need), allErr
+// when every write must (below that room plus half the reserve; the directory was
 // deleted or replaced, which is logged once at error level; the store is
 // closed). The errors wrap ErrNoSpace, ErrDirGone or ErrClosed and name the
 // directory; callers map them to "unavailable, retry later". Safe for
-// concurrent use; it costs two stat calls, plus a statfs every 10 ms (every
-// call while free space is below twice the reserve).
+// concurrent use; it costs two stat calls, plus a statfs and a look at
+// Badger's levels every 10 ms (every call while free space is below the
+// room plus twice the reserve).
 func (d *DB) Check() (addErr, allErr error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
