@@ -332,8 +332,11 @@ func (c *ClientBudget) give(now time.Time) {
 }
 
 // allowance hands out at most limit (< 65536) tokens per second of the
-// clock given to take; its state is the second (high bits) and the tokens
-// taken in it (low 16 bits), in one word.
+// clock given to take; its state is the latest second seen (high bits) and
+// the tokens taken in it (low 16 bits), in one word. The clock is a
+// request's start, and requests finish in any order: a take for an earlier
+// second counts against the latest one (never starts the count again, or
+// alternating requests of two seconds would each find a fresh budget).
 type allowance struct{ state atomic.Uint64 }
 
 func (a *allowance) take(now time.Time, limit uint64) bool {
@@ -341,7 +344,7 @@ func (a *allowance) take(now time.Time, limit uint64) bool {
 	for {
 		old := a.state.Load()
 		next := sec | 1
-		if old&^0xffff == sec {
+		if old&^0xffff >= sec {
 			if old&0xffff >= limit {
 				return false
 			}
@@ -353,13 +356,16 @@ func (a *allowance) take(now time.Time, limit uint64) bool {
 	}
 }
 
-// give returns a token taken within the second of now (none when that
-// second is over: the count started again).
+// give returns a token taken at now to the latest second's count (none when
+// a later second started since the take and has none taken yet). It is
+// called only after a successful check, so when the take was counted in
+// an earlier second this can at most allow one more check per valid
+// signature: nothing an attacker without the key can use.
 func (a *allowance) give(now time.Time) {
 	sec := uint64(now.Unix()) << 16
 	for {
 		old := a.state.Load()
-		if old&^0xffff != sec || old&0xffff == 0 {
+		if old&^0xffff < sec || old&0xffff == 0 {
 			return
 		}
 		if a.state.CompareAndSwap(old, old-1) {

@@ -233,6 +233,45 @@ func TestVerifyClientBudget(t *testing.T) {
 	assert.EqualValues(t, 45, busy.Load())
 }
 
+// TestVerifyBudgetsDoNotGoBack: the clock given to Verify is the request's
+// start, and requests that started in two seconds finish in any order (a
+// client can make them alternate): a request of an earlier second counts
+// against the latest second's budget instead of starting the count again,
+// for the client's budget and the shared one.
+func TestVerifyBudgetsDoNotGoBack(t *testing.T) {
+	_, pk := mustKeyPair(t)
+	body := []byte(`{"event":"reply.received"}`)
+	otherSK, _ := mustKeyPair(t)
+	s0 := time.Unix(1_800_000_000, 0)
+	s1 := s0.Add(time.Second)
+	sig := map[time.Time]string{}
+	for _, at := range []time.Time{s0, s1} {
+		bad, err := Sign(otherSK, "msg_1", at.Unix(), body)
+		require.NoError(t, err)
+		sig[at] = bad
+	}
+	v := Verifier{Keys: []Key{pk}, Tolerance: time.Minute}
+	client := &ClientBudget{Limit: 3}
+	checked := 0
+	for i := range 100 {
+		at := []time.Time{s0, s1}[i%2]
+		if v.VerifyFor(client, "msg_1", strconv.FormatInt(at.Unix(), 10), sig[at], body, at) == ErrEd25519Mismatch {
+			checked++
+		}
+	}
+	assert.LessOrEqual(t, checked, 3+3, "at most one budget per second seen")
+
+	shared := Verifier{Keys: []Key{pk}, Tolerance: time.Minute}
+	checked = 0
+	for i := range 3 * failedEd25519ChecksPerSecond {
+		at := []time.Time{s0, s1}[i%2]
+		if shared.VerifyFor(nil, "msg_1", strconv.FormatInt(at.Unix(), 10), sig[at], body, at) == ErrEd25519Mismatch {
+			checked++
+		}
+	}
+	assert.LessOrEqual(t, checked, 2*failedEd25519ChecksPerSecond, "the shared budget, at most once per second seen")
+}
+
 // TestChecksEd25519: only a standard_webhooks source with an ed25519 key
 // makes ed25519 checks, so only its receiver keeps budgets per client (the
 // others pay nothing for them per request).
