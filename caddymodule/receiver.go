@@ -349,7 +349,7 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)
 	}
 	r.app = app
-	if 2*r.maxBody >= app.MaxBodyInFlight {
+	if r.maxBody >= app.MaxBodyInFlight/2 {
 		// While a buffer grows, the old and the new one both live.
 		return fmt.Errorf("max_body (%d bytes) must be less than half the webhook_receivers max_body_in_flight (%d bytes): a body that large could never be read", r.maxBody, app.MaxBodyInFlight)
 	}

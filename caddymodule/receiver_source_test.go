@@ -107,6 +107,10 @@ func TestReceiverSourceValidate(t *testing.T) {
 		{"unknown_events for stripe", `"source":"stripe","secret":["whsec_x"],"unknown_events":"drop"`,
 			"unknown_events: only for source standard_webhooks (source stripe accepts every event type)"},
 		{"bad order_by", `"secret":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],"order_by":{"*":["json:"]}`, `order_by *: invalid selector "json:": empty path`},
+		{"max_body of half max_body_in_flight", `"secret":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],"max_body":33554432`,
+			"max_body (33554432 bytes) must be less than half the webhook_receivers max_body_in_flight (67108864 bytes)"},
+		{"max_body of 2^62 (twice that overflows)", `"secret":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],"max_body":4611686018427387904`,
+			"must be less than half the webhook_receivers max_body_in_flight (67108864 bytes)"},
 		{"order_by without selector", `"secret":["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],"order_by":{"*":[]}`, "order_by *: no selector"},
 		{"unknown source", `"source":"paypal","secret":["x"]`, `source: unknown source "paypal"`},
 	}

@@ -556,18 +556,6 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// Verify checks the request's signature against the configured secrets at
-// time now, over the raw body bytes exactly as received. It costs a bounded
-// amount of work whatever the headers hold: one MAC per secret over the
-// body (the signature headers' entries are capped at MaxSignatures and only
-// compared), and at most MaxEd25519Checks ed25519 verifications. Errors wrap
-// ErrMissingHeaders, ErrRepeatedHeader, ErrInvalidID, ErrInvalidTimestamp,
-// ErrTimestampOutOfTolerance, ErrMalformedSignature or
-// ErrNoMatchingSignature (ErrEd25519Mismatch among them); they never contain
-// a signature or a secret, and the receiver answers them all alike (401).
-// ErrVerifyBusy is not a verdict: an ed25519 check was needed and a budget
-// of failed checks (the request's client's, or the source's) was spent this
-// second; the receiver answers 503 and the sender tries again.
 // ChecksEd25519 reports whether the source may make ed25519 checks (a
 // standard_webhooks source with a public key or a whsk_ secret): only then
 // does RequestView.Client count for anything.
@@ -584,6 +572,18 @@ func (s *Source) ChecksEd25519() bool {
 	return false
 }
 
+// Verify checks the request's signature against the configured secrets at
+// time now, over the raw body bytes exactly as received. It costs a bounded
+// amount of work whatever the headers hold: one MAC per secret over the
+// body (the signature headers' entries are capped at MaxSignatures and only
+// compared), and at most MaxEd25519Checks ed25519 verifications. Errors wrap
+// ErrMissingHeaders, ErrRepeatedHeader, ErrInvalidID, ErrInvalidTimestamp,
+// ErrTimestampOutOfTolerance, ErrMalformedSignature or
+// ErrNoMatchingSignature (ErrEd25519Mismatch among them); they never contain
+// a signature or a secret, and the receiver answers them all alike (401).
+// ErrVerifyBusy is not a verdict: an ed25519 check was needed and a budget
+// of failed checks (the request's client's, or the source's) was spent this
+// second; the receiver answers 503 and the sender tries again.
 func (s *Source) Verify(req RequestView, body []byte, now time.Time) error {
 	if s.verifier == nil {
 		return nil
