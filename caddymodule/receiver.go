@@ -163,11 +163,12 @@ type Receiver struct {
 	Storage Storage `json:"storage,omitzero"`
 
 	// MinFreeSpace is the free-space reserve on the storage filesystem, in
-	// bytes, kept on top of room for the store's tables to be compacted (as
-	// much as they take): below room + reserve new envelopes get 503 (Badger writes through memory
-	// maps and would crash the process on a full disk, so the receiver stops
-	// short of it); below half of it the queue stops changing too. -1 turns
-	// the check off. Default: 128 MiB.
+	// bytes, kept on top of room for the tables of the filesystem's stores
+	// to be compacted (as much as they take): below room + reserve new
+	// envelopes get 503 (Badger writes through memory maps and would crash
+	// the process on a full disk, so the receiver stops short of it); below
+	// room + half of it the queue stops changing too; below half of it the
+	// store does not open. -1 turns the check off. Default: 128 MiB.
 	MinFreeSpace int64 `json:"min_free_space,omitempty"`
 
 	// Name names the receiver in the admin API, metrics and logs; two

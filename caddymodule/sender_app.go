@@ -77,11 +77,12 @@ type SenderApp struct {
 	SecretGrace caddy.Duration `json:"secret_grace,omitempty"`
 
 	// MinFreeSpace is the free-space reserve on the storage filesystem, in
-	// bytes, kept on top of room for the store's tables to be compacted (as
-	// much as they take): below room + reserve publishing, registrations and replays get 503 (Badger
-	// writes through memory maps and would crash the process on a full disk,
-	// so the sender stops short of it); below half of it every change is
-	// refused, and the sender does not start. -1 turns the check off. A
+	// bytes, kept on top of room for the tables of the filesystem's stores
+	// to be compacted (as much as they take): below room + reserve
+	// publishing, registrations and replays get 503 (Badger writes through
+	// memory maps and would crash the process on a full disk, so the sender
+	// stops short of it); below room + half of it every change is refused;
+	// below half of it the sender does not start. -1 turns the check off. A
 	// reload that changes it on the open store warns: the reserve the store
 	// was opened with stays until it is closed. Default: 128 MiB.
 	MinFreeSpace int64 `json:"min_free_space,omitempty"`

@@ -35,9 +35,11 @@ type Options struct {
 	// GCInterval is the value-log GC period. Default: 5m.
 	GCInterval time.Duration
 	// MinFreeSpace is the free-space reserve, in bytes, on the filesystem of
-	// Dir: below it Accept and Replay fail with ErrUnavailable, below half of
-	// it every mutation does, and Open refuses to open (see
-	// internal/badgerstore: Badger would crash the process on a full disk).
+	// Dir, on top of room for the tables of the filesystem's open stores to
+	// be compacted: below room + reserve Accept and Replay fail with
+	// ErrUnavailable, below room + half of it every mutation does; below half
+	// of it Open refuses to open (see internal/badgerstore: Badger would
+	// crash the process on a full disk).
 	// Default: 128 MiB (at least 16 memtables); negative: not enforced.
 	MinFreeSpace int64
 

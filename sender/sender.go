@@ -87,11 +87,12 @@ type Options struct {
 	// rotation. Default: DefaultSecretGrace (24h); negative: not at all.
 	SecretGrace time.Duration
 	// MinFreeSpace is the free-space reserve, in bytes, of the store's
-	// filesystem, on top of room for its tables to be compacted (as much as
-	// they take; see badgerstore.Config): below room + reserve what adds data (publishing, registrations,
-	// replays, accounts, keys) is refused with ErrUnavailable while
-	// delivery outcomes, deletes and revocations go on; below half of it
-	// every change is refused and the store does not open (Badger writes
+	// filesystem, on top of room for the tables of the filesystem's stores
+	// to be compacted (see badgerstore.Config): below room + reserve what
+	// adds data (publishing, registrations, replays, accounts, keys) is
+	// refused with ErrUnavailable while delivery outcomes, deletes and
+	// revocations go on; below room + half of it every change is refused;
+	// below half of it the store does not open (Badger writes
 	// through memory maps: a full disk would be a SIGBUS). Fixed when the
 	// store opens (Configure does not change it). Default:
 	// DefaultMinFreeSpace (128 MiB); negative: not enforced.

@@ -39,6 +39,7 @@ func (d *DB) Close() error {
 func (d *DB) close() error {
 	d.mu.Lock()
 	d.closed = true
+	d.space.forget()
 	gone := d.gone
 	if gone == nil {
 		gone = d.watch.check()

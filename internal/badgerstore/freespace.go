@@ -2,8 +2,7 @@ package badgerstore
 
 import (
 	"fmt"
-	"os"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -12,15 +11,19 @@ import (
 // Badger memory-maps its WAL, value-log and table files, created sparse: on a
 // full filesystem, writing to such a mapping raises SIGBUS and the process
 // dies (verified on tmpfs) instead of returning an error. So the writers keep
-// room free: the space the store's tables take (a compaction writes the
-// tables it makes before it deletes the ones it merged, so it can need up to
-// that much) plus a reserve. Below the room plus Config.MinFreeSpace, Check
-// refuses writes that add data; below the room plus half the reserve every
-// write, so that deletions can still drain a queue in between. The check is
-// a statfs and a look at Badger's levels, at most every 10 ms while space is
-// plentiful and before every batch when it is not. It does not protect
-// against another process taking the room while a compaction runs; Close
-// has the ballast for its own flush (see close.go).
+// room free: the space the tables of every open store on the filesystem take
+// (a compaction writes the tables it makes before it deletes the ones it
+// merged, so it can need up to that much, and the stores under one data
+// directory compact independently) plus a reserve. Below the room plus
+// Config.MinFreeSpace, Check refuses writes that add data; below the room
+// plus half the reserve every write, so that deletions can still drain a
+// queue in between. The check is a statfs, at most every 10 ms while space
+// is plentiful and before every batch when it is not, and a look at
+// Badger's levels at most every 10 ms. Open refuses only below half the
+// reserve: a store that opened yesterday must not stop Caddy today because
+// it has grown; it opens, warns and refuses what would make it grow. None
+// of this protects against another process taking the room while a
+// compaction runs; Close has the ballast for its own flush (see close.go).
 
 const freeSpaceCheckEvery = 10 * time.Millisecond
 
@@ -28,10 +31,12 @@ const freeSpaceCheckEvery = 10 * time.Millisecond
 type freeSpace struct {
 	dir     string
 	min     int64        // <= 0: not enforced
-	tables  func() int64 // the store's table bytes; nil: 0
+	dev     uint64       // the filesystem, for rooms
+	tables  func() int64 // the store's table bytes; nil (while opening): no room
 	last    int64
-	room    int64 // tables(), read with last
 	checked time.Time
+	room    int64 // the filesystem's stores' table bytes
+	roomAt  time.Time
 }
 
 // check returns the error for writes that add data and for all writes, if
@@ -43,41 +48,58 @@ func (f *freeSpace) check() (addErr, allErr error) {
 	t := now()
 	if f.last < 2*f.min+f.room || t.Sub(f.checked) >= freeSpaceCheckEvery {
 		f.last, f.checked = freeBytes(f.dir), t
-		if f.tables != nil {
-			f.room = f.tables()
-		}
+	}
+	if f.tables != nil && t.Sub(f.roomAt) >= freeSpaceCheckEvery {
+		f.room, f.roomAt = rooms.set(f, f.tables()), t
 	}
 	if f.last < 0 || f.last >= f.min+f.room {
 		return nil, nil
 	}
-	err := fmt.Errorf("%w: free disk space in %s is %d bytes, below the %d reserve", ErrNoSpace, f.dir, f.last, f.min)
-	if f.room > 0 {
-		err = fmt.Errorf("%w: free disk space in %s is %d bytes, below the %d reserve plus the %d bytes of the store's tables (room to compact them)",
-			ErrNoSpace, f.dir, f.last, f.min, f.room)
-	}
+	err := fmt.Errorf("%w: free disk space in %s is %d bytes, below the %d reserve plus %d bytes of room to compact the tables of the stores on that filesystem",
+		ErrNoSpace, f.dir, f.last, f.min, f.room)
 	if f.last < f.min/2+f.room {
 		return err, err
 	}
 	return err, nil
 }
 
-// tablesOnDisk is the size of dir's table files, for the check before
-// Badger opens the store (it may compact them as soon as it has).
-func tablesOnDisk(dir string) int64 {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
+// forget takes the store's tables out of its filesystem's room (Close).
+func (f *freeSpace) forget() { rooms.remove(f) }
+
+// rooms holds the table bytes of every open store, by filesystem.
+var rooms = roomTable{by: map[uint64]map[*freeSpace]int64{}}
+
+type roomTable struct {
+	mu sync.Mutex
+	by map[uint64]map[*freeSpace]int64
+}
+
+// set records f's table bytes and returns the room of f's filesystem.
+func (r *roomTable) set(f *freeSpace, tables int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.by[f.dev]
+	if m == nil {
+		m = map[*freeSpace]int64{}
+		r.by[f.dev] = m
 	}
-	var n int64
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sst") {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
-			n += fi.Size()
+	m[f] = tables
+	var sum int64
+	for _, n := range m {
+		sum += n
+	}
+	return sum
+}
+
+func (r *roomTable) remove(f *freeSpace) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.by[f.dev]; m != nil {
+		delete(m, f)
+		if len(m) == 0 {
+			delete(r.by, f.dev)
 		}
 	}
-	return n
 }
 
 // tablesInLevels is the size of the open store's tables.

@@ -11,3 +11,12 @@ func freeBytes(dir string) int64 {
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
 }
+
+// device returns the ID of dir's filesystem (0 if unknown).
+func device(dir string) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return 0
+	}
+	return uint64(st.Dev)
+}

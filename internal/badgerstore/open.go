@@ -21,11 +21,12 @@ var now = time.Now
 // Config is what Open needs beyond Badger's own options.
 type Config struct {
 	// MinFreeSpace is the free-space reserve, in bytes, on the directory's
-	// filesystem, kept on top of room for the store's tables to be
-	// compacted (as much again as they take): Open refuses to open the
-	// store below the room plus half the reserve, Check fails writes that
-	// add data below the room plus the reserve and every write below the
-	// room plus half of it. Zero or negative: not enforced (nor the room).
+	// filesystem, kept on top of room for the tables of the filesystem's
+	// open stores to be compacted (as much again as they take): Open
+	// refuses to open the store below half the reserve, Check fails writes
+	// that add data below the room plus the reserve and every write below
+	// the room plus half of it. Zero or negative: not enforced (nor the
+	// room).
 	MinFreeSpace int64
 	// Ballast is the size, in bytes, of the BALLAST file kept in the
 	// directory, which Close deletes when the free space is too short to
@@ -68,9 +69,9 @@ type DB struct {
 // Badger's directory lock (so another process's live store is never
 // touched),
 //
-//   - refuses to open below half the free-space reserve plus the size of
-//     its tables (Badger replays its logs and compacts its tables through
-//     memory mappings, which SIGBUS on a full tmpfs);
+//   - refuses to open below half the free-space reserve (Badger replays its
+//     logs through memory mappings, which SIGBUS on a full tmpfs; the room
+//     for compactions is left to Check, see freespace.go);
 //   - removes the empty .mem and .vlog files a crash leaves (Report.Removed);
 //   - refuses a store whose MANIFEST is missing or damaged while tables or
 //     value logs exist, and one whose tables do not verify (checksums and
@@ -100,7 +101,7 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	if err != nil {
 		return nil, wrap(err)
 	}
-	space := freeSpace{dir: dir, min: cfg.MinFreeSpace, last: -1, tables: func() int64 { return tablesOnDisk(dir) }}
+	space := freeSpace{dir: dir, min: cfg.MinFreeSpace, dev: device(dir), last: -1}
 	if _, err := space.check(); err != nil {
 		unlock()
 		return nil, wrap(err)
@@ -136,7 +137,6 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 		return nil, wrap(err)
 	}
 	need := int64(opts.NumMemtables+1) * opts.MemTableSize
-	space.tables = func() int64 { return tablesInLevels(db) }
 	d := &DB{
 		DB:        db,
 		dir:       dir,
@@ -150,6 +150,10 @@ func Open(dir string, opts badger.Options, logger *zap.Logger, cfg Config) (*DB,
 	}
 	if d.timeout <= 0 {
 		d.timeout = defaultCloseTimeout
+	}
+	d.space.tables = func() int64 { return tablesInLevels(db) }
+	if addErr, _ := d.space.check(); addErr != nil {
+		log.Warn("opened, but writes that add data are refused until there is more free space", zap.Error(addErr))
 	}
 	d.makeBallast(cfg, need)
 	return d, nil
@@ -176,7 +180,7 @@ func (d *DB) makeBallast(cfg Config, size int64) {
 	}
 	path := d.dir + string(os.PathSeparator) + BallastFile
 	if have := allocated(path); have < size {
-		if free := freeBytes(d.dir); free >= 0 && free-(size-have) < cfg.MinFreeSpace {
+		if free := freeBytes(d.dir); free >= 0 && free-(size-have) < cfg.MinFreeSpace+d.space.room {
 			d.log.Warn("no room for the ballast: closing on a full disk may have to skip the final flush",
 				zap.Int64("ballast", size), zap.Int64("free", free))
 			return
@@ -204,14 +208,15 @@ func (d *DB) Recovered() Report { return d.recovered }
 
 // Check is the guard a writer calls before each batch. addErr is set when
 // writes that add data must be refused (free space below the reserve plus
-// the size of the store's tables, the room a compaction may need), allErr
-// when every write must (below that room plus half the reserve; the directory was
+// the size of the tables of the filesystem's open stores, the room their
+// compactions may need), allErr when every write must (below that room plus
+// half the reserve; the directory was
 // deleted or replaced, which is logged once at error level; the store is
 // closed). The errors wrap ErrNoSpace, ErrDirGone or ErrClosed and name the
 // directory; callers map them to "unavailable, retry later". Safe for
-// concurrent use; it costs two stat calls, plus a statfs and a look at
-// Badger's levels every 10 ms (every call while free space is below the
-// room plus twice the reserve).
+// concurrent use; it costs two stat calls, plus a statfs every 10 ms (every
+// call while free space is below the room plus twice the reserve) and a
+// look at Badger's levels every 10 ms.
 func (d *DB) Check() (addErr, allErr error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
