@@ -209,8 +209,9 @@ func TestReserveKeepsRoomToCompact(t *testing.T) {
 	// must not stop Caddy), and refuses what would make it grow.
 	require.NoError(t, other.Close())
 	fillTo(t, dir, room+reserve/2+5<<19) // 2.5 MiB above half the reserve, Badger's new logs take some
-	db, logs = openTest(t, dir, Config{MinFreeSpace: reserve, Ballast: -1})
+	db, logs = openTest(t, dir, Config{MinFreeSpace: reserve})
 	assert.Len(t, logs.FilterMessageSnippet("writes that add data are refused").All(), 1)
+	assert.Zero(t, allocated(filepath.Join(dir, BallastFile)), "no ballast out of the room")
 	addErr, allErr = db.Check()
 	assert.ErrorIs(t, addErr, ErrNoSpace)
 	assert.NoError(t, allErr, "above half the reserve beyond the room: deletions still drain it")
