@@ -60,7 +60,7 @@ var adminChangeChunk = 1024
 // It has no options and is always loaded with the module.
 type AdminAPI struct {
 	// sender finds the webhook_sender app's sender (tests replace it).
-	sender func() (*sender.Sender, error)
+	sender func(context.Context) (*sender.Sender, error)
 	// now is the clock of the age figures (tests replace it).
 	now func() time.Time
 }
@@ -93,21 +93,39 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 // is configured.
 var errNoSender = errors.New("no webhook_sender app is configured")
 
+// errSenderNotRunning is reported by the sender endpoints when the config
+// being loaded has a webhook_sender app that did not start in time.
+var errSenderNotRunning = errors.New("the webhook_sender app is not running")
+
 // activeSender returns the sender of the running configuration's
-// webhook_sender app.
-func activeSender() (*sender.Sender, error) {
+// webhook_sender app. Caddy starts the admin API before a config's apps,
+// and the apps in no set order: while the config being loaded has a sender
+// app that has not started, it waits for it (within senderStartWait and
+// ctx), as runningReceiver does for receivers.
+func activeSender(ctx context.Context) (*sender.Sender, error) {
 	app, err := caddy.ActiveContext().AppIfConfigured("webhook_sender")
-	if errors.Is(err, caddy.ErrNotConfigured) {
-		return nil, errNoSender
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, caddy.ErrNotConfigured):
+	case err != nil:
 		return nil, err
+	default:
+		if sa, ok := app.(*SenderApp); ok && sa.Sender() != nil {
+			return sa.Sender(), nil
+		}
 	}
-	sa, ok := app.(*SenderApp)
-	if !ok || sa.Sender() == nil {
+	a := startingSender.Load()
+	if a == nil {
 		return nil, errNoSender
 	}
-	return sa.Sender(), nil
+	if s := a.Sender(); s != nil {
+		return s, nil
+	}
+	if a.ready.wait(ctx, senderStartWait) {
+		if s := a.Sender(); s != nil {
+			return s, nil
+		}
+	}
+	return nil, errSenderNotRunning
 }
 
 // serve answers a request under /webhooks/; errors are written as
@@ -279,14 +297,17 @@ type FailedPage struct {
 	NextCursor *string           `json:"next_cursor"`
 }
 
-func (a *AdminAPI) lookupSender() (*sender.Sender, error) {
+func (a *AdminAPI) lookupSender(ctx context.Context) (*sender.Sender, error) {
 	find := a.sender
 	if find == nil {
 		find = activeSender
 	}
-	s, err := find()
+	s, err := find(ctx)
 	if errors.Is(err, errNoSender) {
 		return nil, apiError(http.StatusNotFound, err)
+	}
+	if errors.Is(err, errSenderNotRunning) {
+		return nil, apiError(http.StatusServiceUnavailable, err)
 	}
 	if err != nil {
 		return nil, apiError(http.StatusInternalServerError, fmt.Errorf("getting webhook_sender app: %w", err))
@@ -294,8 +315,8 @@ func (a *AdminAPI) lookupSender() (*sender.Sender, error) {
 	return s, nil
 }
 
-func (a *AdminAPI) senderStatus(w http.ResponseWriter, _ *http.Request) error {
-	s, err := a.lookupSender()
+func (a *AdminAPI) senderStatus(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.lookupSender(r.Context())
 	if err != nil {
 		return err
 	}
@@ -323,8 +344,8 @@ type SenderAccountStatus struct {
 	Failed    int64 `json:"failed"` // kept for replay
 }
 
-func (a *AdminAPI) senderAccounts(w http.ResponseWriter, _ *http.Request) error {
-	s, err := a.lookupSender()
+func (a *AdminAPI) senderAccounts(w http.ResponseWriter, r *http.Request) error {
+	s, err := a.lookupSender(r.Context())
 	if err != nil {
 		return err
 	}
@@ -337,7 +358,7 @@ func (a *AdminAPI) senderAccounts(w http.ResponseWriter, _ *http.Request) error 
 }
 
 func (a *AdminAPI) listFailed(w http.ResponseWriter, r *http.Request) error {
-	s, err := a.lookupSender()
+	s, err := a.lookupSender(r.Context())
 	if err != nil {
 		return err
 	}
@@ -371,7 +392,7 @@ type SkippedDelivery struct {
 }
 
 func (a *AdminAPI) changeFailed(w http.ResponseWriter, r *http.Request, action string) error {
-	s, err := a.lookupSender()
+	s, err := a.lookupSender(r.Context())
 	if err != nil {
 		return err
 	}

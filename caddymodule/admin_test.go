@@ -159,7 +159,7 @@ func storeStats(t *testing.T, rt *runtime) queue.Stats {
 
 func newTestAdmin() *AdminAPI {
 	return &AdminAPI{
-		sender: func() (*sender.Sender, error) { return nil, errNoSender },
+		sender: func(context.Context) (*sender.Sender, error) { return nil, errNoSender },
 		now:    time.Now,
 	}
 }
@@ -544,7 +544,7 @@ func failingSender(t *testing.T, n int) (*sender.Sender, *atomic.Int32) {
 
 func TestAdminSender(t *testing.T) {
 	s, status := failingSender(t, 3)
-	a := &AdminAPI{sender: func() (*sender.Sender, error) { return s, nil }, now: time.Now}
+	a := &AdminAPI{sender: func(context.Context) (*sender.Sender, error) { return s, nil }, now: time.Now}
 
 	var st SenderStatus
 	decodeAnswer(t, callAdmin(t, a, http.MethodGet, "/webhooks/sender", ""), &st)
@@ -620,7 +620,7 @@ func TestAdminSenderReplayChunks(t *testing.T) {
 	defer func(n int) { adminChangeChunk = n }(adminChangeChunk)
 	adminChangeChunk = 3
 	s, status := failingSender(t, 7)
-	a := &AdminAPI{sender: func() (*sender.Sender, error) { return s, nil }, now: time.Now}
+	a := &AdminAPI{sender: func(context.Context) (*sender.Sender, error) { return s, nil }, now: time.Now}
 	status.Store(http.StatusNoContent)
 	var res struct {
 		Replayed int               `json:"replayed"`
@@ -654,7 +654,7 @@ func TestAdminNoSender(t *testing.T) {
 // deliveries of one account listed, replayed and purged on their own.
 func TestAdminSenderAccounts(t *testing.T) {
 	s, status := failingSender(t, 2) // the default account's
-	a := &AdminAPI{sender: func() (*sender.Sender, error) { return s, nil }, now: time.Now}
+	a := &AdminAPI{sender: func(context.Context) (*sender.Sender, error) { return s, nil }, now: time.Now}
 	ctx := context.Background()
 	_, err := s.CreateAccount(ctx, "acme", "Acme Inc")
 	require.NoError(t, err)
@@ -719,7 +719,7 @@ func TestAdminWaitsForStartingReceivers(t *testing.T) {
 	receiverStartWait = 30 * time.Second // waiting by mistake shows plainly
 	t.Cleanup(func() { receiverStartWait = old })
 	a := &AdminAPI{}
-	starting := &ReceiversApp{startDone: make(chan struct{})}
+	starting := new(ReceiversApp)
 	starting.names.Store("late", struct{}{})
 	startingReceivers.Store(starting)
 	t.Cleanup(func() { starting.finishStart() })
@@ -740,6 +740,36 @@ func TestAdminWaitsForStartingReceivers(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the request for "late" waits meanwhile
 	testReceiver(t, "late")
 	starting.finishStart()
+	select {
+	case ans := <-done:
+		assert.Equal(t, http.StatusOK, ans.status, "body: %s", ans.body)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request did not return")
+	}
+}
+
+// TestAdminWaitsForStartingSender: like the receivers, the sender endpoints
+// may be asked while the config's HTTP server (or the admin API) is up and
+// its webhook_sender app not started yet: on a first start the request
+// waits for the app instead of answering "no webhook_sender app is
+// configured".
+func TestAdminWaitsForStartingSender(t *testing.T) {
+	s, _ := failingSender(t, 1)
+	a := &AdminAPI{}
+	starting := new(SenderApp)
+	startingSender.Store(starting)
+	t.Cleanup(func() { startingSender.CompareAndSwap(starting, nil) })
+
+	done := make(chan adminAnswer, 1)
+	go func() { // callAdmin needs t: the request is made by hand here
+		req := httptest.NewRequest(http.MethodGet, "/webhooks/sender", nil)
+		rec := httptest.NewRecorder()
+		_ = a.Routes()[0].Handler.ServeHTTP(rec, req)
+		done <- adminAnswer{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	}()
+	time.Sleep(300 * time.Millisecond) // the request waits meanwhile
+	starting.sender.Store(s)
+	starting.markReady()
 	select {
 	case ans := <-done:
 		assert.Equal(t, http.StatusOK, ans.status, "body: %s", ans.body)

@@ -12,8 +12,8 @@ import (
 )
 
 // Failed ed25519 checks per client. A failed ed25519 check is the costly
-// kind of rejection (≈ 70 µs of CPU here), and the verifier's own budget of
-// failed checks (2,000 a second) is shared by every client of a receiver:
+// kind of rejection (≈ 70 µs of CPU here), and webhook's budget of failed
+// checks (2,000 a second) is shared by every client of every receiver:
 // without a budget per client, one client flooding bad v1a signatures
 // would spend it and have the provider's deliveries answered 503. A client
 // past clientEd25519FailuresPerSecond failed checks within a second is

@@ -408,7 +408,7 @@ func TestSenderCommands(t *testing.T) {
 
 	s, _ := failingSender(t, 2)
 	a := newTestAdmin()
-	a.sender = func() (*sender.Sender, error) { return s, nil }
+	a.sender = func(context.Context) (*sender.Sender, error) { return s, nil }
 	addr = adminServer(t, a)
 
 	r = runCLI(t, "", "status", "--address", addr)

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +55,7 @@ func newTestDashboard(t *testing.T) *Dashboard {
 	s := startSampler(time.Hour, 4)
 	t.Cleanup(func() { s.Destruct() })
 	return &Dashboard{
-		admin:   &AdminAPI{now: time.Now, sender: func() (*sender.Sender, error) { return nil, errNoSender }},
+		admin:   &AdminAPI{now: time.Now, sender: func(context.Context) (*sender.Sender, error) { return nil, errNoSender }},
 		sampler: s,
 		logger:  zap.NewNop(),
 	}

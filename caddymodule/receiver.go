@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -225,8 +224,7 @@ type Receiver struct {
 	primary          *Receiver               // the handler that owns the store (itself, or one with identical settings)
 	rt               atomic.Pointer[runtime] // set when the config starts
 	released         atomic.Bool             // the config stopped: rt was let go
-	ready            chan struct{}           // the primary's: closed once its start has run (or its config failed to start)
-	readyOnce        sync.Once
+	ready            startGate               // the primary's: open once its start has run (or its config failed to start)
 	regID            uint64
 	maxBody          int64
 	ackTimeout       time.Duration
@@ -344,7 +342,6 @@ func (r *Receiver) Provision(ctx caddy.Context) error {
 	}
 	// The store is opened when the config starts (the receivers app's
 	// Start), never here: `caddy validate` provisions without starting.
-	r.ready = make(chan struct{})
 	app, err := receiversApp(ctx)
 	if err != nil {
 		return fmt.Errorf("loading webhook_receivers app: %w", err)
@@ -405,7 +402,7 @@ func (r *Receiver) start() error {
 }
 
 // markReady releases the requests waiting for start (waitRuntime).
-func (r *Receiver) markReady() { r.readyOnce.Do(func() { close(r.ready) }) }
+func (r *Receiver) markReady() { r.ready.open() }
 
 // stop lets go of the store: the receivers app's Stop.
 //

@@ -91,11 +91,10 @@ func BenchmarkReceive(b *testing.B) {
 			for k, v := range signed {
 				req.Header[k] = v
 			}
-			ready := make(chan struct{})
-			close(ready)
 			r := &Receiver{Name: "bench", source: src, readsPath: c.source == webhook.SourceHMAC, app: &ReceiversApp{budget: theBodyBudget},
-				logger: zap.NewNop(), maxBody: DefaultMaxBody, ackTimeout: DefaultAckTimeout, ready: ready, UnknownEvents: UnknownForward}
+				logger: zap.NewNop(), maxBody: DefaultMaxBody, ackTimeout: DefaultAckTimeout, UnknownEvents: UnknownForward}
 			r.primary = r
+			r.markReady()
 			rd := bytes.NewReader(body)
 			req.Body = io.NopCloser(rd)
 			req.ContentLength = int64(len(body))

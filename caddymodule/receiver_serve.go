@@ -265,10 +265,7 @@ var (
 // store: a request may arrive between the HTTP server's start and the
 // receivers app's, which Caddy starts in no set order.
 func (r *Receiver) waitRuntime(ctx context.Context) *runtime {
-	select {
-	case <-r.primary.ready: // a twin waits for the handler that owns the store
-	case <-ctx.Done():
-	}
+	r.primary.ready.wait(ctx, 0) // a twin waits for the handler that owns the store
 	return r.runtime()
 }
 

@@ -48,10 +48,9 @@ type ReceiversApp struct {
 	prev      *ReceiversApp
 	prevLimit int64
 	// the names of its receivers, readable while Start holds mu, and
-	// closed once Start is over (or the config is let go unstarted)
+	// open once Start is over (or the config is let go unstarted)
 	names     sync.Map
-	startDone chan struct{}
-	startOnce sync.Once
+	startDone startGate
 }
 
 // CaddyModule returns the Caddy module information.
@@ -74,7 +73,6 @@ func (a *ReceiversApp) Provision(ctx caddy.Context) error {
 	a.byName = make(map[string]*Receiver)
 	a.byStore = make(map[string]*Receiver)
 	a.budget = theBodyBudget
-	a.startDone = make(chan struct{})
 	startingReceivers.Store(a)
 	return nil
 }
@@ -88,9 +86,7 @@ func (a *ReceiversApp) Cleanup() error {
 // finishStart says that Start is over, whatever its outcome.
 func (a *ReceiversApp) finishStart() {
 	startingReceivers.CompareAndSwap(a, nil)
-	if a.startDone != nil {
-		a.startOnce.Do(func() { close(a.startDone) })
-	}
+	a.startDone.open()
 }
 
 // startingReceivers is the receivers app of a config being loaded: Caddy
@@ -117,13 +113,7 @@ func runningReceiver(ctx context.Context, name string) *Receiver {
 	if _, ok := a.names.Load(name); !ok {
 		return nil
 	}
-	t := time.NewTimer(receiverStartWait)
-	defer t.Stop()
-	select {
-	case <-a.startDone:
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	a.startDone.wait(ctx, receiverStartWait)
 	return findRunning(name)
 }
 

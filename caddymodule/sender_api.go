@@ -31,13 +31,7 @@ func init() {
 type SenderAPI struct {
 	app  *SenderApp
 	keys func(*sender.Sender) (*sender.API, error)
-	api  atomic.Pointer[senderAPIFor] // built for the app's sender once it started
-}
-
-// senderAPIFor is the API built for one sender.
-type senderAPIFor struct {
-	s   *sender.Sender
-	api *sender.API
+	api  atomic.Pointer[sender.API] // built once the app's sender started (Start sets it once)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -86,16 +80,15 @@ func (h *SenderAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		writeError(w, http.StatusServiceUnavailable, sender.CodeUnavailable, "the sender is not running")
 		return nil
 	}
-	cur := h.api.Load()
-	if cur == nil || cur.s != s {
-		api, err := h.keys(s)
-		if err != nil { // checked in Provision
+	api := h.api.Load()
+	if api == nil {
+		var err error
+		if api, err = h.keys(s); err != nil { // cannot happen: the keys were checked in Provision
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-		cur = &senderAPIFor{s: s, api: api}
-		h.api.Store(cur)
+		h.api.CompareAndSwap(nil, api) // concurrent first requests: one is kept
 	}
-	cur.api.ServeHTTP(w, r)
+	api.ServeHTTP(w, r)
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,8 +118,7 @@ type SenderApp struct {
 	opts      sender.Options
 	metrics   *senderMetrics
 	logger    *zap.Logger
-	ready     chan struct{} // closed once Start has run
-	readyOnce sync.Once
+	ready     startGate // open once Start has run (or the config is let go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -136,7 +134,6 @@ func (*SenderApp) CaddyModule() caddy.ModuleInfo {
 // running Caddy holds it and creates no directory.
 func (a *SenderApp) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.ready = make(chan struct{})
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -195,6 +192,7 @@ func (a *SenderApp) Provision(ctx caddy.Context) error {
 	if a.AllowPrivate {
 		a.logger.Warn("webhook destinations may resolve to private addresses (allow_private)")
 	}
+	startingSender.Store(a) // for the admin API until Start (activeSender)
 	return nil
 }
 
@@ -304,12 +302,13 @@ func (a *SenderApp) Start() error {
 	return nil
 }
 
+// startingSender is the webhook_sender app of the config being loaded (or,
+// until it is let go, of the running one): the admin API may be asked
+// before it has started (activeSender).
+var startingSender atomic.Pointer[SenderApp]
+
 // markReady releases the requests waiting for Start (waitSender).
-func (a *SenderApp) markReady() {
-	if a.ready != nil {
-		a.readyOnce.Do(func() { close(a.ready) })
-	}
-}
+func (a *SenderApp) markReady() { a.ready.open() }
 
 // Stop stops delivering, unless a newer configuration shares the sender.
 func (a *SenderApp) Stop() error {
@@ -321,6 +320,8 @@ func (a *SenderApp) Stop() error {
 
 // Cleanup lets go of the sender; the last user closes it.
 func (a *SenderApp) Cleanup() error {
+	startingSender.CompareAndSwap(a, nil)
+	a.markReady() // a config let go unstarted: nothing to wait for
 	if a.poolKey == "" {
 		return nil
 	}
@@ -341,13 +342,10 @@ func (a *SenderApp) Sender() *sender.Sender { return a.sender.Load() }
 // app's, which Caddy starts in no set order. nil when ctx ended first or
 // Start failed.
 func (a *SenderApp) waitSender(ctx context.Context) *sender.Sender {
-	if s := a.Sender(); s != nil || a.ready == nil {
+	if s := a.Sender(); s != nil {
 		return s
 	}
-	select {
-	case <-a.ready:
-	case <-ctx.Done():
-	}
+	a.ready.wait(ctx, 0)
 	return a.Sender()
 }
 

@@ -54,9 +54,10 @@ var (
 	// Not a verdict on the request: answer 503 with Retry-After, and the
 	// sender tries again.
 	ErrVerifyBusy = errors.New("too many failed ed25519 checks this second; not checked")
-	// ErrEd25519Mismatch: ed25519 checks were made and none matched. It is
-	// an ErrNoMatchingSignature too; a receiver may count these per client
-	// (the costly kind of failure).
+	// ErrEd25519Mismatch: ed25519 checks were made and none matched (the
+	// costly kind of failure, which Verify itself counts against the budgets
+	// of failed checks). It is an ErrNoMatchingSignature too: match with
+	// errors.Is, as callers need not tell the two apart.
 	ErrEd25519Mismatch = fmt.Errorf("%w: ed25519 check failed", ErrNoMatchingSignature)
 	// ErrMalformedSignature: an entry of webhook-signature is not "<version>,<base64>".
 	ErrMalformedSignature = errors.New("malformed webhook-signature")

@@ -38,8 +38,9 @@ var strictBase64 = base64.StdEncoding.Strict()
 // flood of bad signatures a delivery whose pair is not the last one to have
 // matched may be rejected and must be retried by its sender.
 //
-// Failed ed25519 checks are themselves bounded: once
-// failedEd25519ChecksPerSecond have failed within a second, requests that
+// Failed ed25519 checks are themselves bounded, for the whole process (every
+// Verifier shares the budget): once failedEd25519ChecksPerSecond have failed
+// within a second, requests that
 // would need one are not checked until the next second (ErrVerifyBusy, which
 // the receiver answers with 503 and Retry-After), so that a flood of bad v1a
 // signatures costs the process a bounded slice of CPU, and its requests the
@@ -59,9 +60,14 @@ type Verifier struct {
 	secondMatched atomic.Bool
 	// extraChecks bounds the second ed25519 checks of all requests.
 	extraChecks allowance
-	// failedChecks counts the ed25519 checks that failed this second.
-	failedChecks allowance
 }
+
+// failedChecks counts the ed25519 checks that failed this second, of every
+// Verifier of the process: a budget per Verifier (one per receiver) would
+// let a flood cost as many times its CPU as there are receivers with
+// public keys. Its clock never goes back (allowance), so only time.Now
+// should reach it outside tests.
+var failedChecks allowance
 
 // MaxEd25519Checks is the most ed25519 verifications one call of
 // Verifier.Verify makes, whatever the webhook-signature header lists and
@@ -75,9 +81,10 @@ const MaxEd25519Checks = 2
 // one verification per request.
 const secondEd25519ChecksPerSecond = 20
 
-// failedEd25519ChecksPerSecond bounds, per Verifier, the ed25519 checks that
-// may fail within a second (≈ 0.14 s of one core here); past it requests
-// needing one get ErrVerifyBusy until the next second. It is the last
+// failedEd25519ChecksPerSecond bounds, for the whole process (all Verifiers
+// together), the ed25519 checks that may fail within a second (≈ 0.14 s of
+// one core here); past it requests needing one get ErrVerifyBusy until the
+// next second. It is the last
 // resort against a flood from many addresses: a receiver also bounds the
 // failures of each client (caddymodule), so that one client's flood does
 // not spend this budget for the provider's deliveries.
@@ -271,11 +278,11 @@ func (v *Verifier) verifyEd25519(client *ClientBudget, sigs []sigSlot, id, times
 		// Every check reserves a failure in the budgets before it is made
 		// (so that concurrent requests cannot overshoot them) and gives it
 		// back when it succeeds.
-		if !v.failedChecks.take(now, failedEd25519ChecksPerSecond) {
+		if !failedChecks.take(now, failedEd25519ChecksPerSecond) {
 			return busyOrMismatch(i)
 		}
 		if !client.take(now) {
-			v.failedChecks.give(now)
+			failedChecks.give(now)
 			return busyOrMismatch(i)
 		}
 		if msg == nil {
@@ -290,7 +297,7 @@ func (v *Verifier) verifyEd25519(client *ClientBudget, sigs []sigSlot, id, times
 		sig := make([]byte, ed25519.SignatureSize)
 		copy(sig, sigs[p[0]].val[:])
 		if ed25519Verify(v.Keys[p[1]].public, *msg, sig) {
-			v.failedChecks.give(now)
+			failedChecks.give(now)
 			client.give(now)
 			if second := j == 1; v.secondMatched.Load() != second {
 				v.secondMatched.Store(second)

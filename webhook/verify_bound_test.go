@@ -26,6 +26,16 @@ func countEd25519(t *testing.T) *atomic.Int64 {
 	return &n
 }
 
+// freshFailedBudget empties the process-wide budget of failed ed25519
+// checks for the test, and again when it ends: the tests' clocks are fixed
+// seconds, and the budget's never goes back, so what one test spent (or a
+// later second it saw) would otherwise count against the next one's.
+func freshFailedBudget(t *testing.T) {
+	t.Helper()
+	failedChecks.state.Store(0)
+	t.Cleanup(func() { failedChecks.state.Store(0) })
+}
+
 // hostileV1a is a webhook-signature header of n v1a entries, each a real
 // ed25519 signature (of another message) by a key the receiver does not
 // have: the issue 11 item 7 attack.
@@ -45,6 +55,7 @@ func hostileV1a(t testing.TB, n int) string {
 // header lists and however many public keys are configured, and only the
 // first of them is free (issue 11 item 7: it was entries × keys = 128).
 func TestVerifyBoundsEd25519Work(t *testing.T) {
+	freshFailedBudget(t)
 	n := countEd25519(t)
 	keys := make([]Key, 4)
 	for i := range keys {
@@ -99,6 +110,7 @@ func TestVerifyBoundsEd25519Work(t *testing.T) {
 // verifications each costs, and that the pair that matched last is tried
 // first.
 func TestVerifyEd25519Pairing(t *testing.T) {
+	freshFailedBudget(t)
 	oldSK, oldPK := mustKeyPair(t)
 	newSK, newPK := mustKeyPair(t)
 	thirdSK, thirdPK := mustKeyPair(t)
@@ -156,6 +168,7 @@ func TestVerifyEd25519Pairing(t *testing.T) {
 // are spent, a delivery that needs its second pair is rejected until the
 // next second, then accepted.
 func TestVerifyEd25519AllowanceRefills(t *testing.T) {
+	freshFailedBudget(t)
 	oldSK, oldPK := mustKeyPair(t)
 	newSK, newPK := mustKeyPair(t)
 	_ = oldSK
@@ -187,6 +200,7 @@ func TestVerifyEd25519AllowanceRefills(t *testing.T) {
 // clients and successes are not affected, and concurrent requests cannot
 // overshoot it (a check reserves its failure before it is made).
 func TestVerifyClientBudget(t *testing.T) {
+	freshFailedBudget(t)
 	sk, pk := mustKeyPair(t)
 	body := []byte(`{"event":"reply.received"}`)
 	now := time.Unix(1_800_000_000, 0)
@@ -239,6 +253,7 @@ func TestVerifyClientBudget(t *testing.T) {
 // against the latest second's budget instead of starting the count again,
 // for the client's budget and the shared one.
 func TestVerifyBudgetsDoNotGoBack(t *testing.T) {
+	freshFailedBudget(t)
 	_, pk := mustKeyPair(t)
 	body := []byte(`{"event":"reply.received"}`)
 	otherSK, _ := mustKeyPair(t)
@@ -294,4 +309,30 @@ func TestChecksEd25519(t *testing.T) {
 			assert.Equal(t, c.want, s.ChecksEd25519())
 		})
 	}
+}
+
+// TestVerifyFailedBudgetIsProcessWide: the budget of failed ed25519 checks
+// is the last resort against a flood from many addresses, and bounds the
+// CPU of the process: every Verifier (one per receiver) shares it, so that
+// K receivers with public keys do not cost K times its CPU.
+func TestVerifyFailedBudgetIsProcessWide(t *testing.T) {
+	freshFailedBudget(t)
+	_, pk := mustKeyPair(t)
+	otherSK, _ := mustKeyPair(t)
+	body := []byte(`{"event":"reply.received"}`)
+	now := time.Unix(1_900_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	bad, err := Sign(otherSK, "msg_1", now.Unix(), body)
+	require.NoError(t, err)
+	a := Verifier{Keys: []Key{pk}, Tolerance: time.Minute}
+	b := Verifier{Keys: []Key{pk}, Tolerance: time.Minute}
+	n := countEd25519(t)
+	for range 2 * failedEd25519ChecksPerSecond {
+		for _, v := range []*Verifier{&a, &b} {
+			if err := v.Verify("msg_1", ts, bad, body, now); err != ErrEd25519Mismatch && err != ErrVerifyBusy {
+				t.Fatalf("unexpected %v", err)
+			}
+		}
+	}
+	assert.LessOrEqual(t, n.Load(), int64(failedEd25519ChecksPerSecond), "two verifiers in one second")
 }
