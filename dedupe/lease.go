@@ -128,8 +128,8 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 	return out, nil
 }
 
-// giveBack ends leases taken by this Lease call but not handed out.
-// Caller holds lmu.
+// giveBack ends the leases of ms (those still held under their token): taken
+// by a Lease call but not handed out, or released. Caller holds lmu.
 func (s *Store) giveBack(ms []*Message) {
 	t := &s.leases
 	for _, m := range ms {
@@ -586,20 +586,7 @@ func (s *Store) Release(_ context.Context, ms []*Message) error {
 	}
 	s.lmu.Lock()
 	s.applyEnded()
-	t := &s.leases
-	for _, m := range ms {
-		l := t.bySeq[m.Seq]
-		if l == nil || l.token != m.Lease {
-			continue
-		}
-		delete(t.bySeq, m.Seq)
-		if l.lane != "" && t.laneBusy[l.lane] == m.Seq {
-			delete(t.laneBusy, l.lane)
-		}
-		if l.loc == locQueue {
-			heap.Push(&t.revisit, m.Seq)
-		}
-	}
+	s.giveBack(ms)
 	s.lmu.Unlock()
 	s.signal()
 	return nil
