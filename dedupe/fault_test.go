@@ -82,8 +82,11 @@ func TestLeaseGivesBackOnPanic(t *testing.T) {
 }
 
 // A Badger panic in one of the writer's own reads fails that op only
-// (unavailable); the writer, and the process, go on. It used to crash the
-// process (the writer goroutine had no recover).
+// (unavailable, and damaged: asking again will not help, so the forwarder
+// does not ask again for good); the writer, and the process, go on. It used
+// to crash the process (the writer goroutine had no recover), then answered
+// unavailable only, which the forwarder asked again every 5 s until Stop,
+// holding the slot.
 func TestWriterReadPanicFailsOneOp(t *testing.T) {
 	boom := func() error { panic("runtime error: slice bounds out of range") }
 	tests := []struct {
@@ -125,6 +128,7 @@ func TestWriterReadPanicFailsOneOp(t *testing.T) {
 			faultOn(t, s, faultWriter, tt.key(s), boom)
 			err := tt.do(t, s)
 			require.ErrorIs(t, err, ErrUnavailable)
+			require.ErrorIs(t, err, queue.ErrDamaged)
 			assert.Contains(t, err.Error(), "badger panicked")
 			s.readFault.Store(nil)
 			_, dup := accept(t, s, msg("reply.received", "after"))

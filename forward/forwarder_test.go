@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/queue"
@@ -634,6 +636,35 @@ func TestForwarderRecordsOutcomesAfterStoreOutage(t *testing.T) {
 			assert.Equal(t, 4, rec.count(), "each envelope forwarded once")
 		})
 	}
+}
+
+// TestForwarderLetsGoOfADamagedSettle: a store that cannot record an
+// outcome because what it reads is damaged (a Badger panic reading where
+// the message is) is not asked again: the outcome is logged at error level
+// and the slot is given back, so forwarding goes on; the envelope keeps its
+// lease (not sent again) until a restart. Damage matched ErrUnavailable
+// only, and was asked again every 5 s until Stop: with Concurrency 1 one
+// damaged message stopped all forwarding.
+func TestForwarderLetsGoOfADamagedSettle(t *testing.T) {
+	base := openStore(t, t.TempDir())
+	s := &settleFailing{Store: base, err: queue.Damaged(errors.New("badgerstore: store damaged: badger panicked reading /data: slice bounds out of range"))}
+	s.failing.Store(true)
+	rec := newRecorder(t, nil)
+	accept(t, base, 2)
+	core, logs := observer.New(zap.ErrorLevel)
+	f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, zap.New(core), nil)
+	require.NoError(t, err)
+	f.Start()
+	t.Cleanup(func() { f.Stop(context.Background()) })
+
+	assert.Eventually(t, func() bool { return rec.count() == 2 && s.calls.Load() >= 2 }, 5*time.Second, 5*time.Millisecond,
+		"both forwarded through the one slot")
+	time.Sleep(500 * time.Millisecond)
+	assert.EqualValues(t, 2, s.calls.Load(), "a damaged store is not asked again")
+	assert.Zero(t, f.InFlight(), "the slots are given back")
+	assert.Equal(t, 2, rec.count(), "not sent again")
+	assert.EqualValues(t, 2, stats(t, base).Leased, "the envelopes keep their leases")
+	assert.Equal(t, 2, logs.FilterMessageSnippet("damaged").Len(), "logged at error level: %v", logs.All())
 }
 
 // TestForwarderDoesNotSpin: paused with a due retry, with every slot busy,
