@@ -1,6 +1,11 @@
 package dedupe
 
-import "github.com/leadterra/caddy-webhooks/queue"
+import (
+	"errors"
+
+	"github.com/leadterra/caddy-webhooks/internal/badgerstore"
+	"github.com/leadterra/caddy-webhooks/queue"
+)
 
 // The store's errors are the queue contract's (match them with errors.Is).
 var (
@@ -14,6 +19,16 @@ var (
 var errClosed = queue.Closed
 
 func unavailable(err error) error { return queue.Unavailable(err) }
+
+// readFailed is the error of an op whose read failed: unavailable, and
+// damaged (queue.ErrDamaged) when Badger panicked (badgerstore.ErrDamaged),
+// so that callers do not ask again for good.
+func readFailed(err error) error {
+	if errors.Is(err, badgerstore.ErrDamaged) {
+		return queue.Damaged(err)
+	}
+	return unavailable(err)
+}
 
 // faultPoint names where readFault runs (tests).
 type faultPoint uint8

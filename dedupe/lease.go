@@ -43,6 +43,7 @@ type leaseTable struct {
 	sweep    bool              // a message of an unknown lane left: look for stale l/ entries
 	token    uint64            // last lease token handed out
 	taken    []*Message        // leases taken by the Lease call under way, in order
+	unread   error             // the first read error of an envelope the call skipped
 }
 
 type lease struct {
@@ -99,6 +100,7 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 	defer func() {
 		clear(t.taken)
 		t.taken = t.taken[:0]
+		t.unread = nil
 	}()
 	var out []*Message
 	err := s.view(func(txn *badger.Txn) error {
@@ -125,11 +127,22 @@ func (s *Store) Lease(ctx context.Context, n int, _ time.Duration) ([]*Message, 
 		}
 		return nil, err
 	}
+	if len(out) == 0 && t.unread != nil {
+		return nil, t.unread // the envelopes it skipped are all there was
+	}
 	return out, nil
 }
 
-// giveBack ends leases taken by this Lease call but not handed out.
-// Caller holds lmu.
+// skip notes that an envelope could not be read for now (err): it stays
+// where it is, not leased, and the walk goes on. Caller holds lmu.
+func (s *Store) skip(err error) {
+	if s.leases.unread == nil {
+		s.leases.unread = err
+	}
+}
+
+// giveBack ends the leases of ms (those still held under their token): taken
+// by a Lease call but not handed out, or released. Caller holds lmu.
 func (s *Store) giveBack(ms []*Message) {
 	t := &s.leases
 	for _, m := range ms {
@@ -179,7 +192,8 @@ func (s *Store) leaseDue(txn *badger.Txn, out []*Message, n int) ([]*Message, er
 		}
 		m, raw, err := s.readItem(item, seq)
 		if err != nil {
-			return out, err
+			s.skip(err)
+			continue
 		}
 		if ok, err := s.laneFree(txn, m); err != nil || !ok {
 			if err != nil {
@@ -197,6 +211,12 @@ func (s *Store) leaseDue(txn *badger.Txn, out []*Message, n int) ([]*Message, er
 // leasable now, in seq order.
 func (s *Store) leaseRevisit(txn *badger.Txn, out []*Message, n int) ([]*Message, error) {
 	t := &s.leases
+	var skipped []uint64 // looked at again by the next call
+	defer func() {
+		for _, seq := range skipped {
+			heap.Push(&t.revisit, seq)
+		}
+	}()
 	for len(out) < n && t.revisit.Len() > 0 {
 		seq := t.revisit[0]
 		if t.bySeq[seq] != nil {
@@ -214,7 +234,10 @@ func (s *Store) leaseRevisit(txn *badger.Txn, out []*Message, n int) ([]*Message
 		}
 		m, raw, err := s.readItem(item, seq)
 		if err != nil {
-			return out, err
+			heap.Pop(&t.revisit)
+			skipped = append(skipped, seq)
+			s.skip(err)
+			continue
 		}
 		ok, err := s.laneFree(txn, m)
 		if err != nil {
@@ -249,10 +272,12 @@ func (s *Store) leaseFresh(txn *badger.Txn, out []*Message, n int) ([]*Message, 
 			continue
 		}
 		m, raw, err := s.readItem(item, seq)
-		if err != nil {
-			return out, err
-		}
 		t.cursor = seq
+		if err != nil {
+			heap.Push(&t.revisit, seq) // looked at again by the next call
+			s.skip(err)
+			continue
+		}
 		if t.bySeq[seq] != nil {
 			continue
 		}
@@ -280,29 +305,28 @@ const maxPassedPerLease = 2048
 // readItem decodes a q/ or r/ item. A value that does not decode or does not
 // match its checksum is handed out as Corrupt (without a body), with the
 // stored bytes kept for the move to d/; its fields are what could be read
-// without the checksum, for the logs. A panic reading the value (Badger
-// trusts what it reads) counts as an unreadable value: recovered here, per
-// item, so that the damaged message becomes a dead letter instead of
-// failing every Lease.
+// without the checksum, for the logs. A value that cannot be read is read
+// again once in a fresh transaction (readAgain); when that fails too, a
+// value damaged for good (valueDamaged) is handed out as corrupt, so that
+// it becomes a dead letter instead of failing every Lease, and any other
+// error is returned: the envelope stays, and the caller skips it. A panic
+// reading the value (Badger trusts what it reads) counts as damage:
+// recovered here, per item.
 func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error) {
-	var v []byte
-	err := s.db.Safely(func() error {
-		if err := s.fault(faultValue, item.Key()); err != nil {
-			return err
-		}
-		var err error
-		v, err = item.ValueCopy(nil)
-		return err
-	})
+	v, err := s.readValue(item)
+	if err != nil && !valueDamaged(err) || err == nil && len(v) == 0 {
+		v, err = s.readAgain(item.KeyCopy(nil))
+	}
+	if err == nil && len(v) == 0 {
+		// No stored envelope is empty: Badger could not read it twice.
+		err = errValueLost
+	}
 	if err != nil {
 		if !valueDamaged(err) {
 			// Perhaps passing (an I/O error): the envelope stays, not
 			// leased, and is read again by a later Lease.
 			return nil, nil, unavailable(fmt.Errorf("reading stored envelope %d: %w", seq, err))
 		}
-		// A value damaged for good (a damaged value log): handed out as
-		// corrupt, so that it becomes a dead letter instead of failing
-		// every Lease.
 		s.log.Error("stored envelope cannot be read; it will become a dead letter marked corrupt",
 			zap.Uint64("seq", seq), zap.Error(err))
 		return &Message{Seq: seq, Corrupt: true}, []byte{}, nil
@@ -317,15 +341,59 @@ func (s *Store) readItem(item *badger.Item, seq uint64) (*Message, []byte, error
 	return c, v, nil
 }
 
+// readValue reads item's value; a panic inside Badger becomes an error
+// wrapping badgerstore.ErrDamaged.
+func (s *Store) readValue(item *badger.Item) ([]byte, error) {
+	var v []byte
+	err := s.db.Safely(func() error {
+		if err := s.fault(faultValue, item.Key()); err != nil {
+			return err
+		}
+		var err error
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	return v, err
+}
+
+// readAgain reads the value stored under key in a fresh transaction. Badger
+// logs a value-log read error and answers an empty value (badger v4.9.6
+// iterator.go yieldItemValue), a file gone as a checksum mismatch. A file
+// gone may be passing: value-log GC moves the values of a file and, with no
+// iterator open, deletes it at once (value.go rewrite), while a read
+// outside an iterator (a revisit's txn.Get) may still point into it. The
+// moved value is in the LSM tree before the file goes: a fresh transaction
+// finds it.
+func (s *Store) readAgain(key []byte) ([]byte, error) {
+	var v []byte
+	err := s.db.Safely(func() error {
+		return s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if err != nil {
+				return err
+			}
+			v, err = s.readValue(item)
+			return err
+		})
+	})
+	return v, err
+}
+
+// errValueLost: Badger read a stored envelope as empty twice (it logged why).
+var errValueLost = errors.New("badger could not read the stored value (see its log)")
+
 // valueDamaged reports whether err, from reading a stored value, says that
-// the value is damaged for good: a panic inside Badger (ErrDamaged), or one
-// of the errors Badger's value log read returns for a checksum or a value
-// pointer that does not hold (badger v4.9.6 value.go Read, getFileRLocked,
-// memtable.go logFile.read). Badger builds most of them with fmt.Errorf, and
-// y.Wrapf keeps only the text, so they are matched by their text. Anything
-// else (an I/O error, a closed value log) may pass: not damage.
+// the value is damaged for good: a panic inside Badger (ErrDamaged), a value
+// read empty twice (errValueLost), or one of the errors Badger's value log
+// read returns for a checksum or a value pointer that does not hold (badger
+// v4.9.6 value.go Read, getFileRLocked, memtable.go logFile.read; v4.9.6
+// logs them and answers an empty value instead, see readAgain). Badger
+// builds most of them with fmt.Errorf, and y.Wrapf keeps only the text, so
+// they are matched by their text. Anything else (an I/O error, a closed
+// value log, a value-log file gone: GC may have moved the value) may pass:
+// not damage.
 func valueDamaged(err error) bool {
-	if errors.Is(err, badgerstore.ErrDamaged) || errors.Is(err, y.ErrChecksumMismatch) || errors.Is(err, y.ErrEOF) {
+	if errors.Is(err, badgerstore.ErrDamaged) || errors.Is(err, errValueLost) {
 		return true
 	}
 	msg := err.Error()
@@ -343,7 +411,6 @@ var valueDamage = []string{
 	y.ErrEOF.Error(),               // offset or length past the value log file's end
 	"Invalid read: Len:",           // the entry is shorter than its header says
 	"Invalid value pointer offset", // pointer past the written part of the value log
-	"file with ID:",                // "file with ID: N not found": the value log file is gone
 }
 
 // laneFree reports whether m may be leased as far as its lane goes: it is
@@ -586,20 +653,7 @@ func (s *Store) Release(_ context.Context, ms []*Message) error {
 	}
 	s.lmu.Lock()
 	s.applyEnded()
-	t := &s.leases
-	for _, m := range ms {
-		l := t.bySeq[m.Seq]
-		if l == nil || l.token != m.Lease {
-			continue
-		}
-		delete(t.bySeq, m.Seq)
-		if l.lane != "" && t.laneBusy[l.lane] == m.Seq {
-			delete(t.laneBusy, l.lane)
-		}
-		if l.loc == locQueue {
-			heap.Push(&t.revisit, m.Seq)
-		}
-	}
+	s.giveBack(ms)
 	s.lmu.Unlock()
 	s.signal()
 	return nil

@@ -116,7 +116,7 @@ type Store struct {
 	// commitFault, when set (tests), fails the next commits with its error.
 	commitFault atomic.Pointer[func() error]
 	// readFault, when set (tests), runs before the store's own Badger reads
-	// at a point (see faultAt) of the key read: its error stands for the
+	// at a point (faultPoint; see fault) of the key read: its error stands for the
 	// read's, and its panic for Badger's.
 	readFault atomic.Pointer[func(at faultPoint, key []byte) error]
 

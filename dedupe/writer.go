@@ -282,9 +282,9 @@ func (b *batch) tx() *badger.Txn {
 // read runs fn, one of the writer's own reads of key in the current
 // transaction, and turns a panic inside Badger (which trusts what it reads:
 // a damaged block) into an error wrapping badgerstore.ErrDamaged, so that
-// only the op reading fails (unavailable) instead of the process. Only
-// reads are guarded, not apply as a whole: an op whose writes panicked
-// half-way could be completed twice.
+// only the op reading fails (unavailable and damaged: readFailed) instead
+// of the process. Only reads are guarded, not apply as a whole: an op whose
+// writes panicked half-way could be completed twice.
 func (b *batch) read(key []byte, fn func(txn *badger.Txn) error) error {
 	return b.s.db.Safely(func() error {
 		if err := b.s.fault(faultWriter, key); err != nil {
@@ -469,7 +469,7 @@ func (s *Store) applyAccept(b *batch, o *op) {
 			return // a duplicate
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			o.resSeq, o.dup = 0, false
-			o.err = unavailable(err)
+			o.err = readFailed(err)
 			return
 		}
 	}
@@ -529,7 +529,7 @@ func (s *Store) applyMove(b *batch, o *op) {
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			o.err = fmt.Errorf("%w: message %d is no longer there", ErrNotFound, o.seq)
 		} else {
-			o.err = unavailable(err)
+			o.err = readFailed(err)
 		}
 		return
 	}
@@ -583,7 +583,7 @@ func (s *Store) applyDead(b *batch, o *op, seq uint64) {
 		}
 		if err != nil {
 			if o.err == nil {
-				o.err = unavailable(err)
+				o.err = readFailed(err)
 			}
 			return
 		}

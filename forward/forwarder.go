@@ -434,7 +434,7 @@ func (f *Forwarder) deadCorrupt(m *queue.Message, probe bool) {
 // Concurrency. A store that cannot record it for now (unavailable: a full
 // disk, a shared database restarting; or a call that ran out of time, whose
 // write may still land) is asked again, backing off, until it records the
-// outcome, refuses it for good, is closed, or Stop begins. The envelope is
+// outcome, refuses it for good, finds it damaged, is closed, or Stop begins. The envelope is
 // never let go to be forwarded again meanwhile: that would send an envelope
 // the upstream already answered, over and over, for as long as the store
 // fails. (On a shared store, the lease may expire meanwhile: another
@@ -475,6 +475,13 @@ func (f *Forwarder) settle(m *queue.Message, out queue.Outcome) {
 		// took the envelope): that one records the outcome of its attempt.
 		f.logger.Warn("forwarding outcome not recorded: lease lost",
 			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key))
+	case errors.Is(err, queue.ErrDamaged):
+		// Asking again would hold the slot (and the lane) for good. The
+		// lease is not released either: leased again, the envelope would be
+		// sent again, and its outcome not recorded again, in a loop. It
+		// stays leased (until a restart, or its hold on a shared store).
+		f.logger.Error("forwarding outcome not recorded: the store is damaged where the envelope is; it stays leased until a restart, and an operator must act",
+			zap.Uint64("seq", m.Seq), zap.String("dedupe_key", m.Key), zap.Error(err))
 	default:
 		// The store is closed or refused the outcome: the envelope stays
 		// where it was, and is attempted again after a restart (or, on a
@@ -499,9 +506,10 @@ func settleAgain(err error) bool {
 }
 
 // storeDown reports whether err says that the store could not be reached
-// (and was not closed): asking again later may work.
+// (and was not closed, and did not find what it read damaged): asking again
+// later may work.
 func storeDown(err error) bool {
-	return errors.Is(err, queue.ErrUnavailable) && !errors.Is(err, queue.ErrClosed)
+	return errors.Is(err, queue.ErrUnavailable) && !errors.Is(err, queue.ErrClosed) && !errors.Is(err, queue.ErrDamaged)
 }
 
 // pause waits d; it returns false at once when the forwarder stops (an

@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/leadterra/caddy-webhooks/dedupe"
 	"github.com/leadterra/caddy-webhooks/queue"
@@ -168,6 +170,10 @@ func openStore(t *testing.T, dir string) *dedupe.Store {
 	t.Helper()
 	s, err := dedupe.Open(dedupe.Options{Dir: dir, SyncWrites: false})
 	require.NoError(t, err)
+	// A cleanup, not the tests' defer: it runs after the cleanups registered
+	// later (startForwarder's Stop), so the store outlives its forwarder.
+	// Closing it again is harmless.
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -245,6 +251,8 @@ func onlyDeadLetter(t *testing.T, s *dedupe.Store) *queue.Message {
 	return dead[0]
 }
 
+// startForwarder starts a forwarder on s, stopped when the test ends: before
+// the store opened with openStore (earlier) is closed.
 func startForwarder(t *testing.T, s queue.Store, cfg Config, obs Observer) *Forwarder {
 	t.Helper()
 	f, err := New(s, cfg, nil, obs)
@@ -256,7 +264,6 @@ func startForwarder(t *testing.T, s queue.Store, cfg Config, obs Observer) *Forw
 
 func TestForwarderDeliversInOrderWithHeaders(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	rec := newRecorder(t, nil)
 	accept(t, s, 5)
 	startForwarder(t, s, Config{Upstream: rec.srv.URL + "/app", Concurrency: 1}, nil)
@@ -278,7 +285,6 @@ func TestForwarderDeliversInOrderWithHeaders(t *testing.T) {
 
 func TestForwarderRetriesUntilSuccess(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	rec := newRecorder(t, func(n int, _ *http.Request) int {
 		if n <= 2 {
 			return http.StatusInternalServerError
@@ -302,7 +308,6 @@ func TestForwarderRetriesUntilSuccess(t *testing.T) {
 
 func TestForwarderDeadLetters(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusBadGateway })
 	accept(t, s, 1)
 	obs := &countingObserver{}
@@ -324,7 +329,6 @@ func TestForwarderDeadLetters(t *testing.T) {
 
 func TestForwarderDoesNotFollowRedirects(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	target := newRecorder(t, nil)
 	rec := newRecorder(t, func(_ int, r *http.Request) int { return http.StatusFound })
 	// a 302 without Location is enough to prove it is not followed; add one anyway
@@ -348,7 +352,6 @@ func TestForwarderResignsForUpstream(t *testing.T) {
 	key, err := webhook.ParseKey(secret)
 	require.NoError(t, err)
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	rec := newRecorder(t, nil)
 	accept(t, s, 1)
 	startForwarder(t, s, Config{Upstream: rec.srv.URL, UpstreamKeys: []webhook.Key{key}}, nil)
@@ -365,7 +368,6 @@ func TestForwarderResignsForUpstream(t *testing.T) {
 
 func TestForwarderHoldsFreshEnvelopesWhileUpstreamFails(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	var up atomic.Bool
 	rec := newRecorder(t, func(int, *http.Request) int {
 		if up.Load() {
@@ -420,7 +422,6 @@ func TestForwarderStopLeavesUnfinishedWorkForRestart(t *testing.T) {
 	require.NoError(t, s.Close())
 
 	s = openStore(t, dir)
-	defer s.Close()
 	assert.Equal(t, int64(1), stats(t, s).Queued+stats(t, s).Retrying, "an unfinished attempt leaves the envelope queued")
 	startForwarder(t, s, Config{Upstream: rec.srv.URL}, nil)
 	require.Eventually(t, func() bool { return stats(t, s).Queued+stats(t, s).Retrying == 0 && rec.count() >= 2 }, 5*time.Second, 5*time.Millisecond)
@@ -458,7 +459,6 @@ func TestForwarderWakesForRetriesThatFallDueWhileBusy(t *testing.T) {
 // reload (SetConfig) brings RootCAs naming that CA.
 func TestForwarderTrustsRootCAs(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	var hits atomic.Int32
 	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -493,7 +493,6 @@ func TestForwarderTrustsRootCAs(t *testing.T) {
 // attempt (not a generic error), described as such, and retried.
 func TestForwarderTimeout(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -573,7 +572,6 @@ func TestForwarderNeverResendsAnUnrecordedOutcome(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			base := openStore(t, t.TempDir())
-			defer base.Close()
 			s := &settleFailing{Store: base, err: tt.err}
 			s.failing.Store(true)
 			rec := newRecorder(t, nil)
@@ -616,7 +614,6 @@ func TestForwarderRecordsOutcomesAfterStoreOutage(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			base := openStore(t, t.TempDir())
-			defer base.Close()
 			s := &settleFailing{Store: base, err: tt.err}
 			s.failing.Store(true)
 			rec := newRecorder(t, nil)
@@ -639,6 +636,35 @@ func TestForwarderRecordsOutcomesAfterStoreOutage(t *testing.T) {
 			assert.Equal(t, 4, rec.count(), "each envelope forwarded once")
 		})
 	}
+}
+
+// TestForwarderLetsGoOfADamagedSettle: a store that cannot record an
+// outcome because what it reads is damaged (a Badger panic reading where
+// the message is) is not asked again: the outcome is logged at error level
+// and the slot is given back, so forwarding goes on; the envelope keeps its
+// lease (not sent again) until a restart. Damage matched ErrUnavailable
+// only, and was asked again every 5 s until Stop: with Concurrency 1 one
+// damaged message stopped all forwarding.
+func TestForwarderLetsGoOfADamagedSettle(t *testing.T) {
+	base := openStore(t, t.TempDir())
+	s := &settleFailing{Store: base, err: queue.Damaged(errors.New("badgerstore: store damaged: badger panicked reading /data: slice bounds out of range"))}
+	s.failing.Store(true)
+	rec := newRecorder(t, nil)
+	accept(t, base, 2)
+	core, logs := observer.New(zap.ErrorLevel)
+	f, err := New(s, Config{Upstream: rec.srv.URL, Concurrency: 1}, zap.New(core), nil)
+	require.NoError(t, err)
+	f.Start()
+	t.Cleanup(func() { f.Stop(context.Background()) })
+
+	assert.Eventually(t, func() bool { return rec.count() == 2 && s.calls.Load() >= 2 }, 5*time.Second, 5*time.Millisecond,
+		"both forwarded through the one slot")
+	time.Sleep(500 * time.Millisecond)
+	assert.EqualValues(t, 2, s.calls.Load(), "a damaged store is not asked again")
+	assert.Zero(t, f.InFlight(), "the slots are given back")
+	assert.Equal(t, 2, rec.count(), "not sent again")
+	assert.EqualValues(t, 2, stats(t, base).Leased, "the envelopes keep their leases")
+	assert.Equal(t, 2, logs.FilterMessageSnippet("damaged").Len(), "logged at error level: %v", logs.All())
 }
 
 // TestForwarderDoesNotSpin: paused with a due retry, with every slot busy,
@@ -667,7 +693,6 @@ func TestForwarderDoesNotSpin(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := openStore(t, t.TempDir())
-			defer s.Close()
 			release := make(chan struct{})
 			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				select {
@@ -729,7 +754,6 @@ func (s *settleLandsLate) Settle(ctx context.Context, m *queue.Message, o queue.
 // lost to another forwarder.
 func TestForwarderSettleLandedAfterTimeout(t *testing.T) {
 	base := openStore(t, t.TempDir())
-	defer base.Close()
 	s := &settleLandsLate{Store: base}
 	rec := newRecorder(t, func(int, *http.Request) int { return http.StatusBadGateway })
 	accept(t, base, 1)

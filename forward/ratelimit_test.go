@@ -105,7 +105,6 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 // nothing fails for it, and the wait is reported.
 func TestForwarderRate(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	defer s.Close()
 	rec := newRecorder(t, nil)
 	var (
 		mu       sync.Mutex // the recorder calls status concurrently

@@ -46,6 +46,12 @@ var (
 	ErrNotFound = errors.New("queue: not found")
 	// ErrTooLarge: the message does not fit the store's limits.
 	ErrTooLarge = errors.New("queue: message too large")
+	// ErrDamaged: what the call had to read is damaged in storage (the
+	// store's files no longer read back): asking again will not help, an
+	// operator must act. It also matches ErrUnavailable (nothing was
+	// written); callers that ask again while the store is unavailable
+	// leave it out, as they do ErrClosed.
+	ErrDamaged = errors.New("queue: stored data damaged")
 )
 
 // Unavailable wraps err so that it matches ErrUnavailable (unless it does already).
@@ -54,6 +60,14 @@ func Unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Damaged wraps err so that it matches ErrDamaged and ErrUnavailable.
+func Damaged(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Unavailable(fmt.Errorf("%w: %w", ErrDamaged, err))
 }
 
 // Closed is the error of a call on a closed store: it matches ErrClosed and
