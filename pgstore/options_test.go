@@ -211,8 +211,15 @@ func TestSessionTimeouts(t *testing.T) {
 		require.NoError(t, err)
 		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock)
 		require.NoError(t, err)
-		release := time.AfterFunc(time.Second, func() { tx.Rollback(context.Background()) })
-		defer release.Stop()
+		// The rollback runs on holder's connection in another goroutine: the
+		// test waits for it before the deferred Close uses the connection,
+		// whether it passes or fails.
+		released := make(chan struct{})
+		time.AfterFunc(time.Second, func() {
+			defer close(released)
+			tx.Rollback(context.Background())
+		})
+		defer func() { <-released }()
 		start := time.Now()
 		db := openDB(t, dsn+"&lock_timeout=100ms")
 		require.GreaterOrEqual(t, time.Since(start), time.Second, "Open waited for the schema lock")
