@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -182,13 +183,29 @@ func TestDisplayDSN(t *testing.T) {
 // as long as Open's ctx lets.
 func TestSessionTimeouts(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
+	// The server's TCP keepalive and user timeout (a dead peer noticed in
+	// about a minute), in SHOW's units.
+	keepalive := map[string]string{
+		"tcp_keepalives_idle": "20", "tcp_keepalives_interval": "10",
+		"tcp_keepalives_count": "3", "tcp_user_timeout": "60000",
+	}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		m = maps.Clone(m)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
 	tests := []struct {
 		name, params string
 		idle, lock   string
+		keepalive    map[string]string
 	}{
-		{"defaults", "", "30s", "5s"},
-		{"set by the dsn", "&lock_timeout=1500ms&idle_in_transaction_session_timeout=0", "0", "1500ms"},
-		{"set by the dsn's options", "&options=-c%20lock_timeout%3D2s", "30s", "2s"},
+		{"defaults", "", "30s", "5s", keepalive},
+		{"set by the dsn", "&lock_timeout=1500ms&idle_in_transaction_session_timeout=0&tcp_keepalives_idle=300&tcp_user_timeout=0", "0", "1500ms",
+			with(keepalive, "tcp_keepalives_idle", "300", "tcp_user_timeout", "0")},
+		{"set by the dsn's options", "&options=-c%20lock_timeout%3D2s%20-c%20tcp_keepalives_count%3D7", "30s", "2s",
+			with(keepalive, "tcp_keepalives_count", "7")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +216,11 @@ func TestSessionTimeouts(t *testing.T) {
 			require.NoError(t, db.pool.QueryRow(ctx, `SHOW lock_timeout`).Scan(&lock))
 			require.Equal(t, tt.idle, idle)
 			require.Equal(t, tt.lock, lock)
+			for name, want := range tt.keepalive {
+				var got string
+				require.NoError(t, db.pool.QueryRow(ctx, `SHOW `+name).Scan(&got))
+				require.Equal(t, want, got, name)
+			}
 		})
 	}
 
