@@ -167,7 +167,7 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, scrubbed("pgstore: parsing the dsn", err, dsn)
+		return nil, scrubbed("pgstore: parsing the dsn", badDSN{err}, dsn)
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns

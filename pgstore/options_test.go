@@ -21,12 +21,13 @@ func TestOpenErrors(t *testing.T) {
 	srv := pgtest.Shared(t)
 	tests := []struct {
 		name, dsn, want string
+		outage          bool // IsOutage: waiting may fix it
 	}{
-		{"not a dsn", "postgres://postgres:" + testPassword + "@127.0.0.1:notaport/db", "parsing the dsn"},
-		{"bad option", "postgres://postgres:" + testPassword + "@127.0.0.1/db?pool_max_conns=zero", "parsing the dsn"},
-		{"key=value form", "host=127.0.0.1 port=1 user=postgres password=" + testPassword + " dbname=db connect_timeout=2", "preparing the schema"},
-		{"no such database", withPassword(srv.DSN("no_such_database")), "preparing the schema"},
-		{"nothing listening", "postgres://postgres:" + testPassword + "@127.0.0.1:1/db?sslmode=disable", "preparing the schema"},
+		{"not a dsn", "postgres://postgres:" + testPassword + "@127.0.0.1:notaport/db", "parsing the dsn", false},
+		{"bad option", "postgres://postgres:" + testPassword + "@127.0.0.1/db?pool_max_conns=zero", "parsing the dsn", false},
+		{"key=value form", "host=127.0.0.1 port=1 user=postgres password=" + testPassword + " dbname=db connect_timeout=2", "preparing the schema", true},
+		{"no such database", withPassword(srv.DSN("no_such_database")), "preparing the schema", false},
+		{"nothing listening", "postgres://postgres:" + testPassword + "@127.0.0.1:1/db?sslmode=disable", "preparing the schema", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,6 +42,7 @@ func TestOpenErrors(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 			require.NotContains(t, err.Error(), testPassword)
 			require.NotContains(t, err.Error(), "Pa55")
+			require.Equal(t, tt.outage, IsOutage(err), "IsOutage")
 		})
 	}
 }
