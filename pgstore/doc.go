@@ -44,8 +44,11 @@
 //     checks the release for a peer whose kernel resets the first probe;
 //     the unanswered probes of a dead host are the kernel's, not tested.
 //   - An accept whose caller gave up before a writer took it is never
-//     stored; the accepts waiting for a writer are capped (128 MiB), beyond
-//     which Accept fails at once with queue.ErrUnavailable.
+//     stored. The accepts waiting for a writer are capped (128 MiB), beyond
+//     which Accept fails at once with queue.ErrUnavailable: a backstop for
+//     callers that bound nothing themselves (in Caddy, every waiting
+//     request holds its body within max_body_in_flight, 64 MiB by default,
+//     which is reached first).
 //   - The schema is created and migrated by Open, versioned (webhook_schema),
 //     under an advisory lock. Expired dedupe keys are deleted in the
 //     background in bounded batches.
