@@ -118,7 +118,6 @@ type DB struct {
 
 	listening atomic.Bool // the LISTEN connection is up
 	commits   atomic.Int64
-	batching  atomic.Int64 // ops taken by a writer, not finished yet
 	accepts   atomic.Int64
 	notifies  atomic.Int64 // NOTIFY statements sent
 

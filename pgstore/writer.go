@@ -221,8 +221,6 @@ func (db *DB) writer() {
 
 // commit runs ops in one transaction and completes them.
 func (db *DB) commit(ops []*op) {
-	db.batching.Add(int64(len(ops)))
-	defer db.batching.Add(-int64(len(ops)))
 	sortOps(ops)
 	gen := db.health.begin()
 	var err error
