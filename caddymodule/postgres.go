@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/leadterra/caddy-webhooks/forward"
@@ -19,11 +20,13 @@ import (
 // janitor) per DSN is shared by every receiver that names it, through a
 // caddy.UsagePool, so that a reload keeps its connections.
 //
-// A database that cannot be reached when the config starts does not stop
-// Caddy from starting (it serves other sites): the receivers answer 503 with
+// A database that cannot be reached, or refuses the login (a wrong password,
+// no such role, no such database), when Caddy starts does not stop Caddy
+// from starting (it serves other sites): the receivers answer 503 with
 // Retry-After and forward nothing until it is reached, which is tried again
-// in the background. A DSN the server refuses (wrong password, no such
-// database) is a config error.
+// in the background. Other errors fail the start: a DSN that does not
+// parse, a schema newer than this build, a missing permission. During a
+// reload, a refusal fails the reload too.
 
 var pgPools = caddy.NewUsagePool()
 
@@ -50,10 +53,12 @@ type pgShared struct {
 // acquirePostgres returns the shared database of dsn (the caller releases it
 // with pgPools.Delete(dsn)). A database that cannot be reached is tried
 // again in the background, its receivers answering 503 meanwhile. So is one
-// that refuses (a wrong password, no such database) when no receivers run
-// yet: Caddy's other sites must come up whatever the database says. During
-// a reload (receivers run), a refusal fails the reload instead, and the
-// running config stays in force.
+// that refuses the login (pgRefusedLogin) when no receivers run yet: Caddy's
+// other sites must come up while the database is being set up. During a
+// reload (receivers run), a refusal fails the reload instead, and the
+// running config stays in force. Any other error fails the start or the
+// reload: a DSN that does not parse, a schema newer than this build, a
+// missing permission are not fixed by waiting.
 func acquirePostgres(dsn string, logger *zap.Logger) (*pgShared, error) {
 	refuse := activeReceivers.Load() != nil
 	v, _, err := pgPools.LoadOrNew(dsn, func() (caddy.Destructor, error) {
@@ -63,29 +68,46 @@ func acquirePostgres(dsn string, logger *zap.Logger) (*pgShared, error) {
 		p := &pgShared{dsn: dsn, logger: logger, ready: make(chan struct{}), done: make(chan struct{})}
 		var bg context.Context
 		bg, p.stop = context.WithCancel(context.Background())
-		switch {
-		case err == nil:
+		if err == nil {
 			p.db.Store(db)
 			close(p.ready)
 			close(p.done)
-		case pgstore.IsOutage(err) || errors.Is(err, context.DeadlineExceeded):
-			logger.Error("PostgreSQL unreachable; its receivers answer 503 and forward nothing until it is reached (trying again in the background)",
-				zap.Error(err))
-			go p.retry(bg)
-		case refuse:
+			return p, nil
+		}
+		outage := pgstore.IsOutage(err) || errors.Is(err, context.DeadlineExceeded)
+		if !outage && (refuse || !pgRefusedLogin(err)) {
 			p.stop()
 			return nil, err
-		default:
-			logger.Error("PostgreSQL refused the connection; its receivers answer 503 and forward nothing until it accepts (trying again in the background)",
-				zap.Error(err))
-			go p.retry(bg)
 		}
+		what := "unreachable"
+		if !outage {
+			what = "refused the connection"
+		}
+		logger.Error("PostgreSQL "+what+"; its receivers answer 503 and forward nothing until it is reached (trying again in the background)",
+			zap.Error(err))
+		go p.retry(bg)
 		return p, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*pgShared), nil
+}
+
+// pgRefusedLogin reports whether the server refused the connection itself:
+// the login (28P01 wrong password, 28000 no such role or not allowed by
+// pg_hba.conf) or the database (3D000, none of that name). Those are fixed
+// on the server's side, often while Caddy already runs.
+func pgRefusedLogin(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "28P01", "28000", "3D000":
+		return true
+	}
+	return false
 }
 
 // retry opens the database until it works or the pool entry is destroyed.

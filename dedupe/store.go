@@ -58,7 +58,9 @@ const (
 // maxQueuedAccepts caps the bytes of accepts waiting for the writer. An
 // accept whose caller gave up (ack_timeout) stays queued until its commit;
 // on a stalled disk, new ones beyond this fail at once with ErrUnavailable
-// instead of piling up in memory. A var for tests.
+// instead of piling up in memory. A backstop for library users: in Caddy,
+// max_body_in_flight (64 MiB by default) bounds the waiting bodies first.
+// A var for tests.
 var maxQueuedAccepts int64 = 128 << 20
 
 // now is the store's clock (AcceptedAt, DeadAt, Replay); tests replace it.

@@ -51,14 +51,7 @@ func TestPostgresStorage(t *testing.T) {
 		t.Fatalf("PostgreSQL down: want 503 with Retry-After, got %s", r)
 	}
 	pg.Start(t)
-	if err := eventually(60*time.Second, func() error {
-		if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusAccepted {
-			return errNotYet
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("the receiver did not serve once PostgreSQL was up: %v", err)
-	}
+	waitAccepted(t, s, rid, "PostgreSQL was up")
 	requireDuplicate(t, deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)))
 	up.waitKey(t, rid, 1, 10*time.Second)
 	if err := eventually(10*time.Second, func() error {
@@ -79,22 +72,22 @@ func TestPostgresStorage(t *testing.T) {
 
 // pgRefusedCaddyfile is pgCaddyfile beside another site that must serve
 // whatever the database says.
-const pgRefusedCaddyfile = `{
-	admin 127.0.0.1:{ADMINPORT}
-}
-:{PORT} {
-	respond /other "other site" 200
-	webhook_receiver /hooks {
-		upstream {UPSTREAM}
-		secret {SECRET}
-		name shared
-		storage postgres {
-			dsn {DSN}
+var pgRefusedCaddyfile = strings.Replace(pgCaddyfile, "\twebhook_receiver /hooks {",
+	"\trespond /other \"other site\" 200\n\twebhook_receiver /hooks {", 1)
+
+// waitAccepted delivers rid until the receiver answers 202 (it answers 503
+// while its database is not reached).
+func waitAccepted(t *testing.T, s *server, rid, while string) {
+	t.Helper()
+	if err := eventually(60*time.Second, func() error {
+		if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusAccepted {
+			return errNotYet
 		}
-		retry 200ms
+		return nil
+	}); err != nil {
+		t.Fatalf("the receiver did not serve once %s: %v", while, err)
 	}
 }
-`
 
 // TestPostgresRefusedAtStart: a database that refuses the connection (here:
 // no such database) when Caddy starts does not keep Caddy down: its other
@@ -118,14 +111,7 @@ func TestPostgresRefusedAtStart(t *testing.T) {
 	if _, err := pg.CreateDatabase("later"); err != nil {
 		t.Fatal(err)
 	}
-	if err := eventually(60*time.Second, func() error {
-		if r := deliver(t, s.url("/hooks"), testSecret, replyEnvelope(rid)); r.status != http.StatusAccepted {
-			return errNotYet
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("the receiver did not serve once the database existed: %v", err)
-	}
+	waitAccepted(t, s, rid, "the database existed")
 	up.waitKey(t, rid, 1, 10*time.Second)
 
 	// A reload onto a database that refuses fails; the running one serves.

@@ -69,9 +69,16 @@ func TestAbandonedAcceptsAreNotStored(t *testing.T) {
 
 	srv.Freeze(t)
 	t.Cleanup(func() { srv.Thaw(t) })
-	// The writer takes this one and hangs sending it.
-	acceptLong("taken")
-	require.Eventually(t, func() bool { return db.batching.Load() == 1 }, 30*time.Second, 5*time.Millisecond)
+	// The writer takes this one and hangs sending it. Submitted here (what
+	// Accept does), so that an empty queue means a writer took it.
+	taken := &op{kind: opAccept, rid: s.id, env: newEnvelope(msg("taken"), "taken", "", time.Now()), now: time.Now()}
+	taken.sum = taken.env.checksum()
+	require.NoError(t, db.submit(taken))
+	go func() {
+		<-taken.done
+		results <- result{"taken", taken.dup, taken.err}
+	}()
+	require.Eventually(t, func() bool { n, _, _ := queued(db); return n == 0 }, 30*time.Second, 5*time.Millisecond)
 
 	// Callers that give up: their accepts are abandoned, and charge nothing.
 	for i := range 20 {

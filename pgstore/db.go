@@ -66,10 +66,18 @@ const (
 )
 
 // sessionDefaults are the settings of the store's sessions that a DSN may
-// override.
+// override (see Open).
 var sessionDefaults = map[string]string{
 	"idle_in_transaction_session_timeout": "30s",
 	"lock_timeout":                        "5s",
+	// The server's end of the connection: a peer silent for 20 s is
+	// probed every 10 s, and after 3 unanswered probes, or 60 s of data
+	// sent and not acknowledged (tcp_user_timeout, PostgreSQL 12 or later),
+	// the server ends the session. In seconds, and milliseconds.
+	"tcp_keepalives_idle":     "20",
+	"tcp_keepalives_interval": "10",
+	"tcp_keepalives_count":    "3",
+	"tcp_user_timeout":        "60000",
 }
 
 // now is the store's clock (AcceptedAt, DeadAt, retry due times, key
@@ -110,7 +118,6 @@ type DB struct {
 
 	listening atomic.Bool // the LISTEN connection is up
 	commits   atomic.Int64
-	batching  atomic.Int64 // ops taken by a writer, not finished yet
 	accepts   atomic.Int64
 	notifies  atomic.Int64 // NOTIFY statements sent
 
@@ -159,7 +166,7 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, scrubbed("pgstore: parsing the dsn", err, dsn)
+		return nil, scrubbed("pgstore: parsing the dsn", badDSN{err}, dsn)
 	}
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
@@ -188,11 +195,21 @@ func Open(ctx context.Context, dsn string, o Options) (*DB, error) {
 	// messages was planned at 4 of 10 executions, 0.2 ms each, ~10 % of the
 	// database's CPU in the gateway-pg benchmark).
 	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
-	// A replica whose host dies in a transaction (a migration, a Replay, a
-	// batch of writes) keeps its locks until TCP keepalive notices, about two
-	// hours: the server ends a transaction left idle, and a statement waiting
-	// for a lock gives up (a batch then fails as an outage, instead of
-	// stalling every receiver behind it). A DSN that sets them wins.
+	// A replica whose host dies in a transaction keeps its locks until the
+	// server notices; by default, through TCP keepalive, after about two
+	// hours. The sessions' settings shorten that:
+	//   - idle_in_transaction_session_timeout ends a transaction left idle
+	//     between statements (a migration, a Replay);
+	//   - a batch of writes is one implicit transaction sent as a pipeline,
+	//     its Sync last: a replica dying before the server read the Sync
+	//     leaves a session "active", which that timeout does not end. The
+	//     server's TCP keepalive (and user timeout) do: the session of a
+	//     dead peer ends within about a minute;
+	//   - lock_timeout makes a statement waiting for a lock give up (a
+	//     batch then fails as an outage, instead of stalling every receiver
+	//     behind it).
+	// A DSN that sets any of them wins. The keepalive settings apply to TCP
+	// connections only (not Unix sockets).
 	for name, value := range sessionDefaults {
 		if _, ok := cfg.ConnConfig.RuntimeParams[name]; !ok && !strings.Contains(cfg.ConnConfig.RuntimeParams["options"], name) {
 			cfg.ConnConfig.RuntimeParams[name] = value

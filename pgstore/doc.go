@@ -31,13 +31,24 @@
 //     plan (plan_cache_mode), found through indexes whatever the table's
 //     statistics say (no sequential or bitmap scans on the store's
 //     connections).
-//   - Sessions run with idle_in_transaction_session_timeout = 30s and
-//     lock_timeout = 5s (unless the DSN sets them): a replica whose host
-//     dies in a transaction does not hold its locks for hours, and a batch
-//     waiting for a lock fails as an outage instead of stalling behind it.
+//   - Sessions run with (unless the DSN sets them)
+//     idle_in_transaction_session_timeout = 30s: a transaction left idle
+//     between statements (a migration, a Replay) by a replica whose host
+//     died ends, and its locks go; the server's TCP keepalive (idle 20s,
+//     interval 10s, count 3) and tcp_user_timeout = 60s: the session of a
+//     peer that vanished ends within about a minute, also in the middle of
+//     a batch of writes (one pipelined transaction, whose session stays
+//     "active" and which the idle timeout does not end; TCP connections
+//     only); and lock_timeout = 5s: a batch waiting for a lock fails as an
+//     outage instead of stalling behind it. TestVanishedPeerMidPipeline
+//     checks the release for a peer whose kernel resets the first probe;
+//     the unanswered probes of a dead host are the kernel's, not tested.
 //   - An accept whose caller gave up before a writer took it is never
-//     stored; the accepts waiting for a writer are capped (128 MiB), beyond
-//     which Accept fails at once with queue.ErrUnavailable.
+//     stored. The accepts waiting for a writer are capped (128 MiB), beyond
+//     which Accept fails at once with queue.ErrUnavailable: a backstop for
+//     callers that bound nothing themselves (in Caddy, every waiting
+//     request holds its body within max_body_in_flight, 64 MiB by default,
+//     which is reached first).
 //   - The schema is created and migrated by Open, versioned (webhook_schema),
 //     under an advisory lock. Expired dedupe keys are deleted in the
 //     background in bounded batches.

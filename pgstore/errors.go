@@ -34,8 +34,11 @@ func internal(err error) error {
 	return err
 }
 
-// isOutage reports whether err says that the server cannot be reached or
-// is not serving (as opposed to refusing one statement).
+// badDSN marks a DSN that does not parse.
+type badDSN struct{ error }
+
+func (b badDSN) Unwrap() error { return b.error }
+
 // IsOutage reports whether err means the server could not be reached (or
 // refused connections for now: shutting down, starting up, too many
 // connections), as opposed to a refusal that will stand (a wrong password,
@@ -50,7 +53,11 @@ func isOutage(err error) bool {
 	if errors.As(err, &u) {
 		return true
 	}
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, errSchemaTooNew) {
+		return false
+	}
+	var bad badDSN
+	if errors.As(err, &bad) {
 		return false
 	}
 	var pgErr *pgconn.PgError

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,13 @@ func TestOpenErrors(t *testing.T) {
 	srv := pgtest.Shared(t)
 	tests := []struct {
 		name, dsn, want string
+		outage          bool // IsOutage: waiting may fix it
 	}{
-		{"not a dsn", "postgres://postgres:" + testPassword + "@127.0.0.1:notaport/db", "parsing the dsn"},
-		{"bad option", "postgres://postgres:" + testPassword + "@127.0.0.1/db?pool_max_conns=zero", "parsing the dsn"},
-		{"key=value form", "host=127.0.0.1 port=1 user=postgres password=" + testPassword + " dbname=db connect_timeout=2", "preparing the schema"},
-		{"no such database", withPassword(srv.DSN("no_such_database")), "preparing the schema"},
-		{"nothing listening", "postgres://postgres:" + testPassword + "@127.0.0.1:1/db?sslmode=disable", "preparing the schema"},
+		{"not a dsn", "postgres://postgres:" + testPassword + "@127.0.0.1:notaport/db", "parsing the dsn", false},
+		{"bad option", "postgres://postgres:" + testPassword + "@127.0.0.1/db?pool_max_conns=zero", "parsing the dsn", false},
+		{"key=value form", "host=127.0.0.1 port=1 user=postgres password=" + testPassword + " dbname=db connect_timeout=2", "preparing the schema", true},
+		{"no such database", withPassword(srv.DSN("no_such_database")), "preparing the schema", false},
+		{"nothing listening", "postgres://postgres:" + testPassword + "@127.0.0.1:1/db?sslmode=disable", "preparing the schema", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +42,7 @@ func TestOpenErrors(t *testing.T) {
 			require.ErrorContains(t, err, tt.want)
 			require.NotContains(t, err.Error(), testPassword)
 			require.NotContains(t, err.Error(), "Pa55")
+			require.Equal(t, tt.outage, IsOutage(err), "IsOutage")
 		})
 	}
 }
@@ -182,13 +185,29 @@ func TestDisplayDSN(t *testing.T) {
 // as long as Open's ctx lets.
 func TestSessionTimeouts(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
+	// The server's TCP keepalive and user timeout (a dead peer noticed in
+	// about a minute), in SHOW's units.
+	keepalive := map[string]string{
+		"tcp_keepalives_idle": "20", "tcp_keepalives_interval": "10",
+		"tcp_keepalives_count": "3", "tcp_user_timeout": "60000",
+	}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		m = maps.Clone(m)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
 	tests := []struct {
 		name, params string
 		idle, lock   string
+		keepalive    map[string]string
 	}{
-		{"defaults", "", "30s", "5s"},
-		{"set by the dsn", "&lock_timeout=1500ms&idle_in_transaction_session_timeout=0", "0", "1500ms"},
-		{"set by the dsn's options", "&options=-c%20lock_timeout%3D2s", "30s", "2s"},
+		{"defaults", "", "30s", "5s", keepalive},
+		{"set by the dsn", "&lock_timeout=1500ms&idle_in_transaction_session_timeout=0&tcp_keepalives_idle=300&tcp_user_timeout=0", "0", "1500ms",
+			with(keepalive, "tcp_keepalives_idle", "300", "tcp_user_timeout", "0")},
+		{"set by the dsn's options", "&options=-c%20lock_timeout%3D2s%20-c%20tcp_keepalives_count%3D7", "30s", "2s",
+			with(keepalive, "tcp_keepalives_count", "7")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +218,11 @@ func TestSessionTimeouts(t *testing.T) {
 			require.NoError(t, db.pool.QueryRow(ctx, `SHOW lock_timeout`).Scan(&lock))
 			require.Equal(t, tt.idle, idle)
 			require.Equal(t, tt.lock, lock)
+			for name, want := range tt.keepalive {
+				var got string
+				require.NoError(t, db.pool.QueryRow(ctx, `SHOW `+name).Scan(&got))
+				require.Equal(t, want, got, name)
+			}
 		})
 	}
 
@@ -211,8 +235,15 @@ func TestSessionTimeouts(t *testing.T) {
 		require.NoError(t, err)
 		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock)
 		require.NoError(t, err)
-		release := time.AfterFunc(time.Second, func() { tx.Rollback(context.Background()) })
-		defer release.Stop()
+		// The rollback runs on holder's connection in another goroutine: the
+		// test waits for it before the deferred Close uses the connection,
+		// whether it passes or fails.
+		released := make(chan struct{})
+		time.AfterFunc(time.Second, func() {
+			defer close(released)
+			tx.Rollback(context.Background())
+		})
+		defer func() { <-released }()
 		start := time.Now()
 		db := openDB(t, dsn+"&lock_timeout=100ms")
 		require.GreaterOrEqual(t, time.Since(start), time.Second, "Open waited for the schema lock")

@@ -125,4 +125,5 @@ func TestMigrateTooNew(t *testing.T) {
 	_, err = Open(ctx, dsn, Options{})
 	require.ErrorIs(t, err, errSchemaTooNew)
 	require.ErrorContains(t, err, "downgrade")
+	require.False(t, IsOutage(err), "waiting does not fix it")
 }

@@ -102,7 +102,9 @@ func laneLock(rid int32, lane []byte) laneKey {
 // maxQueuedAccepts caps the bytes of accepts waiting for a writer (their
 // envelopes, plus opOverhead each). While the server hangs, the accepts of
 // callers still waiting pile up: beyond this, new ones fail at once with
-// ErrUnavailable instead of filling memory. A var for tests.
+// ErrUnavailable instead of filling memory. A backstop for library users:
+// in Caddy, max_body_in_flight (64 MiB by default) bounds the waiting
+// bodies first. A var for tests.
 var maxQueuedAccepts int64 = 128 << 20
 
 // opOverhead is what an accept counts in maxQueuedAccepts besides its
@@ -219,8 +221,6 @@ func (db *DB) writer() {
 
 // commit runs ops in one transaction and completes them.
 func (db *DB) commit(ops []*op) {
-	db.batching.Add(int64(len(ops)))
-	defer db.batching.Add(-int64(len(ops)))
 	sortOps(ops)
 	gen := db.health.begin()
 	var err error
